@@ -1,0 +1,60 @@
+"""The `gemma-code` command line: Typer commands that turn flags into library calls.
+
+Each command group lives in its own module and registers itself on `app` when imported.
+Heavy libraries (llama_cpp, tree-sitter, numpy, git) are imported inside commands only, so
+`gemma-code --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from gemma_code import __version__
+
+app = typer.Typer(
+    name="gemma-code",
+    help=(
+        "A private coding assistant: Gemma 4 on your own GPU through llama.cpp.\n\n"
+        "Run with no command for the interactive chat. Examples:\n\n"
+        "  gemma-code ask \"where is the retry logic?\"\n\n"
+        "  git diff | gemma-code ask \"review this\"\n\n"
+        "  gemma-code models pull gemma-4-26b-a4b"
+    ),
+    no_args_is_help=False,
+    invoke_without_command=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gemma-code {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """A private coding assistant: Gemma 4 on your own GPU through llama.cpp."""
+    if ctx.invoked_subcommand is None:
+        chat = ctx.command.get_command(ctx, "chat") if hasattr(ctx.command, "get_command") else None
+        if chat is None:
+            typer.echo(ctx.get_help())
+            raise typer.Exit()
+        ctx.invoke(chat)
+
+
+# Command modules register themselves on `app` (order = order in --help).
+from gemma_code.cli import ask as _ask  # noqa: E402,F401
+from gemma_code.cli import config_cmd as _config_cmd  # noqa: E402,F401
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

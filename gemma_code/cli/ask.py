@@ -1,0 +1,133 @@
+"""`gemma-code ask`: one question, answered from the repository, streamed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gemma_code.cli import app
+from gemma_code.cli.common import (
+    BaseUrlOpt,
+    BudgetOpt,
+    EngineOpt,
+    FilesOpt,
+    JsonOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    NCtxOpt,
+    ShowThoughtsOpt,
+    StatsOpt,
+    ThinkOpt,
+    command,
+    settings_from,
+)
+from gemma_code.errors import Interrupted, UsageError
+
+ASK_HELP = """Ask one question about your code; the answer streams to the terminal.
+
+Examples:
+
+  gemma-code ask "where do we retry failed uploads?"
+
+  gemma-code ask "explain this function" -f src/upload.py
+
+  git diff | gemma-code ask "review this change"
+
+  gemma-code ask --think --stats "why is test_login flaky?"
+
+  gemma-code ask --json "list the CLI entry points" | jq .answer
+
+Piped standard input is added to the question. --json prints
+{"answer", "thoughts", "model", "stats"}. Ctrl-C stops the answer (exit 130).
+"""
+
+
+def read_stdin() -> str | None:
+    """Piped standard input, or None on a terminal."""
+    stream = sys.stdin
+    if stream is None or stream.closed or stream.isatty():
+        return None
+    return stream.read()
+
+
+@command(app, "ask", help=ASK_HELP)
+def ask(
+    question: Annotated[str | None, typer.Argument(help="The question (or pipe it in).")] = None,
+    files: FilesOpt = None,
+    model: ModelOpt = None,
+    engine: EngineOpt = None,
+    base_url: BaseUrlOpt = None,
+    think: ThinkOpt = None,
+    show_thoughts: ShowThoughtsOpt = None,
+    json_out: JsonOpt = False,
+    stats: StatsOpt = False,
+    max_tokens: MaxTokensOpt = None,
+    n_ctx: NCtxOpt = None,
+    budget: BudgetOpt = None,
+    no_context: Annotated[
+        bool, typer.Option("--no-context", help="Do not add repository context.")
+    ] = False,
+) -> None:
+    from gemma_code.engine import load_engine
+    from gemma_code.tasks.ask import ask_messages, collect, stream_ask
+    from gemma_code.ui import StreamPrinter, format_stats, stderr_console, stdout_console
+
+    loaded = settings_from(
+        model=model, engine=engine, base_url=base_url, think=think,
+        show_thoughts=show_thoughts, max_tokens=max_tokens, n_ctx=n_ctx, budget=budget,
+        context=False if no_context else None,
+    )
+    settings = loaded.settings
+    piped = read_stdin()
+    if not question or not question.strip():
+        if piped and piped.strip():
+            question, piped = piped, None
+        else:
+            raise UsageError("no question given", 'try: gemma-code ask "what does main() do?"')
+    assert question is not None
+    paths = [Path(p) for p in (files or [])]
+    eng = load_engine(settings)
+    try:
+        repo_context = None
+        if settings.context:
+            from gemma_code.tasks.ask import repo_context_for
+
+            repo_context = repo_context_for(eng, question, paths, settings)
+        messages = ask_messages(question, files=paths, stdin_text=piped, repo_context=repo_context)
+        chunks = stream_ask(
+            eng, messages, max_tokens=settings.max_tokens, think=settings.think,
+            temperature=settings.temperature,
+        )
+        if json_out:
+            try:
+                result = collect(chunks)
+            except KeyboardInterrupt:
+                raise Interrupted("interrupted; no answer printed") from None
+            payload = {
+                "answer": result.answer,
+                "thoughts": result.thoughts,
+                "model": eng.info.name,
+                "stats": result.stats.to_dict(),
+                "model_info": eng.info.to_dict(),
+            }
+            typer.echo(json.dumps(payload, ensure_ascii=False))
+            return
+        printer = StreamPrinter(stdout_console(), show_thoughts=settings.show_thoughts)
+        final = None
+        with printer:
+            try:
+                for chunk in chunks:
+                    printer.add(chunk)
+                    if chunk.stats is not None:
+                        final = chunk.stats
+            except KeyboardInterrupt:
+                chunks.close()
+                raise Interrupted("interrupted; the answer above is incomplete") from None
+        if stats and final is not None:
+            stderr_console().print(format_stats(final), style="dim")
+    finally:
+        eng.close()

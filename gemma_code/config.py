@@ -1,0 +1,182 @@
+"""Layered settings: defaults < user config.toml < ./.gemma-code.toml < GEMMA_CODE_* < flags.
+
+Each value remembers where it came from, for `gemma-code config show`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gemma_code import paths
+from gemma_code.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PROJECT_FILE = ".gemma-code.toml"
+ENV_PREFIX = "GEMMA_CODE_"
+
+
+@dataclass
+class Settings:
+    """Every setting, with its default. Names are the config keys and GEMMA_CODE_<NAME> vars."""
+
+    # model and engine
+    model: str = "gemma-4-26b-a4b"  # registry name or path to a GGUF file
+    engine: str = "llamacpp"  # llamacpp | openai | scripted
+    n_ctx: int = 0  # 0: choose from the model and free memory
+    n_gpu_layers: int = -1  # -1: every layer the build can offload
+    kv_type: str = "auto"  # auto | f16 | q8_0 | q4_0
+    flash_attn: bool = True
+    swa_full: bool = False
+    n_threads: int = 0  # 0: choose from the core count
+    n_batch: int = 512
+    cpu_moe: str = "auto"  # auto | on | off: keep MoE expert tensors on the CPU
+    # generation
+    max_tokens: int = 2048
+    temperature: float = 1.0
+    top_p: float = 0.95
+    top_k: int = 64
+    seed: int = -1
+    think: bool = False
+    show_thoughts: bool = True
+    # context builder
+    context: bool = True
+    budget: int = 32768  # tokens of repository context
+    max_file_bytes: int = 1_000_000
+    # openai-compatible engine
+    base_url: str = "http://127.0.0.1:8080/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    request_timeout: float = 600.0
+    # review hook
+    fail_on: str = "high"
+    fail_closed: bool = False
+    review_timeout: float = 300.0
+    # scripted engine (tests, demos): a JSON file of replies
+    script: str = ""
+
+
+SOURCE_DEFAULT = "default"
+SOURCE_ENV = "env"
+SOURCE_FLAG = "flag"
+
+
+@dataclass
+class LoadedSettings:
+    """Settings plus, for each key, where its value came from."""
+
+    settings: Settings
+    sources: dict[str, str] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+
+def _fields() -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in fields(Settings)}
+
+
+def _coerce(key: str, value: Any, origin: str) -> Any:
+    """Turn a TOML or environment value into the field's type, or raise ConfigError."""
+    kind = type(getattr(Settings(), key))
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+                return True
+            if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if not isinstance(value, str):
+            raise ValueError
+        return value
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{origin}: `{key}` must be a {kind.__name__}, not {value!r}",
+            f"fix `{key}` in {origin}; `gemma-code config show` lists every key",
+        ) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a settings file, naming the file in any error."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML ({exc})", f"fix or remove {path}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})", f"check {path}") from None
+    return data
+
+
+def _apply_file(loaded: LoadedSettings, path: Path) -> None:
+    known = _fields()
+    data = read_toml(path)
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(
+                f"{path}: unknown key `{key}`",
+                "`gemma-code config show` lists every key; remove or rename it",
+            )
+        setattr(loaded.settings, name, _coerce(name, value, str(path)))
+        loaded.sources[name] = str(path)
+    loaded.files.append(path)
+
+
+def project_file(start: Path | None = None) -> Path | None:
+    """The nearest .gemma-code.toml from `start` up to the repository root or /."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / PROJECT_FILE
+        if candidate.is_file():
+            return candidate
+        if (folder / ".git").exists():
+            return None
+    return None
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None,
+    *,
+    cwd: Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> LoadedSettings:
+    """Build the settings from every layer; `overrides` are the command-line flags (None = unset)."""
+    loaded = LoadedSettings(Settings(), dict.fromkeys(_fields(), SOURCE_DEFAULT))
+    user = paths.user_config_file()
+    if user.is_file():
+        _apply_file(loaded, user)
+    proj = project_file(cwd)
+    if proj is not None:
+        _apply_file(loaded, proj)
+    env = os.environ if environ is None else environ
+    for name in _fields():
+        var = ENV_PREFIX + name.upper()
+        if var in env:
+            setattr(loaded.settings, name, _coerce(name, env[var], f"${var}"))
+            loaded.sources[name] = f"${var}"
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name not in loaded.sources:
+            raise KeyError(name)
+        setattr(loaded.settings, name, value)
+        loaded.sources[name] = SOURCE_FLAG
+    return loaded

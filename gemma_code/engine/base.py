@@ -1,0 +1,107 @@
+"""The engine protocol: every model runtime streams Chunks for a list of Messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Role = Literal["system", "user", "model"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a conversation. A model turn's thoughts are never stored in `content`."""
+
+    role: Role
+    content: str
+
+
+@dataclass
+class GenerationStats:
+    """What one generation cost. Times are wall-clock seconds."""
+
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = 0  # prefilled this time
+    prompt_tokens_reused: int = 0  # taken from the KV cache
+    completion_tokens: int = 0
+    time_to_first_token_s: float = 0.0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    stop_reason: str = "stop"  # stop | length | interrupted | error
+    draft_tokens: int = 0  # speculative decoding: tokens proposed
+    draft_accepted: int = 0  # and accepted
+
+    @property
+    def prefill_tok_s(self) -> float:
+        return self.prompt_tokens_evaluated / self.prefill_s if self.prefill_s > 0 else 0.0
+
+    @property
+    def decode_tok_s(self) -> float:
+        # the first token comes out of the prefill step; rate the rest
+        generated = max(self.completion_tokens - 1, 0)
+        return generated / self.decode_s if self.decode_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["prefill_tok_s"] = round(self.prefill_tok_s, 2)
+        data["decode_tok_s"] = round(self.decode_tok_s, 2)
+        return data
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a streamed reply: answer text, thought text, or the final stats."""
+
+    kind: Literal["text", "thought", "stats"]
+    text: str = ""
+    stats: GenerationStats | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What is loaded and how: shown by `doctor`, `--json` and the REPL toolbar."""
+
+    name: str
+    n_ctx: int
+    arch: str = "unknown"
+    quant: str = "unknown"
+    backend: str = "unknown"  # cpu | cuda | metal | vulkan | remote | scripted
+    chat_format: str = "gemma4"  # gemma4 | gemma3 | plain
+    path: str | None = None
+    kv_type: str = "f16"
+    n_gpu_layers: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["notes"] = list(self.notes)
+        return data
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A model runtime. Implementations: llamacpp, openai, scripted."""
+
+    info: ModelInfo
+
+    def count_tokens(self, text: str) -> int:
+        """Exact token count of `text` with the model's tokenizer (no BOS)."""
+        ...
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        think: bool = False,
+        grammar: str | None = None,
+        stop: Sequence[str] = (),
+        temperature: float | None = None,
+    ) -> Iterator[Chunk]:
+        """Generate a reply; the last chunk is always kind="stats"."""
+        ...
+
+    def close(self) -> None:
+        """Free the model's memory."""
+        ...

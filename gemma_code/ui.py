@@ -1,0 +1,120 @@
+"""Terminal output: consoles, streamed markdown, errors, stats lines and diffs."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from gemma_code.engine.base import Chunk, GenerationStats
+
+
+def stdout_console(file: IO[str] | None = None) -> Console:
+    from rich.console import Console
+
+    return Console(file=file or sys.stdout, highlight=False, soft_wrap=True)
+
+
+def stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(file=sys.stderr, stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_error(message: str, hint: str | None = None) -> None:
+    """One-line error on stderr, with an optional hint line."""
+    from rich.markup import escape
+
+    err = stderr_console()
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    if hint:
+        err.print(f"[yellow]hint:[/] {escape(hint)}")
+
+
+def print_warning(message: str) -> None:
+    from rich.markup import escape
+
+    stderr_console().print(f"[bold yellow]warning:[/] {escape(message)}")
+
+
+def format_stats(stats: GenerationStats) -> str:
+    """One line: tokens evaluated vs reused, time to first token, prefill and decode speed."""
+    return (
+        f"prompt {stats.prompt_tokens:,} tok ({stats.prompt_tokens_evaluated:,} evaluated, "
+        f"{stats.prompt_tokens_reused:,} reused) · first token {stats.time_to_first_token_s:.2f} s"
+        f" · prefill {stats.prefill_tok_s:,.1f} tok/s · decode {stats.decode_tok_s:,.1f} tok/s"
+        f" · {stats.completion_tokens:,} tokens ({stats.stop_reason})"
+    )
+
+
+class StreamPrinter:
+    """Shows a streamed reply: live markdown on a terminal, plain text when piped.
+
+    Thoughts are shown dimmed above the answer on a terminal and go to stderr when piped,
+    so piped stdout holds the answer alone.
+    """
+
+    def __init__(
+        self, console: Console, *, show_thoughts: bool = True, markdown: bool | None = None
+    ) -> None:
+        self.console = console
+        self.show_thoughts = show_thoughts
+        self.markdown = console.is_terminal if markdown is None else markdown
+        self.answer = ""
+        self.thoughts = ""
+        self._live: object | None = None
+
+    def __enter__(self) -> StreamPrinter:
+        if self.markdown:
+            from rich.live import Live
+
+            live = Live(
+                self._renderable(), console=self.console, refresh_per_second=8,
+                vertical_overflow="visible", transient=False,
+            )
+            live.start()
+            self._live = live
+        return self
+
+    def _renderable(self) -> object:
+        from rich.console import Group
+        from rich.markdown import Markdown
+        from rich.text import Text
+
+        parts: list[object] = []
+        if self.thoughts and self.show_thoughts:
+            parts.append(Text(self.thoughts.strip() + "\n", style="dim italic"))
+        parts.append(Markdown(self.answer))
+        return Group(*parts)  # type: ignore[arg-type]
+
+    def add(self, chunk: Chunk) -> None:
+        if chunk.kind == "text":
+            self.answer += chunk.text
+            if not self.markdown:
+                self.console.file.write(chunk.text)
+                self.console.file.flush()
+        elif chunk.kind == "thought":
+            self.thoughts += chunk.text
+            if not self.markdown and self.show_thoughts:
+                sys.stderr.write(chunk.text)
+                sys.stderr.flush()
+        else:
+            return
+        if self._live is not None:
+            self._live.update(self._renderable())  # type: ignore[attr-defined]
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._live is not None:
+            self._live.update(self._renderable(), refresh=True)  # type: ignore[attr-defined]
+            self._live.stop()  # type: ignore[attr-defined]
+        elif self.answer and not self.answer.endswith("\n"):
+            self.console.file.write("\n")
+            self.console.file.flush()

