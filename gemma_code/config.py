@@ -81,6 +81,9 @@ def _fields() -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in fields(Settings)}
 
 
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
 def _coerce(key: str, value: Any, origin: str) -> Any:
     """Turn a TOML or environment value into the field's type, or raise ConfigError."""
     kind = type(getattr(Settings(), key))
@@ -106,7 +109,7 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         return value
     except (TypeError, ValueError):
         raise ConfigError(
-            f"{origin}: `{key}` must be a {kind.__name__}, not {value!r}",
+            f"{origin}: `{key}` must be {_KIND_NAMES[kind]}, not {value!r}",
             f"fix `{key}` in {origin}; `gemma-code config show` lists every key",
         ) from None
 
