@@ -55,6 +55,8 @@ class Settings:
     base_url: str = "http://127.0.0.1:8080/v1"
     api_key_env: str = "OPENAI_API_KEY"
     request_timeout: float = 600.0
+    openai_model: str = ""  # the served model's name; "": ask the server (or use `model`)
+    request_retries: int = 3  # retries on HTTP 429 and 5xx, with exponential backoff
     # review hook
     fail_on: str = "high"
     fail_closed: bool = False
