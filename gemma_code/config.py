@@ -120,7 +120,7 @@ def read_toml(path: Path) -> dict[str, Any]:
     """Parse a settings file, naming the file in any error."""
     try:
         with path.open("rb") as handle:
-            data = tomllib.load(handle)
+            data: dict[str, Any] = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path}: not valid TOML ({exc})", f"fix or remove {path}"

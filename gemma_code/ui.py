@@ -7,7 +7,8 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, Group
+    from rich.live import Live
 
     from gemma_code.engine.base import Chunk, GenerationStats
 
@@ -65,7 +66,7 @@ class StreamPrinter:
         self.markdown = console.is_terminal if markdown is None else markdown
         self.answer = ""
         self.thoughts = ""
-        self._live: object | None = None
+        self._live: Live | None = None
 
     def __enter__(self) -> StreamPrinter:
         if self.markdown:
@@ -79,16 +80,16 @@ class StreamPrinter:
             self._live = live
         return self
 
-    def _renderable(self) -> object:
+    def _renderable(self) -> Group:
         from rich.console import Group
         from rich.markdown import Markdown
         from rich.text import Text
 
-        parts: list[object] = []
+        parts: list[Text | Markdown] = []
         if self.thoughts and self.show_thoughts:
             parts.append(Text(self.thoughts.strip() + "\n", style="dim italic"))
         parts.append(Markdown(self.answer))
-        return Group(*parts)  # type: ignore[arg-type]
+        return Group(*parts)
 
     def add(self, chunk: Chunk) -> None:
         if chunk.kind == "text":
@@ -104,7 +105,7 @@ class StreamPrinter:
         else:
             return
         if self._live is not None:
-            self._live.update(self._renderable())  # type: ignore[attr-defined]
+            self._live.update(self._renderable())
 
     def __exit__(
         self,
@@ -113,8 +114,8 @@ class StreamPrinter:
         tb: TracebackType | None,
     ) -> None:
         if self._live is not None:
-            self._live.update(self._renderable(), refresh=True)  # type: ignore[attr-defined]
-            self._live.stop()  # type: ignore[attr-defined]
+            self._live.update(self._renderable(), refresh=True)
+            self._live.stop()
         elif self.answer and not self.answer.endswith("\n"):
             self.console.file.write("\n")
             self.console.file.flush()

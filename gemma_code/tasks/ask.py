@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +51,7 @@ def stream_ask(
     max_tokens: int,
     think: bool = False,
     temperature: float | None = None,
-) -> Iterator[Chunk]:
+) -> Generator[Chunk, None, None]:
     """Check the prompt fits, then stream the reply (the last chunk carries the stats)."""
     check_fits(engine, messages, max_tokens=max_tokens, think=think)
     yield from engine.stream(messages, max_tokens=max_tokens, think=think, temperature=temperature)
