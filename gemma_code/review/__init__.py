@@ -1,0 +1,1 @@
+"""Pre-commit review: findings, their grammar, the git diff they review, outputs and cache."""

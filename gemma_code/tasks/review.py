@@ -1,0 +1,388 @@
+"""`review`: findings on a change, from grammar-constrained generation, split per file and cached."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gemma_code.config import Settings
+from gemma_code.engine.base import Engine, Message
+from gemma_code.errors import GitError, ModelError, UsageError
+from gemma_code.review import cache
+from gemma_code.review.changes import (
+    FileChange,
+    Hunk,
+    file_changes,
+    head_tree,
+    range_changes,
+    render_change,
+    repo_root,
+    skip_reason,
+    staged_changes,
+    staged_tree,
+)
+from gemma_code.review.findings import SEVERITIES, Finding, parse_reply
+from gemma_code.review.grammar import REVIEW_GRAMMAR
+from gemma_code.tasks.prompting import BASE_RULES, prompt_tokens
+
+SYSTEM_PROMPT = (
+    BASE_RULES
+    + " You review code changes before they are committed. Report only real problems in the "
+    "added or changed lines: bugs, security holes, data loss, crashes, broken error handling, "
+    "races, leaked secrets. Do not report style or naming. Severity: critical (exploitable, data "
+    "loss, secret leaked), high (wrong result or crash in normal use), medium (edge-case bug), "
+    "low (minor risk), info (worth a look). `line` is the number shown at the start of the line "
+    "in the change. When you are sure of a fix, give `fix` with `search` copied exactly from the "
+    "file's current lines and `replace` as the new lines; otherwise `fix` is null. Reply with "
+    'JSON only: {"findings": [...]}; an empty list when the change is fine.'
+)
+REVIEW_TEMPERATURE = 0.2  # findings should not change from one run to the next
+MAX_FILES = 60  # files reviewed per run; the rest are listed as skipped
+MAX_REQUEST_TOKENS = 8192  # diff tokens per model call
+MAX_TOTAL_TOKENS = 49152  # diff tokens per run
+PROMPT_MARGIN = 64
+
+
+class ReviewTimeoutError(ModelError):
+    """The review did not finish within --timeout."""
+
+
+@dataclass
+class ReviewTarget:
+    """What is reviewed: the parsed change and an id of its exact content (for the cache)."""
+
+    mode: str  # staged | range | files
+    spec: str
+    root: Path | None
+    changes: list[FileChange]
+    identity: str
+
+
+@dataclass
+class ReviewResult:
+    """Findings plus what was and was not reviewed."""
+
+    findings: list[Finding] = field(default_factory=list)
+    reviewed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    model: str = ""
+    cached: bool = False
+    complete: bool = True  # False when a reply was cut off or unreadable
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(1 for f in self.findings if f.severity == s) for s in SEVERITIES}
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "findings": [f.to_dict() for f in self.findings], "reviewed": self.reviewed,
+            "skipped": [list(s) for s in self.skipped], "notices": self.notices, "model": self.model,
+            "complete": self.complete, "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+        }
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> ReviewResult:
+        return cls(
+            findings=[Finding.from_dict(f) for f in data["findings"]], reviewed=list(data["reviewed"]),
+            skipped=[(str(p), str(r)) for p, r in data["skipped"]], notices=list(data["notices"]),
+            model=str(data["model"]), complete=bool(data["complete"]), requests=int(data["requests"]),
+            prompt_tokens=int(data["prompt_tokens"]),
+            completion_tokens=int(data["completion_tokens"]), cached=True,
+        )
+
+
+def collect_target(
+    *, range_spec: str | None = None, files: Sequence[Path] = (), cwd: Path | None = None
+) -> ReviewTarget:
+    """The staged change (default), a commit range, or named files."""
+    if range_spec and files:
+        raise UsageError("give --range or FILES, not both", "e.g. gemma-code review --range main..HEAD")
+    if files:
+        changes = file_changes(list(files))
+        digest = cache.cache_key({"files": [(c.path, c.added_text()) for c in changes]})
+        root: Path | None
+        try:
+            root = repo_root(cwd)
+        except GitError:  # outside a repository named files still get reviewed
+            root = None
+        return ReviewTarget("files", " ".join(str(f) for f in files), root, changes, digest)
+    root = repo_root(cwd)
+    if range_spec:
+        changes, ids = range_changes(root, range_spec)
+        return ReviewTarget("range", range_spec, root, changes, f"range:{ids}")
+    changes = staged_changes(root)
+    return ReviewTarget(
+        "staged", "index", root, changes, f"staged:{head_tree(root)}:{staged_tree(root)}"
+    )
+
+
+def cache_material(target: ReviewTarget, settings: Settings, max_tokens: int) -> dict[str, Any]:
+    """Everything that decides a review's findings, known before the model loads."""
+    return {
+        "target": target.identity, "engine": settings.engine, "model": settings.model,
+        "script": settings.script, "max_tokens": max_tokens, "context": settings.context,
+        "budget": settings.budget, "base_url": settings.base_url if settings.engine == "openai" else "",
+    }
+
+
+def _split_hunk(hunk: Hunk, fits: Callable[[list[Hunk]], bool]) -> Hunk:
+    """The longest head of `hunk` that fits (a hunk bigger than one request)."""
+    lo, hi = 1, len(hunk.lines)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits([Hunk(hunk.header, hunk.lines[:mid])]):
+            lo = mid
+        else:
+            hi = mid - 1
+    return Hunk(hunk.header, hunk.lines[:lo])
+
+
+def plan_requests(
+    changes: Sequence[FileChange], count_tokens: Callable[[str], int], *, per_request: int,
+    total: int = MAX_TOTAL_TOKENS, max_files: int = MAX_FILES,
+) -> tuple[list[tuple[list[str], str]], list[str], list[tuple[str, str]], list[str]]:
+    """Group file diffs into requests of at most `per_request` tokens; split big files by hunk.
+
+    Returns (requests as (paths, text)), reviewed paths, skipped (path, reason), notices.
+    """
+    requests: list[tuple[list[str], str]] = []
+    reviewed: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    notices: list[str] = []
+    cur_paths: list[str] = []
+    cur_parts: list[str] = []
+    cur_tokens = spent = 0
+
+    def flush() -> None:
+        nonlocal cur_paths, cur_parts, cur_tokens
+        if cur_parts:
+            requests.append((cur_paths, "\n".join(cur_parts)))
+        cur_paths, cur_parts, cur_tokens = [], [], 0
+
+    for change in changes:
+        reason = skip_reason(change)
+        if reason:
+            skipped.append((change.path, reason))
+            continue
+        if len(reviewed) >= max_files or spent >= total:
+            skipped.append((change.path, "over the review cap"))
+            continue
+
+        def fits(hunks: list[Hunk], change: FileChange = change) -> bool:
+            return count_tokens(render_change(change, hunks)) <= per_request
+
+        pieces: list[list[Hunk]] = [[]]
+        for hunk in change.hunks:
+            if not fits([hunk]):
+                kept = _split_hunk(hunk, fits)
+                notices.append(
+                    f"{change.path}: a hunk of {len(hunk.lines)} lines was cut to {len(kept.lines)}"
+                )
+                hunk = kept
+            if pieces[-1] and not fits([*pieces[-1], hunk]):
+                pieces.append([])
+            pieces[-1].append(hunk)
+        for piece in pieces:
+            text = render_change(change, piece)
+            tokens = count_tokens(text)
+            if spent + tokens > total:
+                notices.append(f"{change.path}: the rest of this diff is over the review cap")
+                break
+            if cur_tokens + tokens > per_request:
+                flush()
+            if change.path not in cur_paths:
+                cur_paths.append(change.path)
+            cur_parts.append(text)
+            cur_tokens += tokens
+            spent += tokens
+        reviewed.append(change.path)
+    flush()
+    if any(reason == "over the review cap" for _, reason in skipped):
+        notices.append(
+            f"the change is large: {sum(r == 'over the review cap' for _, r in skipped)} file(s) "
+            "were not reviewed (review them with `gemma-code review FILES`)"
+        )
+    return requests, reviewed, skipped, notices
+
+
+_SYMBOL = re.compile(r"\b(?:def|class|func|fn|function|struct|interface|type|impl)\s+([A-Za-z_]\w*)")
+
+
+def change_symbols(changes: Sequence[FileChange]) -> list[str]:
+    """Names of the functions and classes a change touches (hunk headers and added definitions)."""
+    names: list[str] = []
+    for change in changes:
+        for hunk in change.hunks:
+            texts = [hunk.header] + [ln.text for ln in hunk.lines if ln.kind == "+"]
+            for text in texts:
+                for name in _SYMBOL.findall(text):
+                    if name not in names:
+                        names.append(name)
+    return names
+
+
+def repo_context(
+    engine: Engine, target: ReviewTarget, paths: Sequence[str], budget: int
+) -> str | None:
+    """Code around the change from the context builder (seeded by changed files and symbols)."""
+    if target.root is None or budget <= 0:
+        return None
+    try:
+        from gemma_code.context import build_context
+    except ImportError:  # the context builder is optional: the diff has its own context lines
+        return None
+    seeds = [*paths, *change_symbols(target.changes)]
+    packed = build_context(
+        target.root, "review the change to " + ", ".join(paths), budget=budget,
+        count_tokens=engine.count_tokens, seeds=tuple(seeds),
+    )
+    text: str = packed.text
+    return text or None
+
+
+def review_messages(diff_text: str, context: str | None) -> list[Message]:
+    """System turn (rules, then repository context: the stable prefix), then the change."""
+    system = SYSTEM_PROMPT
+    if context:
+        system += "\n\n# Repository context\n\n" + context
+    user = "Review this change. Numbers are line numbers in the new file.\n\n" + diff_text
+    return [Message("system", system), Message("user", user)]
+
+
+def _normalize(finding: Finding, paths: Sequence[str]) -> Finding:
+    """Point a finding at a reviewed file when the model garbled the path."""
+    if finding.file in paths or not paths:
+        return finding
+    by_name = [p for p in paths if Path(p).name == Path(finding.file).name]
+    target = by_name[0] if len(by_name) == 1 else paths[0] if len(paths) == 1 else None
+    if target is None:
+        return finding
+    return Finding(finding.severity, target, finding.line, finding.title, finding.explanation, finding.fix)
+
+
+def run_review(
+    target: ReviewTarget,
+    settings: Settings,
+    *,
+    max_tokens: int,
+    timeout: float | None = None,
+    use_cache: bool = True,
+    load: Callable[[Settings], Engine] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> ReviewResult:
+    """Review `target`; a cached result when the same content was reviewed the same way.
+
+    Raises ModelError (and ReviewTimeoutError) when the model cannot run or runs past `timeout`.
+    """
+    start = clock()
+    key = cache.cache_key(cache_material(target, settings, max_tokens))
+    if use_cache:
+        record = cache.load(key)
+        if record is not None:
+            try:
+                result = ReviewResult.from_record(record)
+            except (KeyError, TypeError, ValueError):
+                result = None
+            if result is not None:
+                result.seconds = clock() - start
+                return result
+    if not any(skip_reason(c) is None for c in target.changes):
+        result = ReviewResult(
+            skipped=[(c.path, skip_reason(c) or "") for c in target.changes], model=settings.model
+        )
+        if not target.changes:
+            result.notices.append("nothing to review: the change is empty")
+        result.seconds = clock() - start
+        return result
+
+    def check_deadline() -> None:
+        if timeout is not None and clock() - start > timeout:
+            raise ReviewTimeoutError(
+                f"the review took longer than its {timeout:g} s time budget",
+                "raise --timeout (or `review_timeout` in config), or use a faster model or machine",
+            )
+
+    if load is None:
+        from gemma_code.engine import load_engine as load
+    engine = load(settings)
+    try:
+        check_deadline()
+        result = ReviewResult(model=engine.info.name)
+        probe = review_messages("", None)
+        overhead = prompt_tokens(engine, probe, think=False) + PROMPT_MARGIN
+        room = engine.info.n_ctx - max_tokens - overhead
+        if room < 256:
+            raise ModelError(
+                f"the {engine.info.n_ctx:,}-token context leaves no room for a diff after "
+                f"{max_tokens:,} reply tokens",
+                "lower --max-tokens or raise --n-ctx",
+            )
+        context_budget = min(settings.budget, room // 3) if settings.context else 0
+        per_request = min(MAX_REQUEST_TOKENS, room - context_budget)
+        requests, result.reviewed, result.skipped, result.notices = plan_requests(
+            target.changes, engine.count_tokens, per_request=per_request
+        )
+        context = repo_context(engine, target, result.reviewed, context_budget)
+        seen: set[tuple[str, int, str]] = set()
+        for paths, text in requests:
+            check_deadline()
+            reply, stats = _generate(engine, review_messages(text, context), max_tokens, check_deadline)
+            result.requests += 1
+            if stats is not None:
+                result.prompt_tokens += stats.prompt_tokens
+                result.completion_tokens += stats.completion_tokens
+            parsed = parse_reply(reply)
+            cut = parsed.truncated or (stats is not None and stats.stop_reason == "length")
+            if cut or parsed.problems:
+                result.complete = False
+                what = "was cut off at --max-tokens" if cut else "did not match the findings schema"
+                result.notices.append(
+                    f"the reply for {', '.join(paths)} {what}; kept {len(parsed.findings)} "
+                    "complete finding(s)"
+                )
+            for finding in parsed.findings:
+                finding = _normalize(finding, paths)
+                ident = (finding.file, finding.line, finding.title)
+                if ident not in seen:
+                    seen.add(ident)
+                    result.findings.append(finding)
+        result.findings.sort(key=lambda f: (SEVERITIES.index(f.severity), f.file, f.line))
+    finally:
+        engine.close()
+    if use_cache and result.complete:
+        cache.save(key, result.to_record())
+    result.seconds = clock() - start
+    return result
+
+
+def _generate(
+    engine: Engine, messages: list[Message], max_tokens: int, check_deadline: Callable[[], None]
+) -> tuple[str, Any]:
+    """One grammar-constrained generation; checks the time budget between chunks."""
+    text = ""
+    stats = None
+    chunks = engine.stream(
+        messages, max_tokens=max_tokens, think=False, grammar=REVIEW_GRAMMAR,
+        temperature=REVIEW_TEMPERATURE,
+    )
+    try:
+        for chunk in chunks:
+            if chunk.kind == "text":
+                text += chunk.text
+            elif chunk.stats is not None:
+                stats = chunk.stats
+            check_deadline()
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return text, stats
