@@ -1,0 +1,304 @@
+"""Apply parsed edits: plan every change in memory, then write all of it or none of it."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gemma_code.edits.match import Match, closest_lines, find_block, reindent, squash
+from gemma_code.edits.model import ApplyResult, Edit, EditsFailedError, Failure, FileChange
+from gemma_code.edits.safepath import UnsafePathError, normalize, resolve_inside
+from gemma_code.edits.textfile import NotTextError, TextFile, text_lines
+from gemma_code.errors import EditRejectedError
+
+# "... rest of the file unchanged": a whole-file block that elides code must not be written
+_ELISION = re.compile(
+    r"^\s*(?:#|//|/\*|--|<!--|\*)?\s*(?:\.\.\.|…)?\s*[\[(]?\s*(?:(?:the )?rest of|remaining|existing|"
+    r"other|previous|same as before|unchanged|omitted|\.\.\.|…)[^\n]*?(?:\.\.\.|…|unchanged|omitted|"
+    r"here|as before|code|methods|functions|file|content)?\s*[\])]?\s*(?:\*/|-->)?\s*$",
+    re.IGNORECASE,
+)
+_ELLIPSIS_ONLY = re.compile(r"^\s*(?:#|//|/\*|--|<!--)?\s*(?:\.\.\.|…)\s*(?:\*/|-->)?\s*$")
+SHRINK_LIMIT = 0.4  # a whole-file reply under 40% of a 20+ line file is taken for a fragment
+
+
+@dataclass
+class _FileState:
+    rel: str
+    real: Path
+    old: bytes | None
+    text: TextFile | None
+    mode: int | None
+    cursor: dict[int, int] = field(default_factory=dict)  # diff group -> line after last hunk
+    offset: dict[int, int] = field(default_factory=dict)  # diff group -> lines added so far
+    last_edit: Edit | None = None
+
+
+@dataclass
+class Plan:
+    """The planned outcome of edits: new contents in memory, and every failure."""
+
+    root: Path
+    files: dict[str, _FileState] = field(default_factory=dict)
+    applied: list[Edit] = field(default_factory=list)
+    already_applied: list[Edit] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def changes(self) -> list[FileChange]:
+        """Files whose bytes would change, in the order first touched."""
+        out: list[FileChange] = []
+        for state in self.files.values():
+            new = state.text.encode() if state.text is not None else None
+            if new != state.old:
+                out.append(FileChange(state.rel, state.old, new, state.mode))
+        return out
+
+    def result(self, *, checked_only: bool = False) -> ApplyResult:
+        return ApplyResult(self.changes(), list(self.applied), list(self.already_applied),
+                           list(self.notes), None, checked_only)
+
+
+def _fail(plan: Plan, edit: Edit, reason: str, lines: Sequence[str] = (),
+          block: Sequence[str] = (), hint: int | None = None,
+          candidates: Sequence[int] = ()) -> None:
+    closest = closest_lines(lines, block, hint=hint) if lines and block and not candidates else None
+    plan.failures.append(Failure(
+        edit, reason, closest[0] + 1 if closest else None, tuple(closest[1]) if closest else (),
+        tuple(c + 1 for c in candidates)))
+
+
+def _load(plan: Plan, edit: Edit) -> _FileState | None:
+    try:
+        rel = normalize(edit.path)
+        if rel in plan.files:
+            return plan.files[rel]
+        real = resolve_inside(plan.root, rel)
+    except UnsafePathError as exc:
+        _fail(plan, edit, f"refused: {exc}")
+        return None
+    if real.is_dir():
+        _fail(plan, edit, "refused: the path is a directory")
+        return None
+    old = text = mode = None
+    if real.exists():
+        old = real.read_bytes()
+        mode = real.stat().st_mode & 0o7777
+        try:
+            text = TextFile.decode(old)
+        except NotTextError:
+            _fail(plan, edit, "refused: binary file")
+            return None
+    state = _FileState(rel, real, old, text, mode)
+    plan.files[rel] = state
+    return state
+
+
+def _same_lines(a: Sequence[str], b: Sequence[str]) -> bool:
+    return len(a) == len(b) and all(x.rstrip() == y.rstrip() for x, y in zip(a, b, strict=True))
+
+
+def _inserted_already(lines: list[str], match: Match, search: list[str], replace: list[str]) -> bool:
+    """A pure insertion (replace = before + search + after) whose new lines already surround the match."""
+    n = len(search)
+    for p in range(len(replace) - n + 1):
+        if replace[p : p + n] == search:
+            before, after = replace[:p], replace[p + n :]
+            lo, hi = match.start - len(before), match.end + len(after)
+            if lo < 0 or hi > len(lines):
+                return False
+            return [squash(x) for x in lines[lo:hi]] == [squash(x) for x in replace]
+    return False
+
+
+def _trim_blank_ends(search: list[str], replace: list[str]) -> tuple[list[str], list[str]]:
+    """Drop blank lines at the ends of a SEARCH (and the matching ones of its REPLACE)."""
+    s, r = list(search), list(replace)
+    while s and not s[0].strip():
+        s.pop(0)
+        if r and not r[0].strip():
+            r.pop(0)
+    while s and not s[-1].strip():
+        s.pop()
+        if r and not r[-1].strip():
+            r.pop()
+    return s, r
+
+
+def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
+    if state.text is None:
+        _fail(plan, edit, "the file does not exist (to create it, use an empty SEARCH section)")
+        return
+    lines = state.text.lines
+    search, replace = text_lines(edit.search), text_lines(edit.replace)
+    is_diff = edit.fmt == "diff"
+    after = state.cursor.get(edit.group, 0) if is_diff else 0
+    hint = None
+    if is_diff and edit.line_hint is not None:
+        hint = max(edit.line_hint - 1, 0) + state.offset.get(edit.group, 0)
+    found = find_block(lines, search, after=after, hint=hint)
+    if found.match is None and not found.candidates:
+        trimmed_s, trimmed_r = _trim_blank_ends(search, replace)
+        if trimmed_s and trimmed_s != search:
+            search, replace = trimmed_s, trimmed_r
+            found = find_block(lines, search, after=after, hint=hint)
+    if found.match is None and not found.candidates and after:
+        found = find_block(lines, search, hint=hint)
+    if found.candidates:
+        _fail(plan, edit, f"the SEARCH text matches {len(found.candidates)} places; "
+              "add surrounding lines to make it unique", candidates=found.candidates)
+        return
+    match = found.match
+    if match is None:
+        done = find_block(lines, replace) if replace and replace != search else None
+        if done is not None and done.match is not None:
+            plan.already_applied.append(edit)
+            return
+        _fail(plan, edit, "the SEARCH text is not in the file" if search else
+              "nothing to anchor the change (no context or removed lines)", lines, search, hint)
+        return
+    new_block = reindent(replace, match)
+    if search == replace or _inserted_already(lines, match, search, new_block):
+        plan.already_applied.append(edit)
+        return
+    state.text.lines = lines[: match.start] + new_block + lines[match.end :]
+    state.cursor[edit.group] = match.start + len(new_block)
+    state.offset[edit.group] = state.offset.get(edit.group, 0) + len(new_block) - len(search)
+    if match.level != "exact":
+        how = "ignoring trailing whitespace" if match.level == "whitespace" else "re-indented"
+        plan.notes.append(f"{state.rel}: {edit.describe()} matched {how} at line {match.start + 1}")
+    plan.applied.append(edit)
+
+
+def _whole(plan: Plan, state: _FileState, edit: Edit) -> None:
+    new = text_lines(edit.replace)
+    if state.text is None:
+        state.text = TextFile.new(edit.replace)
+        plan.applied.append(edit)
+        return
+    old = state.text.lines
+    if _same_lines(old, new):
+        plan.already_applied.append(edit)
+        return
+    known = {squash(line) for line in old}
+    elided = [n for n, line in enumerate(new, 1) if squash(line) not in known and
+              (_ELLIPSIS_ONLY.match(line) or (_ELISION.match(line) and len(line.strip()) < 80 and
+                                               any(c in line for c in "#/*-<.…")))]
+    if elided:
+        _fail(plan, edit, f"the whole-file block elides code (line {elided[0]} of the block: "
+              f"{new[elided[0] - 1].strip()!r}); send SEARCH/REPLACE blocks instead")
+        return
+    if len(old) >= 20 and len(new) < SHRINK_LIMIT * len(old):
+        _fail(plan, edit, f"the whole-file block has {len(new)} lines for a {len(old)}-line file; "
+              "it looks like a fragment: send SEARCH/REPLACE blocks instead")
+        return
+    state.text.lines = new
+    plan.applied.append(edit)
+
+
+def _create(plan: Plan, state: _FileState, edit: Edit) -> None:
+    new = text_lines(edit.replace)
+    if state.text is None:
+        state.text = TextFile.new(edit.replace)
+        plan.applied.append(edit)
+    elif _same_lines(state.text.lines, new):
+        plan.already_applied.append(edit)
+    elif not state.text.lines:
+        state.text.lines = new
+        plan.applied.append(edit)
+    else:
+        _fail(plan, edit, "the file already exists; to change it, quote the lines to replace "
+              "in the SEARCH section")
+
+
+def plan_edits(root: Path, edits: Sequence[Edit], *, base: Plan | None = None) -> Plan:
+    """Work out every edit in memory (on top of `base`'s results); nothing is written."""
+    plan = Plan(Path(root))
+    if base is not None:
+        plan.files = copy.deepcopy(base.files)
+        plan.applied, plan.already_applied = list(base.applied), list(base.already_applied)
+        plan.notes = list(base.notes)
+    for edit in edits:
+        state = _load(plan, edit)
+        if state is None:
+            continue
+        state.last_edit = edit
+        if edit.kind == "delete":
+            if state.text is None:
+                plan.already_applied.append(edit)
+            else:
+                state.text = None
+                plan.applied.append(edit)
+        elif edit.kind == "create":
+            _create(plan, state, edit)
+        elif edit.kind == "whole":
+            _whole(plan, state, edit)
+        else:
+            _replace(plan, state, edit)
+    for state in plan.files.values():
+        if state.text is not None:
+            try:
+                state.text.encode()
+            except UnicodeEncodeError:
+                assert state.last_edit is not None
+                _fail(plan, state.last_edit, f"the new text cannot be written in the file's encoding "
+                      f"({state.text.encoding})")
+    return plan
+
+
+def apply_edits(root: Path, edits: Sequence[Edit], *, check: bool = False,
+                journal: bool = True) -> ApplyResult:
+    """Apply every edit or none: EditsFailedError lists each failure and nothing is written.
+
+    With `check`, only validates. Each applied change set is journaled for `gemma-code undo`.
+    """
+    plan = plan_edits(root, edits)
+    if plan.failures:
+        raise EditsFailedError(plan.failures)
+    result = plan.result(checked_only=check)
+    if not check and result.changes:
+        result.journal_id = write_changes(Path(root), result.changes, journal=journal)
+    return result
+
+
+def _new_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_changes(root: Path, changes: Sequence[FileChange], *, journal: bool = True,
+                  label: str = "apply", extra: dict[str, str] | None = None) -> str | None:
+    """Write planned changes atomically, journaled first; on an error, restore what was written."""
+    from gemma_code.atomic import write_atomic
+    from gemma_code.edits.journal import discard, record
+
+    entry = record(root, changes, label=label, extra=extra) if journal else None
+    done: list[FileChange] = []
+    try:
+        for change in changes:
+            target = resolve_inside(root, normalize(change.path))
+            if change.new is None:
+                target.unlink()
+            else:
+                write_atomic(target, change.new, change.mode if change.old is not None
+                             else _new_file_mode())
+            done.append(change)
+    except OSError as exc:
+        for change in reversed(done):
+            target = resolve_inside(root, normalize(change.path))
+            with contextlib.suppress(OSError):
+                if change.old is None:
+                    target.unlink()
+                else:
+                    write_atomic(target, change.old, change.mode)
+        if entry:
+            discard(root, entry)
+        raise EditRejectedError(f"could not write {change.path}: {exc.strerror or exc}",
+                                "check permissions and free space; nothing was changed") from None
+    return entry

@@ -1,0 +1,166 @@
+"""Find where a block of lines sits in a file: exact, then whitespace-tolerant, then re-indented.
+
+A match must be unique at the first level that finds anything; several are reported back
+as candidates, never guessed between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Level = Literal["exact", "whitespace", "indentation"]
+LEVELS: tuple[Level, ...] = ("exact", "whitespace", "indentation")
+
+
+@dataclass(frozen=True)
+class Match:
+    """Lines [start, end) of the file (0-based) match; replacement lines shift by `indent` chars."""
+
+    start: int
+    end: int
+    level: Level
+    indent: int = 0
+    indent_char: str = " "
+
+
+@dataclass(frozen=True)
+class Search:
+    """The outcome of looking for a block: one match, several candidates, or nothing."""
+
+    match: Match | None = None
+    candidates: tuple[int, ...] = field(default_factory=tuple)  # 0-based starts when ambiguous
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def squash(line: str) -> str:
+    """A line with its whitespace runs collapsed, for tolerant comparison."""
+    return " ".join(line.split())
+
+
+def _exact(a: str, b: str) -> bool:
+    return a == b
+
+
+def _rstrip(a: str, b: str) -> bool:
+    return a.rstrip() == b.rstrip()
+
+
+def _at(lines: Sequence[str], block: Sequence[str], start: int, same: Callable[[str, str], bool]) -> bool:
+    return all(same(lines[start + k], block[k]) for k in range(len(block)))
+
+
+def _indent_shift(lines: Sequence[str], block: Sequence[str], start: int) -> tuple[int, str] | None:
+    """The one indentation shift that makes the block equal the file at `start`, if any."""
+    shift: int | None = None
+    char = " "
+    for k, want in enumerate(block):
+        have = lines[start + k]
+        if not have.strip() or not want.strip():
+            if have.strip() or want.strip():
+                return None
+            continue
+        if squash(have) != squash(want):
+            return None
+        delta = len(_indent(have)) - len(_indent(want))
+        if shift is None:
+            shift = delta
+            char = "\t" if _indent(have).startswith("\t") else " "
+        elif delta != shift:
+            return None
+    return (shift or 0), char
+
+
+def _starts(lines: Sequence[str], block: Sequence[str], after: int) -> range:
+    return range(after, len(lines) - len(block) + 1)
+
+
+def find_block(
+    lines: Sequence[str], block: Sequence[str], *, after: int = 0, hint: int | None = None
+) -> Search:
+    """Look for `block` in `lines` from line `after` on, level by level.
+
+    With several matches at one level, `hint` (a 0-based start a diff header gave) picks the
+    match that starts exactly there; otherwise every candidate is returned and none is chosen.
+    """
+    if not block:
+        return Search()
+    first = block[0]
+    k0 = next((k for k, b in enumerate(block) if b.strip()), None)
+    for level in LEVELS:
+        if level == "indentation" and k0 is None:
+            break
+        key = squash(block[k0]) if k0 is not None else ""
+        found: list[Match] = []
+        for start in _starts(lines, block, after):
+            if level == "exact":
+                if lines[start] == first and _at(lines, block, start, _exact):
+                    found.append(Match(start, start + len(block), level))
+            elif level == "whitespace":
+                if lines[start].rstrip() == first.rstrip() and _at(lines, block, start, _rstrip):
+                    found.append(Match(start, start + len(block), level))
+            elif squash(lines[start + (k0 or 0)]) == key:
+                shift = _indent_shift(lines, block, start)
+                if shift is not None:
+                    found.append(Match(start, start + len(block), level, shift[0], shift[1]))
+        if len(found) == 1:
+            return Search(found[0])
+        if len(found) > 1:
+            exact = [m for m in found if hint is not None and m.start == hint]
+            if len(exact) == 1:
+                return Search(exact[0])
+            return Search(None, tuple(m.start for m in found))
+    return Search()
+
+
+def reindent(block: Sequence[str], match: Match) -> list[str]:
+    """Shift a replacement's indentation the way the matched text was shifted."""
+    if match.level != "indentation" or match.indent == 0:
+        return list(block)
+    out = []
+    for line in block:
+        if not line.strip():
+            out.append(line)
+        elif match.indent > 0:
+            out.append(match.indent_char * match.indent + line)
+        else:
+            cut = min(-match.indent, len(_indent(line)))
+            out.append(line[cut:])
+    return out
+
+
+def closest_lines(
+    lines: Sequence[str], block: Sequence[str], *, hint: int | None = None, limit: int = 12
+) -> tuple[int, list[str]] | None:
+    """The file window (0-based start, its lines) most like `block`, or None when nothing is alike."""
+    if not lines or not block:
+        return None
+    wanted = [squash(b) for b in block]
+    have = [squash(line) for line in lines]
+    width = min(len(block), len(lines))
+    present = set(w for w in wanted if w)
+    best: tuple[int, int] | None = None  # (score, -distance), start
+    best_start = 0
+    for start in range(0, len(lines) - width + 1):
+        if not any(have[start + k] in present for k in range(width)):
+            continue
+        score = sum(1 for k in range(width) if have[start + k] == wanted[k] and wanted[k])
+        score += sum(1 for k in range(width) if have[start + k] in present and have[start + k])
+        distance = abs(start - hint) if hint is not None else 0
+        key = (score, -distance)
+        if best is None or key > best:
+            best, best_start = key, start
+    if best is None:
+        import difflib
+
+        target = next((w for w in wanted if w), "")
+        close = difflib.get_close_matches(target, have, n=1, cutoff=0.6)
+        if not close:
+            return None
+        best_start = max(0, have.index(close[0]))
+    end = min(len(lines), best_start + min(width, limit))
+    return best_start, list(lines[best_start:end])
