@@ -1,0 +1,145 @@
+"""The git pre-commit hook: install (chaining any hook already there), uninstall (restoring it), status.
+
+The hook lives in git's real hooks directory (`git rev-parse --git-path hooks`: honours
+core.hooksPath and linked worktrees). A hook that was there before is renamed to
+`pre-commit.gemma-code-chained` and run first; uninstalling puts it back.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from gemma_code.atomic import write_text_atomic
+from gemma_code.errors import GemmaCodeError
+from gemma_code.review.changes import git, repo_root
+
+MARKER = "# gemma-code pre-commit hook"
+PYTHON_TAG = "# gemma-code-python: "
+CHAINED = "pre-commit.gemma-code-chained"
+
+SCRIPT = """#!/bin/sh
+{marker} (remove it with: gemma-code hook uninstall)
+# It reviews exactly what is staged. Skip once: GEMMA_CODE_SKIP=1 git commit, or git commit --no-verify.
+{python_tag}{python}
+hook_dir=$(dirname "$0")
+if [ -x "$hook_dir/{chained}" ]; then
+    # the pre-commit hook that was here before gemma-code's; it runs first, as it always did
+    "$hook_dir/{chained}" "$@" || exit $?
+fi
+if [ "${{GEMMA_CODE_SKIP:-0}}" = "1" ]; then
+    echo "gemma-code: review skipped (GEMMA_CODE_SKIP=1)" >&2
+    exit 0
+fi
+if [ ! -x {python_q} ]; then
+    echo "gemma-code: {python} is gone; review skipped (run: gemma-code hook install --force)" >&2
+    exit 0
+fi
+exec {python_q} -m gemma_code review --staged --format text
+"""
+
+
+class HookError(GemmaCodeError):
+    """A hook operation would lose someone's hook; nothing was changed."""
+
+
+@dataclass
+class HookStatus:
+    """What is installed in the repository's pre-commit slot."""
+
+    hooks_dir: Path
+    hook: Path
+    state: str  # absent | gemma-code | other
+    chained: Path | None  # the earlier hook gemma-code runs first
+    python: str | None  # the interpreter the installed hook runs
+
+    @property
+    def python_ok(self) -> bool:
+        return self.python is not None and os.access(self.python, os.X_OK)
+
+
+def hooks_dir(root: Path) -> Path:
+    """Git's real hooks directory for the repository at `root` (core.hooksPath, worktrees)."""
+    out = git(root, "rev-parse", "--git-path", "hooks").strip()
+    path = Path(out)
+    return path if path.is_absolute() else (root / path).resolve()
+
+
+def render_script(python: str) -> str:
+    """The hook script, running gemma-code with the interpreter that installed it."""
+    return SCRIPT.format(
+        marker=MARKER, python_tag=PYTHON_TAG, python=python, python_q=shlex.quote(python),
+        chained=CHAINED,
+    )
+
+
+def _is_ours(hook: Path) -> bool:
+    try:
+        return not hook.is_symlink() and MARKER in hook.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def _recorded_python(hook: Path) -> str | None:
+    for line in hook.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith(PYTHON_TAG):
+            return line[len(PYTHON_TAG):].strip()
+    return None
+
+
+def status(start: Path | None = None) -> HookStatus:
+    """The pre-commit slot of the repository containing `start`."""
+    folder = hooks_dir(repo_root(start))
+    hook = folder / "pre-commit"
+    chained = folder / CHAINED
+    has_chained = chained.exists() or chained.is_symlink()
+    if _is_ours(hook):
+        return HookStatus(folder, hook, "gemma-code", chained if has_chained else None,
+                          _recorded_python(hook))
+    state = "other" if hook.exists() or hook.is_symlink() else "absent"
+    return HookStatus(folder, hook, state, None, None)
+
+
+def install(start: Path | None = None, *, force: bool = False, python: str | None = None) -> HookStatus:
+    """Install the hook; an existing foreign hook is kept and chained, never overwritten."""
+    python = python or sys.executable
+    now = status(start)
+    now.hooks_dir.mkdir(parents=True, exist_ok=True)
+    chained = now.hooks_dir / CHAINED
+    if now.state == "gemma-code" and now.python not in (None, python) and now.python_ok and not force:
+        raise HookError(
+            f"the gemma-code hook in {now.hook} runs another environment ({now.python})",
+            "add --force to point it at this one",
+        )
+    if now.state == "other":
+        if chained.exists() or chained.is_symlink():
+            raise HookError(
+                f"{now.hook} is not gemma-code's and {chained} already exists; nothing changed",
+                "look at both files, remove the one you do not need, then install again",
+            )
+        os.rename(now.hook, chained)  # a rename keeps the file exactly, symlinks included
+    write_text_atomic(now.hook, render_script(python))
+    os.chmod(now.hook, 0o755)
+    return status(start)
+
+
+def uninstall(start: Path | None = None) -> tuple[HookStatus, str]:
+    """Remove gemma-code's hook and put back the hook it chained; returns the new status and what happened."""
+    now = status(start)
+    if now.state == "absent":
+        return now, f"no pre-commit hook in {now.hooks_dir}; nothing to do"
+    if now.state == "other":
+        raise HookError(
+            f"{now.hook} is not gemma-code's hook; left it alone",
+            "remove it by hand if you want it gone",
+        )
+    if now.chained is not None:
+        os.replace(now.chained, now.hook)
+        done = f"removed gemma-code's hook and restored the earlier one at {now.hook}"
+    else:
+        now.hook.unlink()
+        done = f"removed {now.hook}"
+    return status(start), done
