@@ -1,0 +1,137 @@
+"""The on-disk caches of the context builder: per-file tags and token counts, in one sqlite file.
+
+The database lives in the user cache dir (gemma_code.paths.cache_dir()), never in the repository.
+Any sqlite failure (read-only disk, corrupt file, a lock held too long) degrades to no cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from gemma_code import paths
+
+# Bump when the stored tag format or the extraction changes: old rows are then ignored.
+TAGS_VERSION = 4
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tags (
+    root TEXT NOT NULL, path TEXT NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
+    version INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (root, path));
+CREATE TABLE IF NOT EXISTS tokens (
+    tokenizer TEXT NOT NULL, digest TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (tokenizer, digest));
+"""
+
+
+def cache_file() -> Path:
+    """Where the context caches live."""
+    return paths.cache_dir() / "context.sqlite"
+
+
+class ContextCache:
+    """A thin, failure-tolerant wrapper over the sqlite cache; `ok` is False once it failed."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or cache_file()
+        self.ok = True
+        self.error = ""
+        self._db: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(self.path), timeout=5.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            self._db = db
+        except (sqlite3.Error, OSError) as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.ok = False
+        self.error = f"context cache disabled ({self.path}: {exc})"
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+        self._db = None
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[sqlite3.Connection | None]:
+        try:
+            yield self._db
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+    def load_tags(self, root: str) -> dict[str, tuple[int, int, str]]:
+        """Every current-version row of a repository: relpath -> (mtime_ns, size, data)."""
+        rows: dict[str, tuple[int, int, str]] = {}
+        with self._guard() as db:
+            if db is not None:
+                cur = db.execute(
+                    "SELECT path, mtime_ns, size, data FROM tags WHERE root = ? AND version = ?",
+                    (root, TAGS_VERSION),
+                )
+                rows = {path: (mtime, size, data) for path, mtime, size, data in cur}
+        return rows
+
+    def store_tags(self, root: str, rows: Iterable[tuple[str, int, int, str]]) -> None:
+        """Insert or replace rows (relpath, mtime_ns, size, data) in one transaction."""
+        with self._guard() as db:
+            if db is not None:
+                with db:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?, ?, ?)",
+                        [(root, p, m, s, TAGS_VERSION, d) for p, m, s, d in rows],
+                    )
+
+    def forget_tags(self, root: str, relpaths: Iterable[str]) -> None:
+        """Drop rows of files that no longer exist, so the cache does not grow forever."""
+        with self._guard() as db:
+            if db is not None:
+                with db:
+                    db.executemany(
+                        "DELETE FROM tags WHERE root = ? AND path = ?", [(root, p) for p in relpaths]
+                    )
+
+    def load_tokens(self, tokenizer: str, digests: Iterable[str]) -> dict[str, int]:
+        """Known token counts for content digests."""
+        wanted = list(digests)
+        found: dict[str, int] = {}
+        with self._guard() as db:
+            if db is not None:
+                for start in range(0, len(wanted), 500):
+                    part = wanted[start : start + 500]
+                    marks = ",".join("?" * len(part))
+                    cur = db.execute(
+                        f"SELECT digest, count FROM tokens WHERE tokenizer = ? AND digest IN ({marks})",
+                        (tokenizer, *part),
+                    )
+                    found.update(dict(cur.fetchall()))
+        return found
+
+    def store_tokens(self, tokenizer: str, counts: dict[str, int]) -> None:
+        """Remember token counts by content digest."""
+        if not counts:
+            return
+        with self._guard() as db:
+            if db is not None:
+                with db:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?)",
+                        [(tokenizer, d, c) for d, c in counts.items()],
+                    )
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    def __enter__(self) -> ContextCache:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,348 @@
+"""Definitions and references per file: tree-sitter where a grammar exists, lexical otherwise.
+
+Public API (used by context ranking, edit/refactor/explain and review):
+  file_tags(root, path) -> FileTags            definitions + identifier counts of one file
+  references_in(root, path, name=None)         precise reference sites in one file
+  find_definitions(root, name) -> [Tag]        where a name is defined, across the repository
+  find_references(root, name) -> [Tag]         where it is used (definitions excluded)
+  scan_tags(root, files, ...) -> TagScan       every candidate file, through the sqlite cache
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gemma_code.context.cache import ContextCache
+from gemma_code.context.files import RepoFile, has_private_key, scan_files
+from gemma_code.context.languages import IDENTIFIER_TYPES, language_for, parser_and_query
+
+IDENT = re.compile(r"[^\W\d]\w+")
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_LEXICAL_DEF = re.compile(
+    r"^[ \t]*(?:export\s+|public\s+|private\s+|static\s+|async\s+)*"
+    r"(def|fn|func|function|class|struct|trait|interface|module|sub|proc|fun|object|enum|type)"
+    r"\s+([^\W\d]\w*)",
+    re.MULTILINE,
+)
+# A line over this length, on average, means minified or machine-written text.
+MINIFIED_LINE = 300
+MAX_SIGNATURE = 160
+
+
+@dataclass(frozen=True)
+class Tag:
+    """A definition (kind = function, class, method, ...) or a reference (kind = "reference")."""
+
+    path: str
+    name: str
+    kind: str
+    line: int  # 1-based first line
+    end_line: int  # 1-based last line
+    text: str  # the source line at `line` (a definition's signature), right-stripped
+
+    @property
+    def is_definition(self) -> bool:
+        return self.kind != "reference"
+
+
+@dataclass
+class FileTags:
+    """What the ranker needs from one file; `skip` says why the file is unusable ("" if fine)."""
+
+    path: str
+    lang: str = "text"
+    definitions: list[Tag] = field(default_factory=list)
+    identifiers: dict[str, int] = field(default_factory=dict)  # names used, with counts
+    terms: dict[str, int] = field(default_factory=dict)  # stemmed lower-case words, for BM25
+    lines: int = 0
+    words: int = 0  # sum of `terms` counts: the document length for BM25
+    skip: str = ""
+
+    def to_json(self) -> str:
+        defs = [[t.name, t.kind, t.line, t.end_line, t.text] for t in self.definitions]
+        return json.dumps(
+            {"lang": self.lang, "defs": defs, "ids": self.identifiers, "terms": self.terms,
+             "lines": self.lines, "words": self.words, "skip": self.skip},
+            separators=(",", ":"), ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, path: str, data: str) -> FileTags:
+        raw = json.loads(data)
+        defs = [Tag(path, n, k, a, b, t) for n, k, a, b, t in raw["defs"]]
+        return cls(path, raw["lang"], defs, raw["ids"], raw["terms"], raw["lines"], raw["words"],
+                   raw["skip"])
+
+
+@dataclass
+class TagScan:
+    """Tags of every candidate file, with cache statistics and what had to be skipped."""
+
+    tags: dict[str, FileTags] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    parsed: list[str] = field(default_factory=list)  # re-read this run (new or changed files)
+    reused: int = 0  # taken from the cache
+
+
+def split_words(identifier: str) -> list[str]:
+    """`parseHTTPResponse_v2` -> ["parse", "http", "response", "v2"]-like lower-case words."""
+    words: list[str] = []
+    for part in identifier.split("_"):
+        if part:
+            words.extend(w.lower() for w in _CAMEL.findall(part))
+    return [w for w in words if len(w) > 1]
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper so 'caching', 'cached' and 'cache' meet."""
+    w = word.lower()
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(w) - len(suffix) >= 3 and w.endswith(suffix) and not w.endswith("ss"):
+            w = w[: -len(suffix)]
+            break
+    if len(w) > 3 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
+def decode(data: bytes) -> str:
+    """Text of a file: UTF-8, else Latin-1 (never fails; odd bytes stay visible)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def content_skip_reason(path: str, data: bytes) -> str:
+    """Why a file's bytes make it unusable ("" if usable)."""
+    head = data[:8192]
+    if b"\0" in head:
+        return "binary"
+    if has_private_key(data):
+        return "contains a private key"
+    if data and data.count(b"\n") + 1 < len(data) // MINIFIED_LINE:
+        return "generated or minified"
+    if b"@generated" in data[:2048] or re.search(rb"Code generated .* DO NOT EDIT", data[:2048]):
+        return "generated or minified"
+    return ""
+
+
+def extract_tags(path: str, data: bytes, *, check_content: bool = True) -> FileTags:
+    """Parse one file's bytes into FileTags."""
+    if check_content:
+        reason = content_skip_reason(path, data)
+        if reason:
+            return FileTags(path, skip=reason)
+    text = decode(data)
+    tags = FileTags(path, lines=text.count("\n") + (0 if text.endswith("\n") else 1))
+    idents = Counter(IDENT.findall(text))
+    tags.identifiers = dict(idents)
+    terms: Counter[str] = Counter()
+    stems: dict[str, str] = {}
+    for ident, count in idents.items():
+        for word in split_words(ident):
+            s = stems.get(word)
+            if s is None:
+                s = stems[word] = stem(word)
+            terms[s] += count
+    tags.terms = dict(terms)
+    tags.words = sum(terms.values())
+    lang = language_for(path)
+    tools = parser_and_query(lang) if lang else None
+    lines = text.split("\n")
+    if tools is None:
+        tags.definitions = _lexical_definitions(path, text, lines)
+        return tags
+    tags.lang = lang or "text"
+    tags.definitions = _tree_definitions(path, data, lines, tools)
+    return tags
+
+
+def _signature(lines: list[str], line: int) -> str:
+    text = lines[line - 1].rstrip() if 0 < line <= len(lines) else ""
+    return text[:MAX_SIGNATURE]
+
+
+def _tree_definitions(path: str, data: bytes, lines: list[str], tools: tuple[Any, Any]) -> list[Tag]:
+    from tree_sitter import QueryCursor
+
+    parser, query = tools
+    tree = parser.parse(data)
+    found: dict[tuple[int, str], Tag] = {}
+    for _, caps in QueryCursor(query).matches(tree.root_node):
+        names = caps.get("name")
+        if not names:
+            continue
+        name_node = names[0]
+        for cap, nodes in caps.items():
+            if not cap.startswith("def."):
+                continue
+            node = nodes[0]
+            kind = cap[4:]
+            if kind == "function" and _inside_class(node):
+                kind = "method"
+            name = decode(name_node.text or b"")
+            line = name_node.start_point[0] + 1
+            start = node.start_point[0] + 1
+            end = max(node.end_point[0] + 1, line)
+            # the name's line is the signature; a decorator or doc comment can start earlier
+            found.setdefault((line, name), Tag(path, name, kind, start, end, _signature(lines, line)))
+    return sorted(found.values(), key=lambda t: (t.line, t.name))
+
+
+def _inside_class(node: object) -> bool:
+    parent = getattr(node, "parent", None)
+    for _ in range(3):
+        if parent is None:
+            return False
+        if parent.type in ("class_definition", "class_body", "class_declaration", "impl_item"):
+            return True
+        parent = parent.parent
+    return False
+
+
+def _lexical_definitions(path: str, text: str, lines: list[str]) -> list[Tag]:
+    tags = []
+    for match in _LEXICAL_DEF.finditer(text):
+        line = text.count("\n", 0, match.start(2)) + 1
+        kind = {"def": "function", "fn": "function", "func": "function", "fun": "function",
+                "sub": "function", "proc": "function"}.get(match.group(1), match.group(1))
+        tags.append(Tag(path, match.group(2), kind, line, line, _signature(lines, line)))
+    return tags
+
+
+def read_file(root: Path, rel: str, size: int) -> tuple[bytes | None, str]:
+    """A file's bytes (None with a reason when unreadable); a size change is reported."""
+    try:
+        with open(root / rel, "rb") as handle:
+            data = handle.read(size + 1)
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror or type(exc).__name__})"
+    if len(data) != size:
+        return data, "changed during the scan"
+    return data, ""
+
+
+def scan_tags(
+    root: Path,
+    files: Sequence[RepoFile],
+    *,
+    cache: ContextCache | None = None,
+    trusted: Iterable[str] = (),
+) -> TagScan:
+    """Tags for every file: cached rows whose mtime and size still match, the rest re-read."""
+    root = Path(root).resolve()
+    key = str(root)
+    scan = TagScan()
+    own = cache is None
+    cache = cache or ContextCache()
+    trusted_set = set(trusted)
+    try:
+        rows = cache.load_tags(key)
+        fresh: list[tuple[str, int, int, str]] = []
+        for item in files:
+            row = rows.get(item.path)
+            if row is not None and row[0] == item.mtime_ns and row[1] == item.size:
+                tags = FileTags.from_json(item.path, row[2])
+                scan.reused += 1
+            else:
+                data, problem = read_file(root, item.path, item.size)
+                if data is None:
+                    scan.skipped.append((item.path, problem))
+                    continue
+                tags = extract_tags(item.path, data, check_content=item.path not in trusted_set)
+                scan.parsed.append(item.path)
+                if problem:
+                    scan.notes.append(f"{item.path} changed while it was read; its tags may be stale")
+                else:
+                    fresh.append((item.path, item.mtime_ns, item.size, tags.to_json()))
+            if tags.skip and item.path not in trusted_set:
+                scan.skipped.append((item.path, tags.skip))
+                continue
+            scan.tags[item.path] = tags
+        cache.store_tags(key, fresh)
+        listed = {f.path for f in files}
+        gone = [p for p in rows if p not in listed and not (root / p).exists()]
+        if gone:
+            cache.forget_tags(key, gone)
+        if not cache.ok:
+            scan.notes.append(cache.error)
+    finally:
+        if own:
+            cache.close()
+    return scan
+
+
+def file_tags(root: Path | str, path: str) -> FileTags:
+    """Definitions and identifier counts of one file (relative POSIX path), uncached."""
+    data = (Path(root) / path).read_bytes()
+    return extract_tags(path, data, check_content=False)
+
+
+def references_in(root: Path | str, path: str, name: str | None = None) -> list[Tag]:
+    """Reference sites in one file (of `name`, or of every identifier), definitions excluded."""
+    data = (Path(root) / path).read_bytes()
+    text = decode(data)
+    lines = text.split("\n")
+    lang = language_for(path)
+    tools = parser_and_query(lang) if lang else None
+    def_sites = {(t.line, t.name) for t in extract_tags(path, data, check_content=False).definitions}
+    refs: list[Tag] = []
+    if tools is None:
+        pattern = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)") if name else IDENT
+        for number, line in enumerate(lines, 1):
+            for match in pattern.finditer(line):
+                if (number, match.group(0)) not in def_sites:
+                    refs.append(Tag(path, match.group(0), "reference", number, number, line.rstrip()))
+        return refs
+    tree = tools[0].parse(data)
+    encoded = name.encode("utf-8") if name else None
+    stack = [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if node.child_count == 0 or node.type in IDENTIFIER_TYPES:
+            if node.type in IDENTIFIER_TYPES and (encoded is None or node.text == encoded):
+                ident = decode(node.text or b"")
+                line = node.start_point[0] + 1
+                if (line, ident) not in def_sites:
+                    refs.append(Tag(path, ident, "reference", line, node.end_point[0] + 1,
+                                    _signature(lines, line)))
+            if node.child_count == 0:
+                continue
+        stack.extend(reversed(node.children))
+    return sorted(set(refs), key=lambda t: (t.line, t.name))
+
+
+def _repo_tags(root: Path | str) -> tuple[Path, TagScan]:
+    base = Path(root).resolve()
+    files = scan_files(base)
+    return base, scan_tags(base, files.files)
+
+
+def find_definitions(root: Path | str, name: str) -> list[Tag]:
+    """Every definition of `name` in the repository, by path then line."""
+    _, scan = _repo_tags(root)
+    found = [t for tags in scan.tags.values() for t in tags.definitions if t.name == name]
+    return sorted(found, key=lambda t: (t.path, t.line))
+
+
+def find_references(root: Path | str, name: str) -> list[Tag]:
+    """Every use of `name` (identifier nodes, not comments or strings where parsed), by path then line."""
+    base, scan = _repo_tags(root)
+    found: list[Tag] = []
+    for path in sorted(scan.tags):
+        if name in scan.tags[path].identifiers:
+            try:
+                found.extend(references_in(base, path, name))
+            except OSError:
+                continue  # deleted since the scan
+    return found
