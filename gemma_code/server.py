@@ -1,0 +1,195 @@
+"""`gemma-code serve`: the configured model behind llama-cpp-python's OpenAI-compatible server.
+
+The model is loaded here with our engine defaults (GPU offload, flash attention,
+`swa_full=False`, KV type), which llama-cpp-python's own ModelSettings cannot express, and
+handed to its FastAPI app. Prompts are rendered by gemma_code.engine.gemma, so a served
+Gemma 3 base model (the small test model) keeps the system turn that llama-cpp-python's
+"gemma" chat format drops.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gemma_code.config import Settings
+from gemma_code.engine.base import Message
+from gemma_code.engine.gemma import STOP_STRINGS, detect_format, render
+from gemma_code.errors import ConfigError, EngineError, GemmaCodeError, UsageError
+
+DEFAULT_SERVE_N_CTX = 32768  # n_ctx 0 means "the model's length, at most this"
+KV_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}  # ggml type ids (llama_cpp.GGML_TYPE_*)
+_ROLES = {"system": "system", "user": "user", "assistant": "model", "model": "model"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and 127.0.0.0/8 or ::1; names other than localhost count as public."""
+    if host.lower() in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_key: str | None, api_key_env: str) -> None:
+    """Refuse to serve beyond this machine without an API key."""
+    if api_key or is_loopback(host):
+        return
+    raise UsageError(
+        f"refusing to serve on {host} without an API key: anyone who can reach it could use the model",
+        f"export {api_key_env}=$(openssl rand -hex 24) and run again (clients send the same "
+        f"variable), or keep the default --host 127.0.0.1",
+    )
+
+
+def messages_from_openai(items: list[dict[str, Any]]) -> list[Message]:
+    """OpenAI chat messages -> our Messages (text parts joined; tool turns as user text)."""
+    out: list[Message] = []
+    for item in items:
+        content = item.get("content") or ""
+        if isinstance(content, list):
+            content = "".join(
+                str(part.get("text", "")) for part in content
+                if isinstance(part, dict) and part.get("type") == "text"
+            )
+        role = _ROLES.get(str(item.get("role")), "user")
+        if role == "system" and out:
+            role = "user"  # our formats take one leading system turn only
+        out.append(Message(role, str(content)))  # type: ignore[arg-type]
+    return out
+
+
+def chat_handler(fmt: str, think: bool) -> Any:
+    """A llama-cpp-python chat handler rendering prompts exactly as our local engine does."""
+    from llama_cpp.llama_chat_format import (
+        ChatFormatterResponse,
+        chat_formatter_to_chat_completion_handler,
+    )
+
+    def formatter(*, messages: Any, **_: Any) -> Any:
+        prompt = render(messages_from_openai(messages), fmt, think=think)
+        # our prompt starts with <bos> already (added_special), except the plain format
+        return ChatFormatterResponse(
+            prompt=prompt, stop=list(STOP_STRINGS[fmt]), added_special=fmt != "plain"
+        )
+
+    return chat_formatter_to_chat_completion_handler(formatter)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What `serve` loaded, for the banner and the /props route."""
+
+    alias: str
+    path: Path
+    n_ctx: int
+    chat_format: str
+    kv_type: str
+    think: bool
+
+
+def resolve_model_path(spec: str) -> Path:
+    """A registry name or a path -> the GGUF file."""
+    from gemma_code.models import resolve_model
+
+    return Path(resolve_model(spec))
+
+
+def serve_n_ctx(settings: Settings, path: Path) -> int:
+    """n_ctx from the settings; 0 means the model's trained length, capped so it fits."""
+    if settings.n_ctx > 0:
+        return settings.n_ctx
+    from gemma_code.models import inspect_gguf
+
+    try:
+        trained = inspect_gguf(path).context_length or 0
+    except GemmaCodeError:  # an unreadable header: llama.cpp says why when it loads the file
+        trained = 0
+    return min(trained, DEFAULT_SERVE_N_CTX) if trained > 0 else DEFAULT_SERVE_N_CTX
+
+
+def load_llama(settings: Settings, path: Path) -> tuple[Any, ServedModel]:
+    """Load the GGUF with our defaults; llama_cpp is imported here only."""
+    import llama_cpp
+
+    kv = "f16" if settings.kv_type == "auto" else settings.kv_type
+    if kv not in KV_TYPES:
+        raise ConfigError(f"unknown kv_type {kv!r}", "choose auto, f16, q8_0 or q4_0")
+    threads = settings.n_threads or max((os.cpu_count() or 2) // 2, 1)
+    extra: dict[str, Any] = {"seed": settings.seed} if settings.seed >= 0 else {}
+    try:
+        llama = llama_cpp.Llama(
+            str(path), n_gpu_layers=settings.n_gpu_layers, n_ctx=serve_n_ctx(settings, path),
+            n_batch=settings.n_batch, n_threads=threads, n_threads_batch=threads,
+            flash_attn=settings.flash_attn, swa_full=settings.swa_full,
+            type_k=KV_TYPES[kv], type_v=KV_TYPES[kv], verbose=False, **extra,
+        )
+    except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
+        raise EngineError(f"cannot load {path}: {exc}", "check the file with `gemma-code doctor`") from None
+    meta = llama.metadata
+    fmt = detect_format(meta.get("general.architecture", ""), meta.get("tokenizer.chat_template"))
+    if fmt in ("gemma3", "gemma4"):
+        llama.chat_handler = chat_handler(fmt, settings.think)
+    served = ServedModel(
+        alias=path.stem, path=path, n_ctx=llama.n_ctx(), chat_format=fmt, kv_type=kv,
+        think=settings.think,
+    )
+    return llama, served
+
+
+def create_app(llama: Any, served: ServedModel, *, api_key: str | None) -> Any:
+    """llama-cpp-python's FastAPI app around an already loaded Llama, plus GET /props."""
+    from fastapi import FastAPI
+    from fastapi.middleware.cors import CORSMiddleware
+    from llama_cpp.server import app as server_app
+    from llama_cpp.server.model import LlamaProxy
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+    from starlette.middleware import Middleware
+    from starlette_context.middleware import RawContextMiddleware
+    from starlette_context.plugins import RequestIdPlugin
+
+    class LoadedProxy(LlamaProxy):
+        """Serves the one Llama we loaded instead of loading from ModelSettings."""
+
+        @staticmethod
+        def load_llama_from_model_settings(settings: ModelSettings) -> Any:
+            return llama
+
+    # interrupt_requests=False: with it, each new request cancels the one streaming now
+    server_app.set_server_settings(ServerSettings(api_key=api_key, interrupt_requests=False))
+    server_app._llama_proxy = LoadedProxy(
+        [ModelSettings(model=str(served.path), model_alias=served.alias, verbose=False)]
+    )
+    app = FastAPI(
+        middleware=[Middleware(RawContextMiddleware, plugins=(RequestIdPlugin(),))],
+        title="gemma-code serve",
+    )
+    app.add_middleware(
+        CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]
+    )
+    app.include_router(server_app.router)
+
+    @app.get("/props")
+    def props() -> dict[str, Any]:
+        # llama-server's shape, so clients learn n_ctx and the prompt format without a lock
+        return {
+            "default_generation_settings": {"n_ctx": served.n_ctx},
+            "model_path": str(served.path), "model_alias": served.alias,
+            "chat_format": served.chat_format, "kv_type": served.kv_type,
+            "thinking": served.think, "total_slots": 1,
+        }
+
+    return app
+
+
+def run(app: Any, host: str, port: int) -> None:
+    """Serve until Ctrl-C; uvicorn handles the signal and finishes open answers briefly."""
+    import uvicorn
+
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3,
+    )
