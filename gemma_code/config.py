@@ -61,6 +61,9 @@ class Settings:
     fail_on: str = "high"
     fail_closed: bool = False
     review_timeout: float = 300.0
+    # persistent prompt (KV) cache for ask and chat
+    prompt_cache: bool = True
+    prompt_cache_mb: int = 8192  # disk bound; least recently used states are removed
     # scripted engine (tests, demos): a JSON file of replies
     script: str = ""
 
