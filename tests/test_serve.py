@@ -1,0 +1,193 @@
+"""`gemma-code serve` with the small real model, and `ask --engine openai` clients against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gemma_code.config import Settings
+from gemma_code.engine.base import Message
+from gemma_code.engine.gemma import render
+from gemma_code.errors import UsageError
+from gemma_code.server import check_bind, is_loopback, messages_from_openai
+
+KEY_ENV = "GEMMA_CODE_TEST_SERVE_KEY"
+KEY = "test-key-4f1c"
+MAX_TOKENS = 6
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gemma_code", *args], capture_output=True, text=True,
+        env=env, cwd=cwd, timeout=timeout,
+    )
+
+
+# --- pure parts --------------------------------------------------------------------------------
+
+
+def test_loopback_addresses_are_recognised() -> None:
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.0.1", "localhost", "::1", "[::1]"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.5", "example.com"))
+
+
+def test_binding_beyond_loopback_needs_a_key() -> None:
+    check_bind("127.0.0.1", None, "K")
+    check_bind("0.0.0.0", "secret", "K")
+    with pytest.raises(UsageError, match="without an API key") as caught:
+        check_bind("0.0.0.0", None, "TEAM_KEY")
+    assert "export TEAM_KEY=" in (caught.value.hint or "")
+
+
+def test_openai_messages_render_with_the_system_turn_kept() -> None:
+    messages = messages_from_openai([
+        {"role": "system", "content": "rules"},
+        {"role": "user", "content": [{"type": "text", "text": "q"}, {"type": "image_url"}]},
+        {"role": "assistant", "content": "a"},
+        {"role": "user", "content": "q2"},
+    ])
+    assert messages == [Message("system", "rules"), Message("user", "q"), Message("model", "a"),
+                        Message("user", "q2")]
+    # llama-cpp-python's own "gemma" format drops the system text; ours folds it in
+    assert "rules\n\nq" in render(messages, "gemma3")
+
+
+def test_serve_refuses_a_public_address_without_a_key_and_exits_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    done = cli("serve", "--host", "0.0.0.0", "--api-key-env", KEY_ENV, "--model", "nope.gguf",
+               env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2
+    assert "refusing to serve on 0.0.0.0 without an API key" in done.stderr
+    assert f"export {KEY_ENV}=" in done.stderr
+
+
+# --- a real server -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`gemma-code serve` on a free loopback port, with an API key; stopped with Ctrl-C."""
+    home = tmp_path_factory.mktemp("serve-home")
+    port = free_port()
+    env = {**os.environ, KEY_ENV: KEY, "GEMMA_CODE_HOME": str(home), "GEMMA_CODE_N_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gemma_code", "serve", "--port", str(port), "--model",
+         str(tiny_model_path), "--api-key-env", KEY_ENV, "--n-ctx", "2048"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/props", timeout=2) as answer:
+                json.load(answer)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                _out, err = proc.communicate()
+                pytest.fail(f"serve did not start (rc {proc.returncode}): {err[-2000:]}")
+            time.sleep(0.3)
+    yield url + "/v1"
+    proc.send_signal(signal.SIGINT)
+    try:
+        _out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("serve did not stop on Ctrl-C")
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopped" in err
+
+
+def ask_env(home: Path, key: str | None = KEY) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEMMA_CODE_")}
+    env["GEMMA_CODE_HOME"] = str(home)
+    env["GEMMA_CODE_API_KEY_ENV"] = KEY_ENV
+    env["GEMMA_CODE_TEMPERATURE"] = "0"
+    if key is None:
+        env.pop(KEY_ENV, None)
+    else:
+        env[KEY_ENV] = key
+    return env
+
+
+def ask_args(url: str, question: str) -> list[str]:
+    return ["ask", "--engine", "openai", "--base-url", url, "--max-tokens", str(MAX_TOKENS),
+            "--no-context", "--json", question]
+
+
+@pytest.mark.llama
+def test_ask_streams_an_answer_from_gemma_code_serve(served: str, tmp_path: Path) -> None:
+    done = cli(*ask_args(served, "What is the capital of France?"), env=ask_env(tmp_path),
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["answer"].strip()
+    assert payload["model"] == "gemma-3-270m-q4_k_m"
+    assert payload["model_info"]["chat_format"] == "gemma3"
+    assert payload["model_info"]["n_ctx"] == 2048  # learnt from the server's /props
+    stats = payload["stats"]
+    assert 1 <= stats["completion_tokens"] <= MAX_TOKENS
+    assert stats["prompt_tokens"] > 20  # the system rules and the question, counted by the server
+
+
+@pytest.mark.llama
+def test_the_engine_counts_tokens_with_the_servers_tokenizer(served: str,
+                                                             tiny_model_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import llama_cpp
+
+    from gemma_code.engine.openai import load_openai_engine
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    engine = load_openai_engine(Settings(engine="openai", base_url=served, api_key_env=KEY_ENV))
+    vocab = llama_cpp.Llama(str(tiny_model_path), vocab_only=True, verbose=False)
+    text = "def add(a, b):\n    return a + b  # sum\n"
+    assert engine.count_tokens(text) == len(vocab.tokenize(text.encode(), add_bos=False, special=True))
+    assert engine.token_counting == "server (llama-cpp-python /extras/tokenize)"
+
+
+@pytest.mark.llama
+def test_a_wrong_key_is_refused_with_exit_3(served: str, tmp_path: Path) -> None:
+    done = cli(*ask_args(served, "hi"), env=ask_env(tmp_path, key="wrong"), cwd=tmp_path)
+    assert done.returncode == 3
+    assert "refused the API key (HTTP 401" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.llama
+def test_eight_concurrent_ask_clients_all_complete(served: str, tmp_path: Path) -> None:
+    questions = [f"Name one use of the number {n}." for n in range(8)]
+    procs: list[subprocess.Popen[str]] = [
+        subprocess.Popen([sys.executable, "-m", "gemma_code", *ask_args(served, q)],
+                         env=ask_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for q in questions
+    ]
+    results: list[dict[str, Any]] = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    assert len(results) == 8
+    for payload in results:
+        assert payload["answer"].strip()
+        assert 1 <= payload["stats"]["completion_tokens"] <= MAX_TOKENS
