@@ -134,16 +134,21 @@ def cache_material(target: ReviewTarget, settings: Settings, max_tokens: int) ->
     }
 
 
-def _split_hunk(hunk: Hunk, fits: Callable[[list[Hunk]], bool]) -> Hunk:
-    """The longest head of `hunk` that fits (a hunk bigger than one request)."""
-    lo, hi = 1, len(hunk.lines)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits([Hunk(hunk.header, hunk.lines[:mid])]):
-            lo = mid
-        else:
-            hi = mid - 1
-    return Hunk(hunk.header, hunk.lines[:lo])
+def _split_hunk(hunk: Hunk, fits: Callable[[list[Hunk]], bool]) -> list[Hunk]:
+    """Consecutive pieces of a hunk too big for one request, each the longest that fits."""
+    pieces: list[Hunk] = []
+    rest = hunk.lines
+    while rest:
+        lo, hi = 1, len(rest)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits([Hunk(hunk.header, rest[:mid])]):
+                lo = mid
+            else:
+                hi = mid - 1
+        pieces.append(Hunk(hunk.header, rest[:lo]))
+        rest = rest[lo:]
+    return pieces
 
 
 def plan_requests(
@@ -181,21 +186,16 @@ def plan_requests(
             return count_tokens(render_change(change, hunks)) <= per_request
 
         pieces: list[list[Hunk]] = [[]]
-        for hunk in change.hunks:
-            if not fits([hunk]):
-                kept = _split_hunk(hunk, fits)
-                notices.append(
-                    f"{change.path}: a hunk of {len(hunk.lines)} lines was cut to {len(kept.lines)}"
-                )
-                hunk = kept
-            if pieces[-1] and not fits([*pieces[-1], hunk]):
-                pieces.append([])
-            pieces[-1].append(hunk)
+        for whole in change.hunks:
+            for hunk in [whole] if fits([whole]) else _split_hunk(whole, fits):
+                if pieces[-1] and not fits([*pieces[-1], hunk]):
+                    pieces.append([])
+                pieces[-1].append(hunk)
         for piece in pieces:
             text = render_change(change, piece)
             tokens = count_tokens(text)
             if spent + tokens > total:
-                notices.append(f"{change.path}: the rest of this diff is over the review cap")
+                notices.append(f"{change.path}: only part of this diff was reviewed (review cap)")
                 break
             if cur_tokens + tokens > per_request:
                 flush()
