@@ -1,0 +1,287 @@
+"""Persistent prompt cache: the KV state of an evaluated prefix, saved to disk and restored later.
+
+Once the system turn (rules + repository context) has been evaluated, the engine's KV state
+is saved with llama.cpp's file-based state save, keyed by the model, the settings that shape
+the state, and the prefix tokens. The next run (an `ask`, a new chat) looks for the stored
+state sharing the longest token prefix with its prompt and loads it; the engine then reuses
+that prefix and evaluates only the rest. Disk use is bounded: least recently used entries go.
+
+Works with any engine offering `kv_tokens()`, `save_kv(path)`, `load_kv(path, tokens)` and
+`tokenize(text)` (docs/CONTRACTS.md); for others it does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gemma_code import paths
+from gemma_code.atomic import write_text_atomic
+from gemma_code.engine.base import Message
+from gemma_code.engine.gemma import render
+
+MIN_PREFIX_TOKENS = 64  # shorter prefixes are cheaper to evaluate than to load
+META = ".json"
+STATE = ".kv"
+
+
+def cache_folder() -> Path:
+    return paths.cache_dir() / "prompt-cache"
+
+
+def supports(engine: Any) -> bool:
+    """Whether the engine can save and restore its KV state."""
+    needed = ("kv_tokens", "save_kv", "load_kv", "tokenize")
+    return all(callable(getattr(engine, name, None)) for name in needed)
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def signature(engine: Any, settings: Any) -> str:
+    """What must match for a saved state to be loadable: model file, context and cache layout."""
+    info = engine.info
+    model: dict[str, Any] = {"name": info.name, "path": info.path}
+    if info.path:
+        with contextlib.suppress(OSError):
+            st = Path(info.path).stat()
+            model.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+    material = {
+        "model": model, "n_ctx": info.n_ctx, "kv_type": info.kv_type, "arch": info.arch,
+        "quant": info.quant, "backend": info.backend, "format": info.chat_format,
+        "swa_full": getattr(settings, "swa_full", None), "flash_attn": getattr(settings, "flash_attn", None),
+        "runtime": _runtime_version(),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _runtime_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llama_cpp_python")
+    except PackageNotFoundError:
+        return "none"
+
+
+def entry_key(sig: str, prefix: Sequence[int]) -> str:
+    digest = hashlib.sha256(sig.encode())
+    digest.update(b"\0" + ",".join(map(str, prefix)).encode())
+    return digest.hexdigest()[:32]
+
+
+@dataclass
+class Entry:
+    """One saved state: its tokens (the first `n_prefix` are the prefix it is keyed by)."""
+
+    key: str
+    sig: str
+    model: str
+    tokens: list[int]
+    n_prefix: int
+    size: int
+    created: float
+    folder: Path
+
+    @property
+    def state_path(self) -> Path:
+        return self.folder / f"{self.key}{STATE}"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.folder / f"{self.key}{META}"
+
+    @property
+    def last_used(self) -> float:
+        try:
+            return self.state_path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+
+class PromptCacheStore:
+    """The folder of saved states, bounded to `max_bytes` by least-recent use."""
+
+    def __init__(self, folder: Path | None = None, max_bytes: int = 8 << 30) -> None:
+        self.folder = folder or cache_folder()
+        self.max_bytes = max_bytes
+
+    def entries(self) -> list[Entry]:
+        """Every complete entry, most recently used first; broken ones are removed."""
+        found: list[Entry] = []
+        if not self.folder.is_dir():
+            return found
+        for meta in self.folder.glob(f"*{META}"):
+            try:
+                data = json.loads(meta.read_text(encoding="utf-8"))
+                entry = Entry(
+                    key=str(data["key"]), sig=str(data["sig"]), model=str(data.get("model", "")),
+                    tokens=[int(t) for t in data["tokens"]], n_prefix=int(data["n_prefix"]),
+                    size=int(data["size"]), created=float(data["created"]), folder=self.folder,
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                self._remove(meta.name.removesuffix(META))
+                continue
+            if entry.state_path.is_file():
+                found.append(entry)
+        return sorted(found, key=lambda e: e.last_used, reverse=True)
+
+    def lookup(self, sig: str, tokens: Sequence[int]) -> tuple[Entry, int] | None:
+        """The compatible entry sharing the longest prefix with `tokens`, and that length."""
+        best: tuple[Entry, int] | None = None
+        for entry in self.entries():
+            if entry.sig != sig:
+                continue
+            common = common_prefix(entry.tokens, tokens)
+            if best is None or common > best[1]:
+                best = (entry, common)
+        return best
+
+    def put(self, engine: Any, sig: str, prefix: Sequence[int], tokens: list[int]) -> Entry:
+        """Save the engine's KV state (holding `tokens`) under the key of `prefix`."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key = entry_key(sig, prefix)
+        tmp = self.folder / f".{key}.{os.getpid()}.tmp"
+        try:
+            size = int(engine.save_kv(str(tmp)))
+            os.replace(tmp, self.folder / f"{key}{STATE}")
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        entry = Entry(key, sig, engine.info.name, list(tokens), len(prefix), size, time.time(), self.folder)
+        meta = {
+            "key": key, "sig": sig, "model": entry.model, "tokens": entry.tokens,
+            "n_prefix": entry.n_prefix, "size": size, "created": entry.created,
+        }
+        write_text_atomic(entry.meta_path, json.dumps(meta))
+        self.evict(keep={key})
+        return entry
+
+    def touch(self, entry: Entry) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(entry.state_path)
+
+    def total_bytes(self) -> int:
+        return sum(e.size for e in self.entries())
+
+    def evict(self, keep: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+        """Remove least recently used entries until the folder fits `max_bytes`."""
+        entries = self.entries()
+        total = sum(e.size for e in entries)
+        removed: list[str] = []
+        for entry in reversed(entries):  # oldest first
+            if total <= self.max_bytes:
+                break
+            if entry.key in keep:
+                continue
+            self._remove(entry.key)
+            total -= entry.size
+            removed.append(entry.key)
+        return removed
+
+    def remove(self, entry: Entry) -> None:
+        self._remove(entry.key)
+
+    def _remove(self, key: str) -> None:
+        for suffix in (STATE, META):
+            with contextlib.suppress(OSError):
+                (self.folder / f"{key}{suffix}").unlink()
+
+    def clear(self) -> tuple[int, int]:
+        """Remove every entry (and stray temporary files); returns (entries, bytes) freed."""
+        entries = self.entries()
+        freed = sum(e.size for e in entries)
+        for entry in entries:
+            self._remove(entry.key)
+        if self.folder.is_dir():
+            for stray in self.folder.iterdir():
+                with contextlib.suppress(OSError):
+                    stray.unlink()
+        return len(entries), freed
+
+
+class PrefixCache:
+    """One run's use of the store: `before()` the first generation restores, `after()` saves."""
+
+    def __init__(self, engine: Any, settings: Any, store: PromptCacheStore | None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.store = store
+        self.sig = ""
+        self.prefix: list[int] = []
+        self.saved = False
+        self.restored_tokens = 0
+
+    @classmethod
+    def open(cls, engine: Any, settings: Any, store: PromptCacheStore | None = None) -> PrefixCache:
+        """A cache for this engine; inert when disabled or when the engine cannot save state."""
+        if not getattr(settings, "prompt_cache", True) or not supports(engine):
+            return cls(engine, settings, None)
+        limit = int(getattr(settings, "prompt_cache_mb", 8192)) << 20
+        return cls(engine, settings, store or PromptCacheStore(max_bytes=limit))
+
+    def before(self, messages: Sequence[Message], *, think: bool) -> str | None:
+        """Find the prefix (the system turn) and restore the best saved state; a notice if restored."""
+        if self.store is None or not messages or messages[0].role != "system":
+            return None
+        engine = self.engine
+        fmt = engine.info.chat_format
+        full = render(messages, fmt, think=think)
+        system = messages[0].content.strip()
+        at = full.find(system)
+        if at < 0:
+            return None
+        tokens = list(engine.tokenize(full))
+        prefix = list(engine.tokenize(full[: at + len(system)]))
+        self.prefix = tokens[: common_prefix(prefix, tokens)]
+        if len(self.prefix) < MIN_PREFIX_TOKENS:
+            self.store = None
+            return None
+        self.sig = signature(engine, self.settings)
+        in_memory = common_prefix(list(engine.kv_tokens()), tokens)
+        found = self.store.lookup(self.sig, tokens)
+        if found is None:
+            return None
+        entry, common = found
+        if common < MIN_PREFIX_TOKENS or common <= in_memory:
+            return None
+        try:
+            ok = bool(engine.load_kv(str(entry.state_path), entry.tokens))
+        except Exception:  # a torn or incompatible file is a miss, never a failure
+            ok = False
+        if not ok:
+            self.store.remove(entry)
+            return "prompt cache: a saved state could not be loaded; it was removed"
+        self.store.touch(entry)
+        self.restored_tokens = common
+        self.saved = common >= len(self.prefix)
+        return f"prompt cache: restored {common:,} prompt tokens from disk"
+
+    def after(self) -> str | None:
+        """Save the KV state once per new prefix, after the engine has evaluated it."""
+        if self.store is None or self.saved or not self.prefix:
+            return None
+        self.saved = True
+        kv = list(self.engine.kv_tokens())
+        if kv[: len(self.prefix)] != self.prefix:
+            return None  # the engine did not keep the prefix (another prompt ran since)
+        if any(e.key == entry_key(self.sig, self.prefix) for e in self.store.entries()):
+            return None
+        try:
+            entry = self.store.put(self.engine, self.sig, self.prefix, kv)
+        except Exception as exc:  # a full disk must not fail the answer that was just given
+            return f"prompt cache: could not save the state ({type(exc).__name__}: {exc})"
+        return f"prompt cache: saved {len(entry.tokens):,} tokens ({entry.size / 2**20:,.1f} MiB)"

@@ -1,0 +1,342 @@
+"""The interactive chat: a prompt_toolkit prompt, slash commands, streamed turns, Ctrl-C, sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gemma_code import paths
+from gemma_code.config import Settings
+from gemma_code.engine.base import Engine, GenerationStats, Message
+from gemma_code.engine.gemma import render
+from gemma_code.errors import GemmaCodeError, PromptTooLongError
+from gemma_code.repl.conversation import Conversation, fit_to_window, partial_reply
+from gemma_code.repl.repo import FileWatch, PackedView, find_root
+from gemma_code.repl.store import SessionFile, SessionInfo, new_session_id
+from gemma_code.tasks.prompting import fence
+
+if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.input import Input
+    from prompt_toolkit.output import Output
+    from rich.console import Console
+
+    from gemma_code.engine.prompt_cache import PrefixCache
+    from gemma_code.repl.commands import Commands
+
+MAX_CHANGED_BYTES = 64_000
+WARN_FILL = 0.85  # tell the user before the oldest turns have to go
+
+
+@dataclass
+class ReplIO:
+    """The terminal seam: tests pass a pipe input, a DummyOutput and a console on a StringIO."""
+
+    console: Console
+    input: Input | None = None
+    output: Output | None = None
+    history_file: Path | None = None
+
+
+class Repl:
+    """One chat session: the engine, the conversation, the repository view and the session file."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        io: ReplIO,
+        *,
+        cwd: Path,
+        engine_loader: Callable[[Settings], Engine],
+        resume: SessionInfo | None = None,
+    ) -> None:
+        self.settings = settings
+        self.io = io
+        self.console = io.console
+        self.cwd = cwd
+        self.root = find_root(cwd)
+        self._load_engine = engine_loader
+        self.engine: Engine = engine_loader(settings)
+        self.conv = Conversation()
+        self.watch = FileWatch(self.root)
+        self.added: list[str] = []
+        self.packed = PackedView()
+        self.last_reply: str | None = None
+        self.last_instruction: str | None = None
+        self.applied: list[str] = []  # files changed by /apply, for /commit
+        self.last_tok_s = 0.0
+        self.context_used = 0
+        self.running = True
+        self.cache: PrefixCache | None = None
+        self._files: list[str] | None = None
+        self._symbols: list[str] | None = None
+        if resume is not None:
+            self.session = SessionFile(resume.id, cwd=cwd, model=self.engine.info.name)
+            self.conv.history = list(resume.messages)
+        else:
+            self.session = SessionFile(new_session_id(), cwd=cwd, model=self.engine.info.name)
+        from gemma_code.repl.commands import Commands
+
+        self.commands: Commands = Commands(self)
+        self._prompt: PromptSession[str] | None = None
+        self.build_context()
+
+    # ----- output helpers -------------------------------------------------------------------
+    def notice(self, text: str) -> None:
+        from rich.markup import escape
+
+        self.console.print(f"[yellow]›[/] {escape(text)}")
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        from rich.markup import escape
+
+        self.console.print(f"[bold red]error:[/] {escape(message)}")
+        if hint:
+            self.console.print(f"[yellow]hint:[/] {escape(hint)}")
+
+    # ----- prompt ---------------------------------------------------------------------------
+    def prompt_session(self) -> PromptSession[str]:
+        if self._prompt is None:
+            from prompt_toolkit import PromptSession
+            from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+            from gemma_code.repl.completion import ReplCompleter
+            from gemma_code.repl.keys import chat_key_bindings
+
+            history_file = self.io.history_file or paths.data_dir() / "chat_history"
+            history_file.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                history: Any = FileHistory(str(history_file))
+            except OSError:
+                history = InMemoryHistory()
+            self._prompt = PromptSession(
+                history=history,
+                completer=ReplCompleter(self.commands.listing, self.files, self.symbols),
+                complete_while_typing=False,
+                multiline=True,
+                key_bindings=chat_key_bindings(),
+                bottom_toolbar=self.toolbar,
+                prompt_continuation=lambda width, line, soft: "… ".rjust(width),
+                input=self.io.input,
+                output=self.io.output,
+            )
+        return self._prompt
+
+    def ask_line(self, question: str) -> str:
+        """A one-line answer from the user (confirmations); Ctrl-C or Ctrl-D answer "no"."""
+        from prompt_toolkit import PromptSession
+
+        session: PromptSession[str] = PromptSession(input=self.io.input, output=self.io.output)
+        try:
+            return session.prompt(question)
+        except (KeyboardInterrupt, EOFError):
+            return ""
+
+    def confirm(self, question: str) -> bool:
+        return self.ask_line(f"{question} [y/N] ").strip().lower() in {"y", "yes"}
+
+    def toolbar(self) -> str:
+        """Model · context used / n_ctx · last decode speed · thinking."""
+        info = self.engine.info
+        think = "on" if self.settings.think else "off"
+        return (
+            f" {info.name} · ctx {self.context_used:,}/{info.n_ctx:,} · "
+            f"{self.last_tok_s:.1f} tok/s · think {think} · /help "
+        )
+
+    # ----- repository -----------------------------------------------------------------------
+    def files(self) -> list[str]:
+        if self._files is None:
+            from gemma_code.repl.repo import list_files
+
+            self._files = list_files(self.root)
+        return self._files
+
+    def symbols(self) -> list[str]:
+        if self._symbols is None:
+            from gemma_code.repl.repo import scan_symbols
+
+            self._symbols = scan_symbols(self.root, self.files())
+        return self._symbols
+
+    def build_context(self) -> None:
+        """Pack the repository into the system turn (no question: the prefix must not vary)."""
+        self.watch.clear()
+        self.watch.remember(self.added)
+        if not self.settings.context:
+            self.packed = PackedView(notes=["repository context is off (--no-context)"])
+            self.conv.repo_context = None
+            return
+        from gemma_code.repl.repo import pack_repository
+
+        budget = min(self.settings.budget, self.engine.info.n_ctx // 2)
+        try:
+            self.packed = pack_repository(
+                self.root, "", budget=budget, count_tokens=self.engine.count_tokens,
+                named=[self.root / p for p in self.added],
+            )
+        except GemmaCodeError as exc:
+            self.packed = PackedView(notes=[f"context builder failed: {exc.message}"])
+        self.conv.repo_context = self.packed.text
+        self.watch.remember(path for path, _, _ in self.packed.files)
+        self.cache = None  # a new prefix: look it up again in the persistent cache
+
+    def changed_files_note(self) -> str | None:
+        """The new text of files changed since the model saw them, for the next user turn."""
+        changed = self.watch.changed()
+        if not changed:
+            return None
+        parts = ["These files changed since you last saw them; their current content:"]
+        for rel in changed:
+            path = self.root / rel
+            try:
+                data = path.read_bytes()
+            except OSError:
+                parts.append(f"{rel}: deleted")
+                continue
+            if len(data) > MAX_CHANGED_BYTES:
+                parts.append(f"{rel}: changed ({len(data):,} bytes, too large to repeat here)")
+            else:
+                parts.append(fence(rel, data.decode("utf-8", errors="replace")))
+        self.watch.remember(changed)
+        self.notice("changed since the model saw them: " + ", ".join(changed))
+        return "\n".join(parts)
+
+    # ----- turns ----------------------------------------------------------------------------
+    def count_prompt(self, messages: list[Message]) -> int:
+        fmt = self.engine.info.chat_format
+        return self.engine.count_tokens(render(messages, fmt, think=self.settings.think))
+
+    def turn(self, text: str, *, mode: str = "chat") -> str | None:
+        """Send one user turn and stream the reply; returns the reply (None if cancelled)."""
+        note = self.changed_files_note()
+        if note:
+            self.conv.pending.insert(0, note)
+        user = self.conv.user_message(text)
+        reserve = self.settings.max_tokens
+        n_ctx = self.engine.info.n_ctx
+        dropped, used = fit_to_window(self.conv, user, count=self.count_prompt, n_ctx=n_ctx, reserve=reserve)
+        if dropped:
+            self.session.drop_oldest(len(dropped))
+            self.notice(
+                f"context window: dropped the {len(dropped) // 2} oldest exchange(s) to fit "
+                f"{n_ctx:,} tokens (the model no longer sees them)"
+            )
+        if used + reserve > n_ctx:
+            raise PromptTooLongError(used, n_ctx, reserve, "drop files with /drop, /clear the history, "
+                                     "or lower --max-tokens")
+        messages = self.conv.messages(user)
+        self._restore_prefix(messages)
+        answer, stats, interrupted = self.stream(messages)
+        if interrupted:
+            kept = partial_reply(answer)
+            if kept is None:
+                self.notice("cancelled; nothing was added to the conversation")
+                return None
+            answer = kept
+            self.notice("interrupted; the partial answer stays in the conversation, marked as interrupted")
+        self.conv.record(user, answer)
+        self.session.add_message(user)
+        self.session.add_message(Message("model", answer), stats.to_dict() if stats else None)
+        self.last_reply = answer
+        if stats is not None:
+            self.conv.add_stats(mode, stats)
+            self.last_tok_s = stats.decode_tok_s
+            self.context_used = stats.prompt_tokens + stats.completion_tokens
+            if self.context_used > WARN_FILL * n_ctx:
+                self.notice(
+                    f"context {self.context_used:,}/{n_ctx:,} tokens; the oldest exchanges will be "
+                    "dropped when the next turn does not fit (/clear starts afresh)"
+                )
+        if self.cache is not None:
+            self.cache.after()
+        return None if interrupted else answer
+
+    def stream(self, messages: list[Message]) -> tuple[str, GenerationStats | None, bool]:
+        """Stream one reply to the console; Ctrl-C stops it cleanly."""
+        from gemma_code.ui import StreamPrinter
+
+        chunks = self.engine.stream(
+            messages, max_tokens=self.settings.max_tokens, think=self.settings.think,
+            temperature=self.settings.temperature,
+        )
+        printer = StreamPrinter(self.console, show_thoughts=self.settings.show_thoughts)
+        stats: GenerationStats | None = None
+        interrupted = False
+        with printer:
+            try:
+                for chunk in chunks:
+                    printer.add(chunk)
+                    if chunk.stats is not None:
+                        stats = chunk.stats
+            except KeyboardInterrupt:
+                interrupted = True
+                chunks.close()  # the engine stops decoding; its KV cache keeps what was evaluated
+        return printer.answer, stats, interrupted
+
+    def _restore_prefix(self, messages: list[Message]) -> None:
+        """Before the first turn on a prefix, restore its KV state from the persistent cache."""
+        if self.cache is not None or not self.settings.prompt_cache:
+            return
+        from gemma_code.engine.prompt_cache import PrefixCache
+
+        self.cache = PrefixCache.open(self.engine, self.settings)
+        restored = self.cache.before(messages, think=self.settings.think)
+        if restored:
+            self.notice(restored)
+
+    # ----- input ----------------------------------------------------------------------------
+    def handle(self, line: str) -> None:
+        """Run one line of input: a slash command, a shell command, or a chat turn."""
+        text = line.strip()
+        if not text:
+            return
+        try:
+            if text.startswith("/"):
+                self.commands.run(text)
+            elif text.startswith("!"):
+                self.commands.shell(text[1:].strip())
+            else:
+                self.turn(text)
+        except GemmaCodeError as exc:
+            self.error(exc.message, exc.hint)
+        except KeyboardInterrupt:
+            self.notice("cancelled")
+        except Exception as exc:  # a bug in a command must not end the session
+            self.error(f"{text.split()[0]} failed: {type(exc).__name__}: {exc}",
+                       "the session goes on; please report this with the command you ran")
+
+    def greet(self) -> None:
+        info = self.engine.info
+        self.console.print(
+            f"[bold]gemma-code[/] chat · {info.name} · n_ctx {info.n_ctx:,} · session {self.session.id}"
+        )
+        if self.packed.files:
+            self.notice(f"repository context: {len(self.packed.files)} files, {self.packed.used:,} tokens "
+                        "(/context to see them)")
+        for note in self.packed.notes:
+            self.notice(note)
+        if self.conv.history:
+            self.notice(f"resumed with {len(self.conv.history) // 2} earlier exchange(s) (/history)")
+        self.console.print("[dim]Enter sends · Alt-Enter (or Esc Enter) new line · /help · Ctrl-D quits[/]")
+
+    def run(self) -> int:
+        """Read and run lines until /exit or Ctrl-D."""
+        self.greet()
+        session = self.prompt_session()
+        try:
+            while self.running:
+                try:
+                    line = session.prompt("› ")
+                except KeyboardInterrupt:
+                    continue  # Ctrl-C at the prompt clears the line
+                except EOFError:
+                    break
+                self.handle(line)
+        finally:
+            self.engine.close()
+        if self.session.path.exists():
+            self.console.print(f"[dim]session saved: gemma-code chat --resume {self.session.id}[/]")
+        return 0
