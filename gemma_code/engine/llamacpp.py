@@ -1,0 +1,422 @@
+"""The in-process llama.cpp engine, driven through llama-cpp-python's low-level C API.
+
+Decoding is our own loop: llama_decode one token at a time, llama.cpp's C sampler chain,
+incremental UTF-8 detokenization, no logits copied into Python. The KV cache lives as long
+as the engine: a new prompt reuses the longest common token prefix of the last one.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from gemma_code.config import Settings
+from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
+from gemma_code.engine.fit import Memory, Plan, facts_from_metadata, plan
+from gemma_code.engine.gemma import STOP_STRINGS, ThoughtSplitter, detect_format, render
+from gemma_code.engine.ggufmeta import read_metadata, tensor_sizes
+from gemma_code.engine.hardware import default_threads, nvidia_gpus, ram_available
+from gemma_code.errors import (
+    EngineError,
+    ModelNotFoundError,
+    PromptTooLongError,
+    UnsupportedModelError,
+)
+
+SEQ = 0  # the one sequence we use
+N_OUTPUTS_MAX = 16  # logits rows llama.cpp reserves per ubatch (512 would cost 512 MiB at 262K vocab)
+NEEDED = "llama-cpp-python 0.3.36 or later (it runs gemma4)"
+
+
+def resolve_model_path(spec: str) -> Path:
+    """A registry name or a path -> the GGUF file (through gemma_code.models when present)."""
+    try:
+        from gemma_code.models import resolve_model
+    except ImportError:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise ModelNotFoundError(
+                f"model {spec!r} not found",
+                "pass a path to a .gguf file with --model, or `gemma-code models pull NAME`",
+            ) from None
+        return path
+    return resolve_model(spec)
+
+
+def memory_for(gpu_offload: bool) -> Memory:
+    """Free memory to plan against: the first NVIDIA GPU, else llama.cpp's GPU device, else RAM."""
+    ram = ram_available()
+    if not gpu_offload:
+        return Memory(None, ram_free=ram)
+    gpus = nvidia_gpus()
+    if gpus:
+        return Memory(gpus[0].free, gpus[0].name, ram)
+    from gemma_code.engine.lowlevel import devices
+
+    for dev in devices():
+        if dev.kind in {"gpu", "igpu"}:
+            return Memory(dev.free, dev.description or dev.name, ram)
+    return Memory(None, ram_free=ram)
+
+
+def load_llamacpp_engine(settings: Settings) -> LlamaCppEngine:
+    """Resolve the model, plan the memory, load it."""
+    return LlamaCppEngine(resolve_model_path(settings.model), settings)
+
+
+class LlamaCppEngine:
+    """One model and one context; `stream` reuses the KV cache across calls."""
+
+    def __init__(self, path: Path, settings: Settings, *, n_outputs_max: int = N_OUTPUTS_MAX):
+        import llama_cpp as lc
+
+        from gemma_code.engine import lowlevel
+
+        self._lc = lc
+        self._ll = lowlevel
+        self.settings = settings
+        self.path = Path(path)
+        self.model: Any = None
+        self.ctx: Any = None
+        self._tokens: list[int] = []
+        self.full_reprocesses = 0  # prefix reuse refused (sliding window), prompt re-evaluated
+        meta = read_metadata(self.path)
+        arch = str(meta.get("general.architecture", "unknown"))
+        lowlevel.init_backend()
+        gpu = bool(lc.llama_supports_gpu_offload()) and settings.n_gpu_layers != 0
+        experts = sum(size for name, size in tensor_sizes(self.path).items() if "_exps." in name)
+        facts = facts_from_metadata(meta, self.path.stat().st_size, experts)
+        self.plan: Plan = plan(
+            facts, memory_for(gpu), n_ctx=settings.n_ctx, kv_type=settings.kv_type,
+            cpu_moe=settings.cpu_moe,
+        )
+        n_gpu_layers = settings.n_gpu_layers if self.plan.n_gpu_layers < 0 else self.plan.n_gpu_layers
+        self._load_model(arch, n_gpu_layers if gpu else 0, self.plan.cpu_moe and gpu)
+        self._create_context()
+        self.vocab = lc.llama_model_get_vocab(self.model)
+        self.n_swa = int(lc.llama_model_n_swa(self.model))
+        template = lowlevel.meta_str(self.model, "tokenizer.chat_template")
+        fmt = detect_format(arch, template)
+        ftype = lc.llama_ftype_name(lc.llama_model_ftype(self.model))
+        quant = (ftype or b"unknown").decode().replace("MOSTLY_", "")
+        notes = [self.plan.reason, *self.plan.notes]
+        if fmt != "gemma4" and not template:
+            notes.append(f"no chat template in the GGUF: using the documented {fmt} format")
+        self.info = ModelInfo(
+            name=self.path.stem if Path(settings.model).expanduser().exists() else settings.model,
+            n_ctx=int(lc.llama_n_ctx(self.ctx)), arch=arch, quant=quant,
+            backend=lowlevel.backend_name() if gpu else "cpu", chat_format=fmt,
+            path=str(self.path), kv_type=self.plan.kv_type,
+            n_gpu_layers=n_gpu_layers if gpu else 0, notes=tuple(notes),
+        )
+        self._piece = ctypes.create_string_buffer(256)
+        self._one = (lc.llama_token * 1)()
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def _load_model(self, arch: str, n_gpu_layers: int, cpu_moe: bool) -> None:
+        lc, ll = self._lc, self._ll
+        params = lc.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers  # negative: every layer
+        overrides = ll.ExpertOverrides() if cpu_moe else None
+        if overrides is not None:
+            params.tensor_buft_overrides = overrides.pointer
+        ll.clear_log()
+        self.model = lc.llama_model_load_from_file(str(self.path).encode(), params)
+        if self.model:
+            return
+        unknown = ll.log_tail(1, contains="unknown model architecture")
+        if unknown:
+            raise UnsupportedModelError(
+                f"this llama.cpp build cannot run {self.path.name} (architecture {arch!r})",
+                f"install {NEEDED}: pip install -U 'llama-cpp-python>=0.3.36'",
+            )
+        detail = "; ".join(ll.log_tail(2, contains="error")) or "see GEMMA_CODE_LLAMA_LOG=1"
+        raise EngineError(
+            f"llama.cpp could not load {self.path.name}: {detail}",
+            "the file may be truncated or made for another llama.cpp; download it again "
+            "or run with GEMMA_CODE_LLAMA_LOG=1 for llama.cpp's log",
+        )
+
+    def _create_context(self) -> None:
+        lc, ll, s = self._lc, self._ll, self.settings
+        if self.plan.kv_type not in ll.KV_GGML_TYPES:
+            raise EngineError(f"unknown KV cache type {self.plan.kv_type!r}", "use f16, q8_0 or q4_0")
+        if self.plan.kv_type != "f16" and not s.flash_attn:
+            raise EngineError(
+                f"a {self.plan.kv_type} KV cache needs flash attention", "set flash_attn = true"
+            )
+        params = lc.llama_context_default_params()
+        params.n_ctx = self.plan.n_ctx
+        params.n_batch = params.n_ubatch = max(32, min(s.n_batch, self.plan.n_ctx))
+        params.n_outputs_max = N_OUTPUTS_MAX
+        threads = s.n_threads if s.n_threads > 0 else default_threads()
+        params.n_threads = params.n_threads_batch = threads
+        params.flash_attn_type = (
+            lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if s.flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        params.swa_full = s.swa_full
+        params.type_k = params.type_v = ll.KV_GGML_TYPES[self.plan.kv_type]
+        params.no_perf = True
+        ll.clear_log()
+        self.ctx = lc.llama_init_from_model(self.model, params)
+        self.n_batch = int(params.n_batch)
+        if not self.ctx:
+            lc.llama_model_free(self.model)
+            self.model = None
+            detail = "; ".join(ll.log_tail(2)) or "no detail"
+            raise EngineError(
+                f"llama.cpp could not create a {self.plan.n_ctx:,}-token context ({detail})",
+                "lower --n-ctx or set kv_type = \"q8_0\" (out of memory is the usual cause)",
+            )
+        self.memory = lc.llama_get_memory(self.ctx)
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens of `text`, special tokens parsed, no BOS added."""
+        return self._ll.tokenize(self.vocab, text)
+
+    def count_tokens(self, text: str) -> int:
+        """Exact token count of `text` (no BOS)."""
+        return len(self.tokenize(text))
+
+    def kv_tokens(self) -> list[int]:
+        """The tokens whose keys and values are in the KV cache now."""
+        return list(self._tokens)
+
+    def _piece_bytes(self, token: int) -> bytes:
+        n = self._lc.llama_token_to_piece(self.vocab, token, self._piece, 256, 0, True)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lc.llama_token_to_piece(self.vocab, token, buf, -n, 0, True)
+            return buf.raw[:n]
+        return self._piece.raw[:n]
+
+    # -- KV cache ----------------------------------------------------------------------------
+
+    def _reuse_prefix(self, tokens: Sequence[int]) -> int:
+        """Keep the longest common prefix of the cache and `tokens` (at least one token left)."""
+        lc = self._lc
+        cached = self._tokens
+        limit = min(len(cached), len(tokens) - 1)
+        keep = 0
+        while keep < limit and cached[keep] == tokens[keep]:
+            keep += 1
+        if keep < len(cached):
+            if keep and not self._can_truncate(keep):
+                self.full_reprocesses += 1
+                keep = 0
+            if keep == 0 or not lc.llama_memory_seq_rm(self.memory, SEQ, keep, -1):
+                lc.llama_memory_clear(self.memory, True)
+                keep = 0
+            del self._tokens[keep:]
+        return keep
+
+    def _can_truncate(self, keep: int) -> bool:
+        """With swa_full=False the sliding layers hold only the last window: can we go back?"""
+        if self.n_swa <= 0 or self.settings.swa_full:
+            return True
+        pos_min = self._lc.llama_memory_seq_pos_min(self.memory, SEQ)
+        return bool(pos_min < 0 or pos_min <= max(0, keep - self.n_swa))
+
+    def _resync(self) -> None:
+        """Make `_tokens` match the cache after an error or interruption."""
+        lc = self._lc
+        n_cached = int(lc.llama_memory_seq_pos_max(self.memory, SEQ)) + 1
+        if n_cached < len(self._tokens):
+            del self._tokens[max(n_cached, 0):]
+        elif n_cached > len(self._tokens):
+            lc.llama_memory_seq_rm(self.memory, SEQ, len(self._tokens), -1)
+
+    def _decode(self, tokens: Sequence[int]) -> None:
+        """Evaluate `tokens` after the cache, in n_batch slices (Ctrl-C lands between them)."""
+        lc = self._lc
+        for start in range(0, len(tokens), self.n_batch):
+            part = tokens[start : start + self.n_batch]
+            arr = (lc.llama_token * len(part))(*part)
+            rc = lc.llama_decode(self.ctx, lc.llama_batch_get_one(arr, len(part)))
+            if rc != 0:
+                self._resync()
+                raise EngineError(
+                    f"llama_decode failed (code {rc}) at position {len(self._tokens):,}",
+                    "the context may be full: lower --max-tokens or raise --n-ctx",
+                )
+            self._tokens.extend(part)
+
+    def save_kv(self, path: str | Path) -> int:
+        """Write the KV cache and its tokens with llama.cpp's file format; bytes written."""
+        lc = self._lc
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        arr = (lc.llama_token * max(len(self._tokens), 1))(*self._tokens)
+        written = int(lc.llama_state_seq_save_file(
+            self.ctx, str(partial).encode(), SEQ, arr, len(self._tokens)
+        ))
+        if written == 0:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise EngineError(f"could not save the KV cache to {target}")
+        os.replace(partial, target)
+        return written
+
+    def load_kv(self, path: str | Path, tokens: Sequence[int]) -> bool:
+        """Restore a cache saved by save_kv if it holds exactly `tokens`; False otherwise."""
+        lc = self._lc
+        file = Path(path)
+        if not file.is_file() or len(tokens) > self.info.n_ctx:
+            return False
+        capacity = self.info.n_ctx
+        out = (lc.llama_token * capacity)()
+        n_out = ctypes.c_size_t(0)
+        lc.llama_memory_clear(self.memory, True)
+        self._tokens = []
+        read = lc.llama_state_seq_load_file(
+            self.ctx, str(file).encode(), SEQ, out, capacity, ctypes.byref(n_out)
+        )
+        loaded = list(out[: n_out.value])
+        if read == 0 or loaded != list(tokens):
+            lc.llama_memory_clear(self.memory, True)
+            return False
+        self._tokens = loaded
+        return True
+
+    # -- generation --------------------------------------------------------------------------
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        think: bool = False,
+        grammar: str | None = None,
+        stop: Sequence[str] = (),
+        temperature: float | None = None,
+    ) -> Iterator[Chunk]:
+        """Render, tokenize and generate; the last chunk is the stats."""
+        fmt = self.info.chat_format
+        prompt = self.tokenize(render(messages, fmt, think=think))
+        if len(prompt) + max_tokens > self.info.n_ctx:
+            raise PromptTooLongError(len(prompt), self.info.n_ctx, max_tokens)
+        stops = tuple(s for s in (*STOP_STRINGS.get(fmt, ()), *stop) if s)
+        temp = self.settings.temperature if temperature is None else temperature
+        yield from self.generate_tokens(prompt, max_tokens=max_tokens, temperature=temp,
+                                        grammar=grammar, stop=stops)
+
+    def generate_tokens(
+        self,
+        prompt: Sequence[int],
+        *,
+        max_tokens: int,
+        temperature: float,
+        grammar: str | None = None,
+        stop: Sequence[str] = (),
+    ) -> Iterator[Chunk]:
+        """The decode loop over an already tokenized prompt (benchmarks call it directly)."""
+        lc = self._lc
+        if not prompt:
+            raise EngineError("empty prompt")
+        s = self.settings
+        sampler = self._ll.sampler_chain(
+            self.vocab, temperature=temperature, top_k=s.top_k, top_p=s.top_p, seed=s.seed,
+            grammar=grammar,
+        )
+        stats = GenerationStats(prompt_tokens=len(prompt))
+        splitter = ThoughtSplitter()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        held = ""  # text that may be the start of a stop string
+        longest_stop = max((len(x) for x in stop), default=0)
+        start = time.perf_counter()
+        first_at = start
+        stats.stop_reason = "length"
+        try:
+            keep = self._reuse_prefix(prompt)
+            stats.prompt_tokens_reused = keep
+            stats.prompt_tokens_evaluated = len(prompt) - keep
+            self._decode(prompt[keep:])
+            stats.prefill_s = time.perf_counter() - start
+            sample, is_eog, piece, decode_one = (
+                lc.llama_sampler_sample, lc.llama_vocab_is_eog, self._piece_bytes, self._decode_one
+            )
+            ctx, vocab = self.ctx, self.vocab
+            while stats.completion_tokens < max_tokens:
+                token = sample(sampler, ctx, -1)
+                if stats.completion_tokens == 0:
+                    first_at = time.perf_counter()
+                    stats.time_to_first_token_s = first_at - start
+                if is_eog(vocab, token):
+                    stats.stop_reason = "stop"
+                    break
+                stats.completion_tokens += 1
+                held += decoder.decode(piece(token))
+                if longest_stop:
+                    cut = _find_stop(held, stop)
+                    if cut >= 0:
+                        yield from splitter.feed(held[:cut])
+                        held = ""
+                        stats.stop_reason = "stop"
+                        break
+                    safe = len(held) - _stop_prefix_len(held, stop, longest_stop)
+                    if safe > 0:
+                        yield from splitter.feed(held[:safe])
+                        held = held[safe:]
+                elif held:
+                    yield from splitter.feed(held)
+                    held = ""
+                if stats.completion_tokens < max_tokens:
+                    decode_one(token)
+            held += decoder.decode(b"", final=True)
+            if held:
+                yield from splitter.feed(held)
+            yield from splitter.finish()
+        except GeneratorExit:
+            stats.stop_reason = "interrupted"
+            raise
+        finally:
+            lc.llama_sampler_free(sampler)
+            self._resync()
+        stats.decode_s = time.perf_counter() - first_at if stats.completion_tokens else 0.0
+        yield Chunk("stats", stats=stats)
+
+    def _decode_one(self, token: int) -> None:
+        self._one[0] = token
+        rc = self._lc.llama_decode(self.ctx, self._lc.llama_batch_get_one(self._one, 1))
+        if rc != 0:
+            self._resync()
+            raise EngineError(f"llama_decode failed (code {rc}) while generating")
+        self._tokens.append(token)
+
+    def close(self) -> None:
+        """Free the context and the model (idempotent)."""
+        if self.ctx:
+            self._lc.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            self._lc.llama_model_free(self.model)
+            self.model = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _find_stop(text: str, stops: Sequence[str]) -> int:
+    """Index of the earliest stop string in `text`, or -1."""
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(found) if found else -1
+
+
+def _stop_prefix_len(text: str, stops: Sequence[str], longest: int) -> int:
+    """Length of the longest suffix of `text` that begins some stop string."""
+    for size in range(min(len(text), longest - 1), 0, -1):
+        tail = text[-size:]
+        if any(s.startswith(tail) for s in stops):
+            return size
+    return 0
