@@ -213,15 +213,17 @@ def find_entry(spec: str, entries: dict[str, ModelEntry] | None = None) -> Model
 
 
 def suggest_names(spec: str, entries: dict[str, ModelEntry] | None = None, n: int = 3) -> list[str]:
-    """Registry names closest to a mistyped `spec`."""
+    """Registry names closest to a mistyped `spec`: names it begins, then similar spellings."""
     entries = registry() if entries is None else entries
     words = {entry.name: entry.name for entry in entries.values()}
     for entry in entries.values():
         for alias in entry.aliases:
             words.setdefault(alias, entry.name)
-    close = difflib.get_close_matches(spec.lower(), list(words), n=n * 2, cutoff=0.5)
+    key = spec.strip().lower()
+    prefixed = sorted((w for w in words if key and w.lower().startswith(key)), key=len)
+    close = difflib.get_close_matches(key, list(words), n=n * 2, cutoff=0.5)
     out: list[str] = []
-    for word in close:
+    for word in [*prefixed, *close]:
         name = words[word]
         if name not in out:
             out.append(name)

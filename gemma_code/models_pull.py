@@ -222,73 +222,87 @@ def _tqdm_class(progress: ProgressFactory) -> type[Any]:
     return _Forward
 
 
-def _partial_bytes(local_dir: Path, etag: str | None) -> int:
-    """Bytes of an interrupted earlier download of this file that hf will resume from."""
-    folder = local_dir / ".cache" / "huggingface" / "download"
-    if not etag or not folder.is_dir():
-        return 0
-    return max((p.stat().st_size for p in folder.glob(f"*.{etag}.incomplete")), default=0)
+def _part_path(target: Path, etag: str) -> Path:
+    """Where a download in progress lives: hidden, next to the target, named by the hub's etag."""
+    return target.with_name(f".{target.name}.{etag[:16]}.part")
 
 
-def _forget_download(local_dir: Path, filename: str, target: Path) -> None:
-    """Remove a rejected file and hf's record of it, so the next pull downloads it afresh."""
-    with contextlib.suppress(OSError):
-        target.unlink()
-    meta = local_dir / ".cache" / "huggingface" / "download" / f"{filename}.metadata"
-    with contextlib.suppress(OSError):
-        meta.unlink()
+def _stale_parts(target: Path, keep: Path | None = None) -> list[Path]:
+    return [p for p in target.parent.glob(f".{target.name}.*.part") if p != keep]
+
+
+def _http_get(url: str, handle: Any, *, resume: int, size: int | None, headers: dict[str, str],
+              progress: ProgressFactory | None) -> None:
+    """huggingface_hub's own streaming GET: Range resume, retries on dropped connections."""
+    import inspect
+
+    from huggingface_hub.file_download import http_get
+
+    kwargs: dict[str, Any] = {"resume_size": resume, "headers": headers, "expected_size": size}
+    if progress is not None and "tqdm_class" in inspect.signature(http_get).parameters:
+        kwargs["tqdm_class"] = _tqdm_class(progress)
+    http_get(url, handle, **kwargs)
 
 
 def _pull_hf(
     entry: ModelEntry, target: Path, *, force: bool, progress: ProgressFactory | None
 ) -> PullResult:
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    """Download to a hidden .part file that survives interruptions, verify it, then rename it.
+
+    hf_hub_download (huggingface_hub >= 1.x) deletes its partial file when a download fails, so
+    a 17 GB pull cut short would start over; keeping our own part file lets a rerun resume.
+    """
+    from urllib.parse import urlparse
+
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
     assert entry.hf_repo and entry.hf_file
     endpoint = _endpoint()
-    local_dir = target.parent
     with _hub_errors(entry):
         url = hf_hub_url(entry.hf_repo, entry.hf_file, revision=entry.revision, endpoint=endpoint)
         meta = get_hf_file_metadata(url, endpoint=endpoint)
-    hub_sha = meta.etag.lower() if meta.etag and _SHA256.match(meta.etag.lower()) else None
-    expected = entry.sha256.lower() if entry.sha256 else hub_sha
+    etag = (meta.etag or "").lower()
+    hub_sha = etag if _SHA256.match(etag) else None
     if entry.sha256 and hub_sha and hub_sha != entry.sha256.lower():
         raise ModelError(
             f"the hub's {entry.hf_file} has sha256 {hub_sha}, not the registry's {entry.sha256}",
             f"the file changed upstream: update sha256 of `{entry.name}` in {entry.origin} "
             "if you trust the new file",
         )
+    expected = entry.sha256.lower() if entry.sha256 else hub_sha
     if expected is None:
         raise ModelError(
             f"the hub gave no sha256 for {entry.hf_repo}/{entry.hf_file}, so the download cannot be verified",
             f"add `sha256 = \"...\"` to `{entry.name}` in {entry.origin}",
         )
+    part = _part_path(target, expected)
+    # A part of another version of the file (or any part, with --force) cannot be resumed.
+    for stale in _stale_parts(target, keep=None if force else part):
+        stale.unlink(missing_ok=True)
+    have = part.stat().st_size if part.is_file() else 0
+    if meta.size is not None and have > meta.size:
+        part.unlink()
+        have = 0
     if meta.size is not None:
-        partial = 0 if force else _partial_bytes(local_dir, meta.etag)
-        check_disk_space(local_dir, max(meta.size - partial, 0))
-    local_dir.mkdir(parents=True, exist_ok=True)
-    with _hub_errors(entry):
-        got = Path(
-            hf_hub_download(
-                entry.hf_repo,
-                entry.hf_file,
-                revision=entry.revision,
-                local_dir=local_dir,
-                endpoint=endpoint,
-                force_download=force,
-                tqdm_class=_tqdm_class(progress) if progress else None,
-            )
-        )
-    actual = sha256_file(got, progress)
+        check_disk_space(target.parent, meta.size - have)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    headers = build_hf_headers()
+    location = meta.location or url
+    if urlparse(location).netloc != urlparse(url).netloc:
+        headers.pop("authorization", None)  # never send the hub token to a CDN or mirror host
+    with _hub_errors(entry), part.open("r+b" if have else "wb") as handle:
+        handle.seek(have)
+        _http_get(location, handle, resume=have, size=meta.size, headers=headers, progress=progress)
+    actual = sha256_file(part, progress)
     if actual != expected:
-        _forget_download(local_dir, entry.hf_file, got)
+        part.unlink(missing_ok=True)
         raise ModelError(
             f"checksum mismatch for {entry.hf_file}: expected sha256 {expected}, got {actual}; "
             "the file was deleted",
             f"run `{entry.pull_command()}` again; if it repeats, the hub or a proxy serves a bad file",
         )
-    if got != target and got.resolve() != target.resolve():
-        os.replace(got, target)
+    os.replace(part, target)
     return PullResult(target, target.stat().st_size, actual, verified=True)
 
 
@@ -302,11 +316,9 @@ def remove(entry: ModelEntry) -> Path:
     target = entry_path(entry)
     if not target.is_file():
         raise ModelNotFoundError(f"model `{entry.name}` is not downloaded (no file at {target})")
-    _forget_download(target.parent, entry.filename, target)
-    # Leftover partial downloads of this file go too; an empty model folder is removed.
-    cache = target.parent / ".cache"
-    if cache.is_dir():
-        shutil.rmtree(cache, ignore_errors=True)
+    target.unlink()
+    for part in _stale_parts(target):
+        part.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
-        target.parent.rmdir()
+        target.parent.rmdir()  # the model's folder, once empty
     return target
