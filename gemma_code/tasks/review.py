@@ -231,20 +231,27 @@ def change_symbols(changes: Sequence[FileChange]) -> list[str]:
 
 
 def repo_context(
-    engine: Engine, target: ReviewTarget, paths: Sequence[str], budget: int
+    engine: Engine, target: ReviewTarget, paths: Sequence[str], budget: int, notices: list[str]
 ) -> str | None:
-    """Code around the change from the context builder (seeded by changed files and symbols)."""
+    """Code around the change from the context builder, steered by the changed files and symbols."""
     if target.root is None or budget <= 0:
         return None
     try:
         from gemma_code.context import build_context
     except ImportError:  # the context builder is optional: the diff has its own context lines
         return None
-    seeds = [*paths, *change_symbols(target.changes)]
-    packed = build_context(
-        target.root, "review the change to " + ", ".join(paths), budget=budget,
-        count_tokens=engine.count_tokens, seeds=tuple(seeds),
-    )
+    symbols = change_symbols(target.changes)
+    question = "Review the change to " + ", ".join(paths)
+    if symbols:
+        question += " touching " + ", ".join(symbols[:40])
+    try:
+        packed = build_context(
+            target.root, question, budget=budget, count_tokens=engine.count_tokens,
+            seeds=tuple(paths), tokenizer_id=engine.info.name,
+        )
+    except Exception as exc:  # a hook must still review the diff when the context builder fails
+        notices.append(f"no repository context ({type(exc).__name__}: {exc}); reviewed the diff alone")
+        return None
     text: str = packed.text
     return text or None
 
@@ -331,7 +338,7 @@ def run_review(
         requests, result.reviewed, result.skipped, result.notices = plan_requests(
             target.changes, engine.count_tokens, per_request=per_request
         )
-        context = repo_context(engine, target, result.reviewed, context_budget)
+        context = repo_context(engine, target, result.reviewed, context_budget, result.notices)
         seen: set[tuple[str, int, str]] = set()
         for paths, text in requests:
             check_deadline()
