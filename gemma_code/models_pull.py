@@ -72,10 +72,10 @@ def check_disk_space(folder: Path, needed: int) -> None:
         )
 
 
-def sha256_file(path: Path, progress: ProgressFactory | None = None) -> str:
+def sha256_file(path: Path, progress: ProgressFactory | None = None, label: str | None = None) -> str:
     """The file's sha256, read in 8 MiB blocks."""
     digest = hashlib.sha256()
-    bar = progress(f"verifying {path.name}", path.stat().st_size, 0) if progress else None
+    bar = progress(f"verifying {label or path.name}", path.stat().st_size, 0) if progress else None
     try:
         with path.open("rb") as handle:
             while block := handle.read(8 * 1024 * 1024):
@@ -232,13 +232,15 @@ def _stale_parts(target: Path, keep: Path | None = None) -> list[Path]:
 
 
 def _http_get(url: str, handle: Any, *, resume: int, size: int | None, headers: dict[str, str],
-              progress: ProgressFactory | None) -> None:
+              label: str, progress: ProgressFactory | None) -> None:
     """huggingface_hub's own streaming GET: Range resume, retries on dropped connections."""
     import inspect
 
     from huggingface_hub.file_download import http_get
 
-    kwargs: dict[str, Any] = {"resume_size": resume, "headers": headers, "expected_size": size}
+    kwargs: dict[str, Any] = {
+        "resume_size": resume, "headers": headers, "expected_size": size, "displayed_filename": label,
+    }
     if progress is not None and "tqdm_class" in inspect.signature(http_get).parameters:
         kwargs["tqdm_class"] = _tqdm_class(progress)
     http_get(url, handle, **kwargs)
@@ -293,8 +295,11 @@ def _pull_hf(
         headers.pop("authorization", None)  # never send the hub token to a CDN or mirror host
     with _hub_errors(entry), part.open("r+b" if have else "wb") as handle:
         handle.seek(have)
-        _http_get(location, handle, resume=have, size=meta.size, headers=headers, progress=progress)
-    actual = sha256_file(part, progress)
+        _http_get(
+            location, handle, resume=have, size=meta.size, headers=headers, label=entry.hf_file,
+            progress=progress,
+        )
+    actual = sha256_file(part, progress, label=entry.hf_file)
     if actual != expected:
         part.unlink(missing_ok=True)
         raise ModelError(

@@ -323,3 +323,34 @@ def test_pull_of_a_local_path_model_is_refused(tmp_path: Path) -> None:
     conf.write_text(f'[models.mine]\npath = "{tmp_path / "m.gguf"}"\n', encoding="utf-8")
     with pytest.raises(ModelError, match="nothing to pull"):
         pull(_entry("mine"))
+
+
+def test_cli_pull_shows_progress_and_prints_the_path(hub: FakeHub) -> None:
+    from typer.testing import CliRunner
+
+    from gemma_code.cli import app
+
+    data = fake_gguf()
+    hub.files[f"{REPO}/{FILE}"] = HubFile(data)
+    register()
+    result = CliRunner().invoke(app, ["models", "pull", "fake-alias"])
+    assert result.exit_code == 0, result.output
+    path = Path(result.stdout.strip())
+    assert path.read_bytes() == data
+    assert f"hf:{REPO}/{FILE}" in result.stderr
+    assert "verified" in result.stderr and FILE in result.stderr  # the progress bar's label
+    listed = CliRunner().invoke(app, ["models", "path", "fake"])
+    assert listed.stdout.strip() == str(path)
+
+
+def test_cli_pull_checksum_failure_exits_4(hub: FakeHub) -> None:
+    from typer.testing import CliRunner
+
+    from gemma_code.cli import app
+    from gemma_code.errors import ExitCode
+
+    hub.files[f"{REPO}/{FILE}"] = HubFile(fake_gguf(), sha256="00" * 32)
+    register()
+    result = CliRunner().invoke(app, ["models", "pull", "fake"])
+    assert result.exit_code == ExitCode.MODEL
+    assert "checksum mismatch" in result.stderr and "Traceback" not in result.output

@@ -112,6 +112,7 @@ def list_models(json_out: JsonOpt = False) -> None:
     from rich.table import Table
 
     from gemma_code import paths
+    from gemma_code.gguf_header import quant_from_filename
     from gemma_code.models import default_model_name, entry_path, list_local, registry
     from gemma_code.ui import stdout_console
 
@@ -129,7 +130,7 @@ def list_models(json_out: JsonOpt = False) -> None:
             "default": _is_default(entry, default),
             "source": entry.source_label,
             "arch": entry.arch,
-            "quant": entry.quant,
+            "quant": entry.quant or quant_from_filename(entry.filename),
             "context_length": entry.context_length,
             "size_bytes": entry.approx_size,
             "size_exact": entry.size_bytes is not None,
@@ -155,8 +156,9 @@ def list_models(json_out: JsonOpt = False) -> None:
         where = "[green]yes[/]" if row["downloaded"] else "[dim]no[/]"
         vram = f"{entry.vram_gb:g} GB" if entry.vram_gb else "CPU ok"
         # Long aliases (e.g. gemma-4-26b-a4b-q4_k_m) are in --json; the table keeps the short ones.
-        short = [a for a in entry.aliases if len(a) <= 12]
-        table.add_row(mark + entry.name, ", ".join(short), entry.quant or "?", _size(entry), vram, where)
+        short = [a for a in entry.aliases if len(a) <= 10]
+        quant = entry.quant or quant_from_filename(entry.filename) or "?"
+        table.add_row(mark + entry.name, ", ".join(short), quant, _size(entry), vram, where)
     console = stdout_console()
     console.print(table)
     for row in rows:
