@@ -86,6 +86,7 @@ class LlamaCppEngine:
         self.ctx: Any = None
         self._tokens: list[int] = []
         self.full_reprocesses = 0  # prefix reuse refused (sliding window), prompt re-evaluated
+        self._n_outputs_max = n_outputs_max
         meta = read_metadata(self.path)
         arch = str(meta.get("general.architecture", "unknown"))
         lowlevel.init_backend()
@@ -155,7 +156,7 @@ class LlamaCppEngine:
         params = lc.llama_context_default_params()
         params.n_ctx = self.plan.n_ctx
         params.n_batch = params.n_ubatch = max(32, min(s.n_batch, self.plan.n_ctx))
-        params.n_outputs_max = N_OUTPUTS_MAX
+        params.n_outputs_max = self._n_outputs_max
         threads = s.n_threads if s.n_threads > 0 else default_threads()
         params.n_threads = params.n_threads_batch = threads
         params.flash_attn_type = (
