@@ -13,7 +13,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Message
@@ -22,6 +22,9 @@ from gemma_code.errors import ConfigError, EngineError, GemmaCodeError, UsageErr
 
 DEFAULT_SERVE_N_CTX = 32768  # n_ctx 0 means "the model's length, at most this"
 KV_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}  # ggml type ids (llama_cpp.GGML_TYPE_*)
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 _ROLES = {"system": "system", "user": "user", "assistant": "model", "model": "model"}
 
 
@@ -171,11 +174,25 @@ def create_app(llama: Any, served: ServedModel, *, api_key: str | None) -> Any:
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]
     )
-    app.include_router(server_app.router)
+    add_lock_free_routes(app, llama, served, server_app.authenticate)
+    app.include_router(server_app.router)  # after ours: the first matching route wins
+    return app
+
+
+def add_lock_free_routes(app: FastAPI, llama: Any, served: ServedModel, authenticate: Any) -> None:
+    """Routes that answer while a generation runs.
+
+    llama-cpp-python's own /v1/models and /extras/tokenize wait for the model lock, so a
+    client's start-up probes and prompt counting queued behind every answer in progress.
+    Tokenizing reads only the vocabulary, which llama.cpp allows from any thread.
+    """
+    from fastapi import Body, Depends
+
+    guarded = [Depends(authenticate)]
 
     @app.get("/props")
     def props() -> dict[str, Any]:
-        # llama-server's shape, so clients learn n_ctx and the prompt format without a lock
+        # llama-server's shape, so clients learn n_ctx and the prompt format
         return {
             "default_generation_settings": {"n_ctx": served.n_ctx},
             "model_path": str(served.path), "model_alias": served.alias,
@@ -183,7 +200,19 @@ def create_app(llama: Any, served: ServedModel, *, api_key: str | None) -> Any:
             "thinking": served.think, "total_slots": 1,
         }
 
-    return app
+    @app.get("/v1/models", dependencies=guarded)
+    def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": served.alias, "object": "model", "owned_by": "gemma-code",
+                      "max_model_len": served.n_ctx}],
+        }
+
+    @app.post("/tokenize", dependencies=guarded)
+    def tokenize(content: str = Body(..., embed=True)) -> dict[str, Any]:
+        # llama-server's shape: no BOS added, special tokens parsed
+        return {"tokens": llama.tokenize(content.encode("utf-8"), add_bos=False, special=True)}
+
 
 
 def run(app: Any, host: str, port: int) -> None:

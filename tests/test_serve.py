@@ -162,7 +162,7 @@ def test_the_engine_counts_tokens_with_the_servers_tokenizer(served: str,
     vocab = llama_cpp.Llama(str(tiny_model_path), vocab_only=True, verbose=False)
     text = "def add(a, b):\n    return a + b  # sum\n"
     assert engine.count_tokens(text) == len(vocab.tokenize(text.encode(), add_bos=False, special=True))
-    assert engine.token_counting == "server (llama-cpp-python /extras/tokenize)"
+    assert engine.token_counting == "server (llama-server /tokenize)"  # served lock-free
 
 
 @pytest.mark.llama

@@ -158,6 +158,7 @@ class OpenAIEngine:
         )
         self._tokenizer: Callable[[str], int] | None = None
         self._bos_overhead = 0
+        self._counted: dict[str, int] = {}
         self.token_counting = "unknown"  # server | local | estimate
         self.model = ""
         self.info = self._probe()
@@ -220,7 +221,13 @@ class OpenAIEngine:
         """Exact through the server's tokenizer when it has one, else local, else estimated."""
         if self._tokenizer is None:
             self._tokenizer = self._find_tokenizer()
-        return self._tokenizer(text)
+        # a prompt counted for the fit check is counted again for the stats when the server
+        # sends no usage block; remember the last few so that costs no second round trip
+        if text not in self._counted:
+            if len(self._counted) >= 8:
+                self._counted.pop(next(iter(self._counted)))
+            self._counted[text] = self._tokenizer(text)
+        return self._counted[text]
 
     def _find_tokenizer(self) -> Callable[[str], int]:
         for name, probe in (
