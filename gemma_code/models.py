@@ -112,7 +112,13 @@ class LocalModel:
 
 def bundled_registry_file() -> Path:
     """models.toml shipped inside the package (a link to the repository's top-level file)."""
-    return Path(__file__).with_name("models.toml")
+    packaged = Path(__file__).with_name("models.toml")
+    # A checkout without symlink support (git on Windows) leaves the link as a one-line text file.
+    if packaged.is_file() and not packaged.is_symlink() and packaged.stat().st_size < 256:
+        text = packaged.read_text(encoding="utf-8", errors="replace").strip()
+        if text.endswith(".toml") and "\n" not in text and "[" not in text:
+            return (packaged.parent / text).resolve()
+    return packaged
 
 
 def user_registry_file() -> Path:
