@@ -51,6 +51,7 @@ class Settings:
     context: bool = True
     budget: int = 32768  # tokens of repository context
     max_file_bytes: int = 1_000_000
+    tokenizer: str = ""  # a GGUF whose vocabulary counts context tokens when no model is loaded
     # openai-compatible engine
     base_url: str = "http://127.0.0.1:8080/v1"
     api_key_env: str = "OPENAI_API_KEY"

@@ -2,6 +2,178 @@
 
 from __future__ import annotations
 
-from gemma_code.context.files import find_repo_root
+import hashlib
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
-__all__ = ["find_repo_root"]
+from gemma_code.context.cache import TAGS_VERSION, ContextCache
+from gemma_code.context.files import FileScan, RepoFile, find_repo_root, scan_files
+from gemma_code.context.pack import PackedContext, PackedFile, pack
+from gemma_code.context.rank import Graph, analyze_question, rank_files, reference_graph
+from gemma_code.context.tags import scan_tags
+from gemma_code.context.tokens import CountFn, TokenCounter
+
+__all__ = [
+    "PackedContext", "PackedFile", "build_context", "context_for_prompt", "find_repo_root",
+]
+
+# Beyond this many candidate files, the rest are listed in the map but not parsed or ranked,
+# so a 100,000-file checkout costs bounded time.
+MAX_RANKED = 25_000
+PROMPT_OVERHEAD = 512  # system rules and turn markers around the context in `ask`
+
+
+def _relative(root: Path, items: Iterable[str | Path]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        path = Path(item)
+        if not path.is_absolute():
+            candidate = (Path.cwd() / path).resolve()
+            path = candidate if candidate.exists() else (root / path)
+        try:
+            rel = path.resolve().relative_to(root).as_posix()
+        except (ValueError, OSError):
+            continue  # outside the repository: the caller includes it some other way
+        if rel not in out:
+            out.append(rel)
+    return out
+
+
+def _bounded(scan: FileScan, question: str, keep: set[str], limit: int) -> list[RepoFile]:
+    """At most `limit` files to parse: named, mentioned and dirty ones first, then by path."""
+    if len(scan.files) <= limit:
+        return scan.files
+    mentioned = analyze_question(question).paths
+    first = [f for f in scan.files
+             if f.path in keep or any(f.path.endswith(m) for m in mentioned)]
+    chosen = {f.path for f in first}
+    rest = [f for f in scan.files if f.path not in chosen]
+    picked = (first + rest)[:limit]
+    left = len(scan.files) - len(picked)
+    scan.notes.append(
+        f"{len(scan.files):,} files: ranked {len(picked):,}, left {left:,} unranked "
+        "(listed in the map only); name files with -f or mention their paths to include them"
+    )
+    return sorted(picked, key=lambda f: f.path)
+
+
+def build_context(
+    root: Path | str,
+    question: str,
+    *,
+    budget: int,
+    count_tokens: CountFn | None = None,
+    named: Sequence[str | Path] = (),
+    seeds: Sequence[str | Path] = (),
+    omit: Sequence[str | Path] = (),
+    tokenizer_id: str = "",
+    max_file_bytes: int = 1_000_000,
+    max_ranked: int = MAX_RANKED,
+) -> PackedContext:
+    """Rank the repository's files for `question` and pack them into `budget` tokens.
+
+    `named` files (the user's -f) rank first and may break the secret and size filters;
+    `seeds` steer the ranking; `omit` files are ranked but not packed (the caller shows them).
+    Token counts use `count_tokens` (cached by content under `tokenizer_id`), else an estimate.
+    """
+    start = time.perf_counter()
+    base = Path(root).resolve()
+    if not base.is_dir():
+        return PackedContext("", budget, 0, notes=[f"{base} is not a folder"],
+                             estimated=count_tokens is None)
+    named_rel = _relative(base, named)
+    seed_rel = _relative(base, seeds)
+    omit_rel = set(_relative(base, omit))
+    with ContextCache() as cache:
+        scan = scan_files(base, max_file_bytes=max_file_bytes, named=named_rel)
+        keep = set(named_rel) | set(seed_rel) | set(scan.dirty)
+        files = _bounded(scan, question, keep, max_ranked)
+        root_key = str(base)
+        print_key = _fingerprint(files, named_rel)
+        blob = cache.load_blob(root_key, "graph", print_key)
+        tags = scan_tags(base, files, cache=cache, trusted=named_rel, identifiers=blob is None)
+        docs = tags.tags
+        if blob is not None:
+            graph = Graph.load(blob)
+        else:
+            graph = reference_graph(docs)
+            cache.store_blob(root_key, "graph", print_key, graph.dump())
+        ranking = rank_files(
+            question, docs, named=named_rel, seeds=seed_rel, dirty=scan.dirty, recent=scan.recent,
+            graph=graph,
+        )
+        order = [p for p in ranking.order if p not in omit_rel]
+        counter = TokenCounter(count_tokens, tokenizer_id, cache)
+        packed = pack(base, order, docs, budget=max(budget, 0), counter=counter,
+                      named=[p for p in named_rel if p not in omit_rel],
+                      all_paths=[f.path for f in scan.files])
+        if counter.counted and count_tokens is not None and packed.text:
+            _verify(packed, count_tokens)
+    packed.skipped = sorted(scan.skipped + tags.skipped + packed.skipped)
+    packed.ranked = len(docs)
+    packed.notes = scan.notes + tags.notes + packed.notes
+    if not docs:
+        packed.notes.append("no readable text files to rank")
+    packed.notes.append(
+        f"tags: {len(tags.parsed):,} files parsed, {tags.reused:,} from the cache"
+    )
+    packed.elapsed_s = time.perf_counter() - start
+    return packed
+
+
+def _fingerprint(files: Sequence[RepoFile], named: Sequence[str]) -> str:
+    """Identifies the exact set of file versions (and trusted names) a graph was built from."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"v{TAGS_VERSION}\0{sorted(named)}\0".encode())
+    for f in files:
+        h.update(f"{f.path}\0{f.mtime_ns}\0{f.size}\n".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def _verify(packed: PackedContext, count_tokens: CountFn) -> None:
+    """Recount the whole block once when a tokenizer is loaded anyway; it must fit the budget."""
+    exact = count_tokens(packed.text)
+    if exact != packed.used:
+        packed.notes.append(f"whole-text count {exact:,} differs from the sum of parts {packed.used:,}")
+        packed.used = exact
+    while packed.used > packed.budget and packed.files:
+        dropped = packed.files.pop()
+        marker = f"### {dropped.path}"
+        cut = packed.text.rfind(marker)
+        packed.text = packed.text[:cut] if cut >= 0 else packed.text
+        packed.used = count_tokens(packed.text)
+        packed.notes.append(f"dropped {dropped.path} to stay within the budget")
+
+
+def context_for_prompt(engine: Any, question: str, files: Sequence[Path], settings: Any) -> str | None:
+    """Repository context for `ask` and the other tasks, sized to the engine's window.
+
+    None outside a repository, when context is off, or when nothing fits. The -f `files` steer
+    the ranking but are left out of the block, since the task shows them in full itself.
+    """
+    if not getattr(settings, "context", True):
+        return None
+    root = find_repo_root(Path.cwd())
+    if root is None:
+        return None
+    n_ctx = int(engine.info.n_ctx)
+    overhead = PROMPT_OVERHEAD + engine.count_tokens(question)
+    for path in files:
+        try:
+            overhead += engine.count_tokens(Path(path).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue  # the task reports unreadable -f files itself
+    room = n_ctx - int(settings.max_tokens) - overhead
+    budget = min(int(settings.budget), room)
+    if budget <= 0:
+        return None
+    info = engine.info
+    packed = build_context(
+        root, question, budget=budget, count_tokens=engine.count_tokens,
+        seeds=list(files), omit=list(files),
+        tokenizer_id=f"engine:{info.backend}:{info.name}:{info.path}",
+        max_file_bytes=int(getattr(settings, "max_file_bytes", 1_000_000)),
+    )
+    return packed.text or None

@@ -15,12 +15,15 @@ from typing import Any
 from gemma_code import paths
 
 # Bump when the stored tag format or the extraction changes: old rows are then ignored.
-TAGS_VERSION = 4
+TAGS_VERSION = 5
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS tags (
+CREATE TABLE IF NOT EXISTS tags5 (
     root TEXT NOT NULL, path TEXT NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
-    version INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (root, path));
+    version INTEGER NOT NULL, meta BLOB NOT NULL, ids BLOB NOT NULL, PRIMARY KEY (root, path));
+CREATE TABLE IF NOT EXISTS blobs (
+    root TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (root, kind));
 CREATE TABLE IF NOT EXISTS tokens (
     tokenizer TEXT NOT NULL, digest TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (tokenizer, digest));
@@ -65,27 +68,55 @@ class ContextCache:
         except sqlite3.Error as exc:
             self._fail(exc)
 
-    def load_tags(self, root: str) -> dict[str, tuple[int, int, str]]:
-        """Every current-version row of a repository: relpath -> (mtime_ns, size, data)."""
-        rows: dict[str, tuple[int, int, str]] = {}
+    def load_tags(self, root: str) -> dict[str, tuple[int, int, bytes]]:
+        """Every current-version row of a repository: relpath -> (mtime_ns, size, meta)."""
+        rows: dict[str, tuple[int, int, bytes]] = {}
         with self._guard() as db:
             if db is not None:
                 cur = db.execute(
-                    "SELECT path, mtime_ns, size, data FROM tags WHERE root = ? AND version = ?",
+                    "SELECT path, mtime_ns, size, meta FROM tags5 WHERE root = ? AND version = ?",
                     (root, TAGS_VERSION),
                 )
-                rows = {path: (mtime, size, data) for path, mtime, size, data in cur}
+                rows = {path: (mtime, size, meta) for path, mtime, size, meta in cur}
         return rows
 
-    def store_tags(self, root: str, rows: Iterable[tuple[str, int, int, str]]) -> None:
-        """Insert or replace rows (relpath, mtime_ns, size, data) in one transaction."""
+    def load_identifiers(self, root: str) -> dict[str, bytes]:
+        """The identifier blobs of a repository's rows (only needed to rebuild the graph)."""
+        rows: dict[str, bytes] = {}
+        with self._guard() as db:
+            if db is not None:
+                cur = db.execute(
+                    "SELECT path, ids FROM tags5 WHERE root = ? AND version = ?", (root, TAGS_VERSION)
+                )
+                rows = dict(cur.fetchall())
+        return rows
+
+    def store_tags(self, root: str, rows: Iterable[tuple[str, int, int, bytes, bytes]]) -> None:
+        """Insert or replace rows (relpath, mtime_ns, size, meta, ids) in one transaction."""
         with self._guard() as db:
             if db is not None:
                 with db:
                     db.executemany(
-                        "INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?, ?, ?)",
-                        [(root, p, m, s, TAGS_VERSION, d) for p, m, s, d in rows],
+                        "INSERT OR REPLACE INTO tags5 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(root, p, m, s, TAGS_VERSION, meta, ids) for p, m, s, meta, ids in rows],
                     )
+
+    def load_blob(self, root: str, kind: str, key: str) -> bytes | None:
+        """A derived structure (the reference graph) stored for exactly this `key`, else None."""
+        with self._guard() as db:
+            if db is not None:
+                row = db.execute(
+                    "SELECT data FROM blobs WHERE root = ? AND kind = ? AND key = ?", (root, kind, key)
+                ).fetchone()
+                return bytes(row[0]) if row else None
+        return None
+
+    def store_blob(self, root: str, kind: str, key: str, data: bytes) -> None:
+        """Replace the stored structure of this kind for the repository."""
+        with self._guard() as db:
+            if db is not None:
+                with db:
+                    db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?)", (root, kind, key, data))
 
     def forget_tags(self, root: str, relpaths: Iterable[str]) -> None:
         """Drop rows of files that no longer exist, so the cache does not grow forever."""
@@ -93,7 +124,7 @@ class ContextCache:
             if db is not None:
                 with db:
                     db.executemany(
-                        "DELETE FROM tags WHERE root = ? AND path = ?", [(root, p) for p in relpaths]
+                        "DELETE FROM tags5 WHERE root = ? AND path = ?", [(root, p) for p in relpaths]
                     )
 
     def load_tokens(self, tokenizer: str, digests: Iterable[str]) -> dict[str, int]:

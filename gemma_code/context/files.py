@@ -75,10 +75,12 @@ def find_repo_root(start: Path | str) -> Path | None:
     return None
 
 
+_SECRET_NAME = re.compile("|".join(fnmatch.translate(p) for p in SECRET_PATTERNS))
+
+
 def is_secret_path(path: str) -> bool:
     """True for file names that usually hold keys, tokens or passwords."""
-    name = path.rsplit("/", 1)[-1].lower()
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_PATTERNS)
+    return _SECRET_NAME.match(path.rsplit("/", 1)[-1].lower()) is not None
 
 
 def has_private_key(data: bytes) -> bool:

@@ -10,7 +10,7 @@ Public API (used by context ranking, edit/refactor/explain and review):
 
 from __future__ import annotations
 
-import json
+import marshal
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -64,20 +64,20 @@ class FileTags:
     words: int = 0  # sum of `terms` counts: the document length for BM25
     skip: str = ""
 
-    def to_json(self) -> str:
-        defs = [[t.name, t.kind, t.line, t.end_line, t.text] for t in self.definitions]
-        return json.dumps(
-            {"lang": self.lang, "defs": defs, "ids": self.identifiers, "terms": self.terms,
-             "lines": self.lines, "words": self.words, "skip": self.skip},
-            separators=(",", ":"), ensure_ascii=False,
-        )
+    path_terms: list[str] = field(default_factory=list)  # stemmed words of the path
+
+    def dump(self) -> tuple[bytes, bytes]:
+        """(meta, identifiers) blobs for the cache; identifiers load only to rebuild the graph."""
+        defs = [(t.name, t.kind, t.line, t.end_line, t.text) for t in self.definitions]
+        meta = (self.lang, defs, self.terms, self.lines, self.words, self.skip, self.path_terms)
+        return marshal.dumps(meta), marshal.dumps(self.identifiers)
 
     @classmethod
-    def from_json(cls, path: str, data: str) -> FileTags:
-        raw = json.loads(data)
-        defs = [Tag(path, n, k, a, b, t) for n, k, a, b, t in raw["defs"]]
-        return cls(path, raw["lang"], defs, raw["ids"], raw["terms"], raw["lines"], raw["words"],
-                   raw["skip"])
+    def load(cls, path: str, meta: bytes, ids: bytes | None = None) -> FileTags:
+        lang, defs, terms, lines, words, skip, path_terms = marshal.loads(meta)
+        tags = [Tag(path, n, k, a, b, t) for n, k, a, b, t in defs]
+        identifiers = marshal.loads(ids) if ids is not None else {}
+        return cls(path, lang, tags, identifiers, terms, lines, words, skip, path_terms)
 
 
 @dataclass
@@ -114,6 +114,11 @@ def stem(word: str) -> str:
     return w
 
 
+def path_words(path: str) -> list[str]:
+    """Stemmed words of a path: `django/contrib/auth/forms.py` -> django, contrib, auth, form, py."""
+    return [stem(w) for part in re.split(r"[/.\-]", path) for w in split_words(part)]
+
+
 def decode(data: bytes) -> str:
     """Text of a file: UTF-8, else Latin-1 (never fails; odd bytes stay visible)."""
     try:
@@ -144,6 +149,7 @@ def extract_tags(path: str, data: bytes, *, check_content: bool = True) -> FileT
             return FileTags(path, skip=reason)
     text = decode(data)
     tags = FileTags(path, lines=text.count("\n") + (0 if text.endswith("\n") else 1))
+    tags.path_terms = path_words(path)
     idents = Counter(IDENT.findall(text))
     tags.identifiers = dict(idents)
     terms: Counter[str] = Counter()
@@ -238,6 +244,7 @@ def scan_tags(
     *,
     cache: ContextCache | None = None,
     trusted: Iterable[str] = (),
+    identifiers: bool = True,
 ) -> TagScan:
     """Tags for every file: cached rows whose mtime and size still match, the rest re-read."""
     root = Path(root).resolve()
@@ -248,11 +255,12 @@ def scan_tags(
     trusted_set = set(trusted)
     try:
         rows = cache.load_tags(key)
-        fresh: list[tuple[str, int, int, str]] = []
+        id_rows = cache.load_identifiers(key) if identifiers else {}
+        fresh: list[tuple[str, int, int, bytes, bytes]] = []
         for item in files:
             row = rows.get(item.path)
             if row is not None and row[0] == item.mtime_ns and row[1] == item.size:
-                tags = FileTags.from_json(item.path, row[2])
+                tags = FileTags.load(item.path, row[2], id_rows.get(item.path) if identifiers else None)
                 scan.reused += 1
             else:
                 data, problem = read_file(root, item.path, item.size)
@@ -264,7 +272,7 @@ def scan_tags(
                 if problem:
                     scan.notes.append(f"{item.path} changed while it was read; its tags may be stale")
                 else:
-                    fresh.append((item.path, item.mtime_ns, item.size, tags.to_json()))
+                    fresh.append((item.path, item.mtime_ns, item.size, *tags.dump()))
             if tags.skip and item.path not in trusted_set:
                 scan.skipped.append((item.path, tags.skip))
                 continue

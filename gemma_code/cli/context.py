@@ -1,0 +1,115 @@
+"""`gemma-code context`: show what the context builder would pack for a question."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gemma_code.cli import app
+from gemma_code.cli.common import BudgetOpt, FilesOpt, JsonOpt, ModelOpt, command, settings_from
+from gemma_code.errors import UsageError
+
+CONTEXT_HELP = """Show which files would go into the prompt for a question, with token counts.
+
+Examples:
+
+  gemma-code context "where do we retry failed uploads?"
+
+  gemma-code context "why does login fail?" --budget 8000
+
+  gemma-code context "explain the cache" -f src/cache.py --json | jq '.files[].path'
+
+  gemma-code context "how are plugins loaded?" --show | less
+
+Files are ranked by what the question mentions (paths, names), by the reference graph
+(PageRank) and by word overlap; the top ones go in full, the next as outlines
+(signatures with line numbers), within --budget tokens. Counts use the model's tokenizer
+(the `tokenizer` setting or the downloaded model file); without one they are estimates,
+flagged as such. --json prints {"budget", "used", "files": [{"path", "tokens", "mode"}],
+...} most relevant first. Nothing is written to the repository; caches live in the
+user cache folder.
+"""
+
+
+@command(app, "context", help=CONTEXT_HELP)
+def context_cmd(
+    question: Annotated[str, typer.Argument(help="The question to pack context for.")],
+    budget: BudgetOpt = None,
+    files: FilesOpt = None,
+    model: ModelOpt = None,
+    json_out: JsonOpt = False,
+    show: Annotated[bool, typer.Option("--show", help="Print the packed text itself.")] = False,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Repository folder (default: the current one's).")
+    ] = None,
+) -> None:
+    from gemma_code.context import build_context, find_repo_root
+    from gemma_code.context.tokens import default_tokenizer
+
+    settings = settings_from(model=model, budget=budget).settings
+    if not question.strip():
+        raise UsageError("no question given", 'try: gemma-code context "where is the retry logic?"')
+    base = root or find_repo_root(Path.cwd()) or Path.cwd()
+    if not base.is_dir():
+        raise UsageError(f"{base} is not a folder", "give --root an existing folder")
+    counter = default_tokenizer(settings.model, settings.tokenizer)
+    notes: list[str] = []
+    if find_repo_root(base) is None:
+        notes.append(f"{base} is not in a git repository; walked the folder honouring .gitignore")
+    packed = build_context(
+        base, question, budget=settings.budget,
+        count_tokens=counter[0] if counter else None,
+        tokenizer_id=counter[1] if counter else "",
+        named=[Path(f) for f in files or []],
+        max_file_bytes=settings.max_file_bytes,
+    )
+    packed.notes[:0] = notes
+    if packed.estimated:
+        packed.notes.append(
+            "token counts are estimates (~4 characters a token): no tokenizer found; set "
+            "`tokenizer` to a GGUF path or pull the model"
+        )
+    if json_out:
+        payload: dict[str, Any] = packed.to_dict()
+        payload["root"] = str(base)
+        typer.echo(json.dumps(payload, ensure_ascii=False))
+        return
+    if show:
+        typer.echo(packed.text, nl=False)
+        return
+    _print_table(packed, base)
+
+
+def _print_table(packed: Any, base: Path) -> None:
+    from rich.table import Table
+
+    from gemma_code.ui import stdout_console
+
+    console = stdout_console()
+    approx = "~" if packed.estimated else ""
+    table = Table(title=f"Context for {base}", title_justify="left")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("file")
+    table.add_column("mode")
+    table.add_column("tokens", justify="right")
+    for number, item in enumerate(packed.files, 1):
+        table.add_row(str(number), item.path, item.mode, f"{approx}{item.tokens:,}")
+    if packed.map_tokens:
+        table.add_row("", "(repository map)", "tree", f"{approx}{packed.map_tokens:,}")
+    console.print(table)
+    console.print(
+        f"{approx}{packed.used:,} of {packed.budget:,} tokens; {len(packed.files)} files packed, "
+        f"{packed.ranked:,} ranked, {len(packed.skipped):,} skipped; {packed.elapsed_s:.2f} s"
+    )
+    if packed.skipped:
+        shown = packed.skipped[:15]
+        console.print("Skipped:", style="bold")
+        for path, reason in shown:
+            console.print(f"  {path}: {reason}", style="dim", markup=False)
+        if len(packed.skipped) > len(shown):
+            console.print(f"  ... and {len(packed.skipped) - len(shown):,} more (see --json)", style="dim")
+    for note in packed.notes:
+        console.print(f"note: {note}", style="yellow", markup=False)

@@ -1,0 +1,267 @@
+"""Rank files for a question: personalized PageRank over the definition/reference graph,
+blended with BM25 relevance of the question to each file's words and path."""
+
+from __future__ import annotations
+
+import marshal
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from gemma_code.context.tags import FileTags, split_words, stem
+
+# Words too common in questions to say anything about where the answer is.
+_STOP = """a an the and or but if then else when while for to of in on at by with from into onto
+    is are was were be been being do does did done have has had having not no nor so than too
+    very can could should would will shall may might must this that these those there here
+    what which who whom whose why how where i me my we our you your it its they them their he
+    she his her as about after before again all any both each few more most other some such
+    only own same just also get gets got use used using uses want wants need needs make makes
+    like way work works working doesn don isn aren wasn happen happens seem seems still even
+    instead because since up down out over under file files code function method class line"""
+STOPWORDS = frozenset(_STOP.split())
+DAMPING = 0.85
+ITERATIONS = 40
+# A name defined in more files than this says little about which one is meant (get, save, run).
+MAX_DEFINERS = 12
+MAX_OUT_EDGES = 40
+BM25_K1 = 1.2
+BM25_B = 0.75
+PATH_WEIGHT = 3  # each word of a file's path counts as this many occurrences
+PATH_LIKE = re.compile(r"[\w.\-]*[/\\][\w.\-/\\]+|[\w\-]+\.[A-Za-z]{1,5}\b")
+QUOTED = re.compile(r"`([^`]+)`")
+
+
+@dataclass
+class Question:
+    """What a question mentions: path fragments, identifiers, and words for lexical matching."""
+
+    text: str
+    paths: list[str] = field(default_factory=list)
+    identifiers: list[str] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)  # stemmed, stopwords removed, in order
+
+
+def analyze_question(text: str) -> Question:
+    """Pull paths, identifiers and words out of a question."""
+    q = Question(text)
+    for match in PATH_LIKE.findall(text):
+        frag = match.replace("\\", "/").strip("./")
+        if frag and frag not in q.paths:
+            q.paths.append(frag)
+    raw = re.findall(r"[^\W\d][\w.]*", text) + QUOTED.findall(text)
+    for token in raw:
+        for part in re.split(r"[.\s()]+", token):
+            if len(part) > 2 and part not in q.identifiers:
+                q.identifiers.append(part)
+    seen: set[str] = set()
+    for token in re.findall(r"[^\W\d]\w*", text):
+        for word in split_words(token):
+            if word in STOPWORDS or len(word) < 3:
+                continue
+            s = stem(word)
+            if s not in seen:
+                seen.add(s)
+                q.words.append(s)
+    return q
+
+
+def bm25_scores(question: Question, docs: Mapping[str, FileTags]) -> dict[str, float]:
+    """BM25 of the question's words against each file's words plus its path words."""
+    if not question.words or not docs:
+        return {}
+    wanted = set(question.words)
+    tfs: dict[str, dict[str, int]] = {}
+    lengths: dict[str, int] = {}
+    df: dict[str, int] = dict.fromkeys(wanted, 0)
+    for path, tags in docs.items():
+        hits: dict[str, int] = {}
+        terms = tags.terms  # already stemmed when the file was tagged
+        for s in wanted:
+            count = terms.get(s)
+            if count:
+                hits[s] = count
+        for s in tags.path_terms:
+            if s in wanted:
+                hits[s] = hits.get(s, 0) + PATH_WEIGHT
+        lengths[path] = tags.words + PATH_WEIGHT * 4
+        if hits:
+            tfs[path] = hits
+            for s in hits:
+                df[s] += 1
+    n = len(docs)
+    avg = sum(lengths.values()) / max(n, 1)
+    scores: dict[str, float] = {}
+    for path, hits in tfs.items():
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths[path] / max(avg, 1))
+        total = 0.0
+        for s, tf in hits.items():
+            idf = math.log(1 + (n - df[s] + 0.5) / (df[s] + 0.5))
+            total += idf * tf * (BM25_K1 + 1) / (tf + norm)
+        scores[path] = total
+    return scores
+
+
+@dataclass
+class Graph:
+    """The reference graph as parallel edge lists over `nodes` (question-independent, cacheable)."""
+
+    nodes: list[str]
+    src: list[int]
+    dst: list[int]
+    weight: list[float]
+
+    def dump(self) -> bytes:
+        return marshal.dumps((self.nodes, self.src, self.dst, self.weight))
+
+    @classmethod
+    def load(cls, data: bytes) -> Graph:
+        nodes, src, dst, weight = marshal.loads(data)
+        return cls(nodes, src, dst, weight)
+
+
+def reference_graph(docs: Mapping[str, FileTags]) -> Graph:
+    """Edges referrer -> definer, from identifiers used in one file and defined in another."""
+    nodes = sorted(docs)
+    index = {p: i for i, p in enumerate(nodes)}
+    definers: dict[str, list[int]] = {}
+    for path in nodes:
+        i = index[path]
+        for tag in docs[path].definitions:
+            if len(tag.name) > 2:
+                owners = definers.setdefault(tag.name, [])
+                if not owners or owners[-1] != i:
+                    owners.append(i)
+    graph = Graph(nodes, [], [], [])
+    for path in nodes:
+        i = index[path]
+        out: dict[int, float] = {}
+        for name, count in docs[path].identifiers.items():
+            targets = definers.get(name)
+            if not targets or len(targets) > MAX_DEFINERS:
+                continue
+            weight = math.sqrt(count) / len(targets)
+            if name.startswith("_"):
+                weight *= 0.1  # private helpers tie files together less than public API
+            elif len(name) >= 8:
+                weight *= 2.0  # long specific names are strong evidence of a real dependency
+            for target in targets:
+                if target != i:
+                    out[target] = out.get(target, 0.0) + weight
+        # the strongest dependencies carry the walk; a long tail of weak ones only costs time
+        for target, weight in sorted(out.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_OUT_EDGES]:
+            graph.src.append(i)
+            graph.dst.append(target)
+            graph.weight.append(weight)
+    return graph
+
+
+def pagerank(graph: Graph, seeds: Mapping[str, float]) -> dict[str, float]:
+    """Personalized PageRank by power iteration; dangling mass returns to the seeds."""
+    import numpy as np
+
+    n = len(graph.nodes)
+    if n == 0:
+        return {}
+    personal = np.zeros(n)
+    index = {p: i for i, p in enumerate(graph.nodes)}
+    for path, value in seeds.items():
+        if path in index and value > 0:
+            personal[index[path]] += value
+    total = personal.sum()
+    personal = personal / total if total > 0 else np.full(n, 1.0 / n)
+    src = np.asarray(graph.src, dtype=np.int64)
+    dst = np.asarray(graph.dst, dtype=np.int64)
+    weight = np.asarray(graph.weight, dtype=np.float64)
+    out_sum = np.bincount(src, weights=weight, minlength=n)
+    norm = weight / np.where(out_sum[src] > 0, out_sum[src], 1.0)
+    dangling = out_sum == 0
+    rank = personal.copy()
+    for _ in range(ITERATIONS):
+        spread = np.bincount(dst, weights=rank[src] * norm, minlength=n)
+        rank = (1 - DAMPING) * personal + DAMPING * (spread + rank[dangling].sum() * personal)
+    return {p: float(rank[i]) for i, p in enumerate(graph.nodes)}
+
+
+@dataclass
+class Ranking:
+    """Files most relevant first, with the score parts that put them there."""
+
+    order: list[str]
+    scores: dict[str, float]
+    seeds: dict[str, float]
+
+
+def mention_seeds(question: Question, docs: Mapping[str, FileTags]) -> dict[str, float]:
+    """Files the question points at: by path fragment, or by defining a named identifier."""
+    seeds: dict[str, float] = {}
+    paths = sorted(docs)
+    for frag in question.paths:
+        for path in paths:
+            if path == frag or path.endswith("/" + frag):
+                seeds[path] = seeds.get(path, 0.0) + 3.0
+    idents = set(question.identifiers)
+    exact = {i for i in idents if "_" in i or any(c.isupper() for c in i[1:]) or len(i) >= 6}
+    definers: dict[str, list[str]] = {}
+    for path in paths:
+        for tag in docs[path].definitions:
+            if tag.name in idents:
+                definers.setdefault(tag.name, []).append(path)
+    for name, owners in definers.items():
+        unique = sorted(set(owners))
+        if len(unique) > MAX_DEFINERS:
+            continue
+        weight = (2.0 if name in exact else 0.7) / len(unique)
+        for path in unique:
+            seeds[path] = seeds.get(path, 0.0) + weight
+    return seeds
+
+
+def rank_files(
+    question: str,
+    docs: Mapping[str, FileTags],
+    *,
+    named: Iterable[str] = (),
+    seeds: Iterable[str] = (),
+    dirty: Iterable[str] = (),
+    recent: Iterable[str] = (),
+    graph: Graph | None = None,
+) -> Ranking:
+    """Order `docs` by relevance to the question (named files first, then by blended score)."""
+    q = analyze_question(question)
+    nodes = sorted(docs)
+    lexical = bm25_scores(q, docs)
+    top_lex = max(lexical.values(), default=0.0)
+    lex_norm = {p: s / top_lex for p, s in lexical.items()} if top_lex else {}
+    personal = mention_seeds(q, docs)
+    for path in seeds:
+        if path in docs:
+            personal[path] = personal.get(path, 0.0) + 2.0
+    for path in dirty:
+        if path in docs:
+            personal[path] = personal.get(path, 0.0) + 0.5
+    for path in recent:
+        if path in docs:
+            personal[path] = personal.get(path, 0.0) + 0.2
+    named_list = [p for p in dict.fromkeys(named) if p in docs]
+    for path in named_list:
+        personal[path] = personal.get(path, 0.0) + 3.0
+    # lexical hits seed the walk too, so relevance flows to what the matching files use
+    for path, s in lex_norm.items():
+        if s >= 0.2:
+            personal[path] = personal.get(path, 0.0) + s
+    pr = pagerank(graph if graph is not None else reference_graph(docs), personal)
+    top_pr = max(pr.values(), default=0.0)
+    top_seed = max(personal.values(), default=0.0)
+    scores: dict[str, float] = {}
+    for path in nodes:
+        score = 0.55 * lex_norm.get(path, 0.0)
+        if top_pr:
+            score += 0.3 * pr.get(path, 0.0) / top_pr
+        if top_seed:
+            score += 0.15 * min(personal.get(path, 0.0) / top_seed, 1.0)
+        scores[path] = score
+    named_set = set(named_list)
+    rest = sorted((p for p in nodes if p not in named_set), key=lambda p: (-scores[p], p))
+    return Ranking(named_list + rest, scores, personal)
