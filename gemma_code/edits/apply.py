@@ -104,11 +104,19 @@ def _same_lines(a: Sequence[str], b: Sequence[str]) -> bool:
 
 
 def _inserted_already(lines: list[str], match: Match, search: list[str], replace: list[str]) -> bool:
-    """A pure insertion (replace = before + search + after) whose new lines already surround the match."""
+    """A pure insertion (replace = before + search + after) whose new lines already surround the match.
+
+    Re-sent edits are common (a retry round, a reply applied twice); applying one again would
+    duplicate its lines, so it counts as already applied.
+    """
     n = len(search)
+    known = {squash(line) for line in search}
     for p in range(len(replace) - n + 1):
         if replace[p : p + n] == search:
             before, after = replace[:p], replace[p + n :]
+            # only new, non-blank lines tell an applied insertion from a repeated neighbour
+            if not any(line.strip() and squash(line) not in known for line in before + after):
+                return False
             lo, hi = match.start - len(before), match.end + len(after)
             if lo < 0 or hi > len(lines):
                 return False
@@ -132,10 +140,16 @@ def _trim_blank_ends(search: list[str], replace: list[str]) -> tuple[list[str], 
 
 def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
     if state.text is None:
+        if not edit.search.strip():  # a blank SEARCH line meant "empty"
+            _create(plan, state, edit)
+            return
         _fail(plan, edit, "the file does not exist (to create it, use an empty SEARCH section)")
         return
     lines = state.text.lines
     search, replace = text_lines(edit.search), text_lines(edit.replace)
+    if not search:
+        _fail(plan, edit, "nothing to anchor the change: no context or removed lines")
+        return
     is_diff = edit.fmt == "diff"
     after = state.cursor.get(edit.group, 0) if is_diff else 0
     hint = None
@@ -159,8 +173,7 @@ def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
         if done is not None and done.match is not None:
             plan.already_applied.append(edit)
             return
-        _fail(plan, edit, "the SEARCH text is not in the file" if search else
-              "nothing to anchor the change (no context or removed lines)", lines, search, hint)
+        _fail(plan, edit, "the SEARCH text is not in the file", lines, search, hint)
         return
     new_block = reindent(replace, match)
     if search == replace or _inserted_already(lines, match, search, new_block):

@@ -190,8 +190,6 @@ class _Parser:
             return i + 1
         self.group += 1
         kind: EditKind = "replace" if search else "create"
-        if not any(s.strip() for s in search) and search:
-            kind = "create"
         self.add(path, kind, _lines_text(search) if kind == "replace" else "",
                  _lines_text(replace), "search-replace", start)
         self.last_path = path
