@@ -54,6 +54,7 @@ def _root(
 from gemma_code.cli import ask as _ask  # noqa: E402,F401
 from gemma_code.cli import chat as _chat  # noqa: E402,F401
 from gemma_code.cli import config_cmd as _config_cmd  # noqa: E402,F401
+from gemma_code.cli import doctor as _doctor  # noqa: E402,F401
 from gemma_code.cli import context as _context  # noqa: E402,F401
 from gemma_code.cli import edit as _edit  # noqa: E402,F401
 from gemma_code.cli import models as _models  # noqa: E402,F401

@@ -83,3 +83,8 @@ def default_threads() -> int:
     On a loaded 2-core machine 2 threads ran decode 6x slower than 1 (TRAPS.md).
     """
     return max(1, min(cpu_count() // 2, 16))
+
+
+def GiB_of(size: int) -> float:
+    """Bytes as GiB, rounded for display."""
+    return round(size / 1024**3, 1)

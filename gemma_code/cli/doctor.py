@@ -1,0 +1,265 @@
+"""`gemma-code doctor`: is this machine ready, what would run where, and how to fix what is not."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gemma_code.cli import app
+from gemma_code.cli.common import ModelOpt, NCtxOpt, command, settings_from
+from gemma_code.config import Settings
+
+DOCTOR_HELP = """Check the set-up: Python, the llama.cpp build (GPU offload or not), GPUs and free
+memory, downloaded models, and the context window and KV cache the engine would choose.
+Each problem comes with its fix. Exit 0 when gemma-code can run, 1 when something blocks it.
+
+Examples:
+
+  gemma-code doctor
+
+  gemma-code doctor --model ~/models/gemma-4-26B-A4B-it-Q4_K_M.gguf
+
+  gemma-code doctor --n-ctx 131072        (would 128K fit?)
+
+  gemma-code doctor --json | jq .plan
+"""
+
+MIN_LLAMA_CPP = (0, 3, 36)  # the first llama-cpp-python whose llama.cpp runs gemma4
+REBUILD = (
+    "./install.sh (it detects the GPU), or: CMAKE_ARGS=-DGGML_CUDA=on pip install "
+    "--force-reinstall --no-cache-dir llama-cpp-python==0.3.36"
+)
+
+
+@dataclass
+class Problem:
+    """Something wrong, how bad, and the fix."""
+
+    message: str
+    fix: str
+    blocking: bool = True
+
+
+@dataclass
+class Report:
+    """Everything doctor found."""
+
+    python: str = ""
+    gemma_code: str = ""
+    llama_cpp_python: str | None = None
+    gpu_offload: bool = False
+    backend: str = "cpu"
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+    ram_available_gib: float | None = None
+    threads: int = 1
+    models: list[dict[str, Any]] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return not any(p.blocking for p in self.problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["usable"] = self.usable
+        return data
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def arch_supported(arch: str) -> bool | None:
+    """Whether the installed libllama knows `arch` (its name table is in the binary)."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    lib = Path(llama_cpp.__file__).parent / "lib"
+    for name in ("libllama.so", "libllama.dylib", "llama.dll"):
+        if (lib / name).exists():
+            return b"\0" + arch.encode() + b"\0" in (lib / name).resolve().read_bytes()
+    return None
+
+
+def _check_build(report: Report) -> None:
+    from gemma_code.engine.hardware import GiB_of, default_threads, nvidia_gpus, ram_available
+
+    report.python = f"{platform.python_version()} ({sys.executable})"
+    report.gemma_code = metadata.version("gemma-code") if _installed("gemma-code") else "source"
+    ram = ram_available()
+    report.ram_available_gib = GiB_of(ram) if ram is not None else None
+    report.threads = default_threads()
+    report.gpus = [
+        {"index": g.index, "name": g.name, "total_gib": GiB_of(g.total), "free_gib": GiB_of(g.free),
+         "driver": g.driver}
+        for g in nvidia_gpus()
+    ]
+    if not _installed("llama-cpp-python"):
+        report.problems.append(Problem("llama-cpp-python is not installed", "run ./install.sh"))
+        return
+    report.llama_cpp_python = metadata.version("llama-cpp-python")
+    if _version_tuple(report.llama_cpp_python) < MIN_LLAMA_CPP:
+        report.problems.append(Problem(
+            f"llama-cpp-python {report.llama_cpp_python} is too old to run Gemma 4",
+            "pip install -U 'llama-cpp-python>=0.3.36' (or rerun ./install.sh)",
+        ))
+    try:
+        import llama_cpp
+
+        from gemma_code.engine.lowlevel import backend_name, devices
+    except (ImportError, OSError) as exc:
+        report.problems.append(Problem(f"llama-cpp-python does not load: {exc}", REBUILD))
+        return
+    report.gpu_offload = bool(llama_cpp.llama_supports_gpu_offload())
+    report.backend = backend_name()
+    report.devices = [
+        {"name": d.name, "description": d.description, "kind": d.kind,
+         "free_gib": GiB_of(d.free), "total_gib": GiB_of(d.total)}
+        for d in devices()
+    ]
+    if report.gpus and not report.gpu_offload:
+        report.problems.append(Problem(
+            f"{report.gpus[0]['name']} is present but llama-cpp-python was built without GPU "
+            "offload: everything would run on the CPU", REBUILD, blocking=False,
+        ))
+
+
+def _installed(dist: str) -> bool:
+    try:
+        metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _check_models(report: Report, settings: Settings) -> None:
+    from gemma_code.engine.fit import facts_from_metadata, plan
+    from gemma_code.engine.gemma import detect_format
+    from gemma_code.engine.ggufmeta import read_metadata, tensor_sizes
+    from gemma_code.engine.llamacpp import memory_for, resolve_model_path
+    from gemma_code.errors import GemmaCodeError
+
+    try:
+        from gemma_code.models import list_local
+
+        report.models = [
+            {"name": m.name, "path": str(m.path), "size_gb": round(m.size / 1e9, 2)}
+            for m in list_local()
+        ]
+    except ImportError:
+        pass
+    report.model = {"setting": settings.model}
+    if settings.engine != "llamacpp":
+        report.model["note"] = f"engine is {settings.engine!r}: no local model needed"
+        return
+    try:
+        path = resolve_model_path(settings.model)
+        meta = read_metadata(path)
+        experts = sum(n for name, n in tensor_sizes(path).items() if "_exps." in name)
+    except GemmaCodeError as exc:
+        report.problems.append(Problem(exc.message, exc.hint or "see `gemma-code models list`"))
+        return
+    arch = str(meta.get("general.architecture", "unknown"))
+    template = meta.get("tokenizer.chat_template")
+    report.model.update({
+        "path": str(path), "arch": arch, "size_gb": round(path.stat().st_size / 1e9, 2),
+        "context_length": meta.get(f"{arch}.context_length"),
+        "chat_format": detect_format(arch, template if isinstance(template, str) else None),
+    })
+    supported = arch_supported(arch)
+    report.model["arch_supported"] = supported
+    if supported is False:
+        report.problems.append(Problem(
+            f"this llama.cpp build does not know the {arch!r} architecture of {path.name}",
+            "pip install -U 'llama-cpp-python>=0.3.36' (0.3.36 runs gemma4)",
+        ))
+    facts = facts_from_metadata(meta, path.stat().st_size, experts)
+    gpu = report.gpu_offload and settings.n_gpu_layers != 0
+    chosen = plan(facts, memory_for(gpu), n_ctx=settings.n_ctx, kv_type=settings.kv_type,
+                  cpu_moe=settings.cpu_moe)
+    report.plan = chosen.to_dict()
+    if chosen.cpu_moe:
+        report.plan["notes"].append(
+            "MoE experts stay in CPU memory (llama.cpp tensor buffer override): decoding is "
+            "slower than with everything on the GPU; a smaller quant or a bigger card avoids it"
+        )
+    for note in chosen.notes:
+        if "RAM" in note:
+            report.problems.append(Problem(note, "close other programs or lower --n-ctx", False))
+
+
+def diagnose(settings: Settings) -> Report:
+    """Run every check (loads llama.cpp, never a model)."""
+    report = Report()
+    _check_build(report)
+    _check_models(report, settings)
+    return report
+
+
+def print_report(report: Report) -> None:
+    from rich.markup import escape
+
+    from gemma_code.ui import stdout_console
+
+    out = stdout_console()
+    ok, bad = "[green]ok[/]", "[red]missing[/]"
+    out.print(f"[bold]Python[/]            {escape(report.python)}")
+    out.print(f"[bold]gemma-code[/]        {report.gemma_code}")
+    build = f"{report.llama_cpp_python} ({report.backend}, GPU offload " + (
+        "yes)" if report.gpu_offload else "no)") if report.llama_cpp_python else bad
+    out.print(f"[bold]llama-cpp-python[/]  {build}")
+    for gpu in report.gpus:
+        out.print(f"[bold]GPU {gpu['index']}[/]             {escape(gpu['name'])}: "
+                  f"{gpu['free_gib']} of {gpu['total_gib']} GiB free (driver {gpu['driver']})")
+    if not report.gpus:
+        out.print("[bold]GPU[/]               none found (nvidia-smi absent or no NVIDIA GPU)")
+    if report.ram_available_gib is not None:
+        out.print(f"[bold]RAM available[/]     {report.ram_available_gib} GiB; "
+                  f"default threads {report.threads}")
+    out.print(f"[bold]Models on disk[/]    {len(report.models)}")
+    for model in report.models:
+        out.print(f"  {escape(model['name'])}  {model['size_gb']} GB  {escape(model['path'])}")
+    model = report.model
+    if "path" in model:
+        out.print(f"[bold]Configured model[/]  {escape(model['setting'])} -> {escape(model['path'])}"
+                  f" ({model['arch']}, {model['chat_format']} format, "
+                  f"{ok if model.get('arch_supported') is not False else bad})")
+    if report.plan:
+        out.print(f"[bold]Plan[/]              {escape(report.plan['reason'])}")
+        for note in report.plan["notes"]:
+            out.print(f"                   [dim]{escape(note)}[/]")
+    for problem in report.problems:
+        label = "[red]problem[/]" if problem.blocking else "[yellow]warning[/]"
+        out.print(f"{label} {escape(problem.message)}\n        [bold]fix:[/] {escape(problem.fix)}")
+    out.print("[green]ready[/]" if report.usable else "[red]not ready[/]: fix the problems above")
+
+
+@command(app, "doctor", help=DOCTOR_HELP)
+def doctor(
+    model: ModelOpt = None,
+    n_ctx: NCtxOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    settings = settings_from(model=model, n_ctx=n_ctx).settings
+    report = diagnose(settings)
+    if json_out:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        print_report(report)
+    if not report.usable:
+        raise typer.Exit(1)

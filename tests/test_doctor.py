@@ -1,0 +1,69 @@
+"""`gemma-code doctor`: the build, the machine, the model and the plan, with fixes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gemma_code.cli import app
+from gemma_code.cli.doctor import _version_tuple, arch_supported
+
+runner = CliRunner()
+pytestmark = pytest.mark.llama
+
+
+def test_doctor_reports_a_usable_setup_with_its_plan(tiny_model_path: Path) -> None:
+    result = runner.invoke(app, ["doctor", "--model", str(tiny_model_path)])
+    assert result.exit_code == 0, result.output
+    assert "llama-cpp-python  0.3.36" in result.output
+    assert "n_ctx 32,768" in result.output
+    assert "ready" in result.output
+
+
+def test_doctor_json_describes_build_model_and_plan(tiny_model_path: Path) -> None:
+    result = runner.invoke(app, ["doctor", "--json", "--model", str(tiny_model_path),
+                                 "--n-ctx", "4096"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["usable"] is True
+    assert report["llama_cpp_python"] == "0.3.36"
+    assert report["backend"] in {"cpu", "cuda", "metal", "vulkan"}
+    assert any(d["kind"] == "cpu" for d in report["devices"])
+    assert report["model"]["arch"] == "gemma3"
+    assert report["model"]["chat_format"] == "gemma3"
+    assert report["model"]["arch_supported"] is True
+    assert report["plan"]["n_ctx"] == 4096
+    assert report["plan"]["kv_type"] in {"f16", "q8_0"}
+
+
+def test_doctor_names_the_fix_for_a_missing_model_and_exits_1(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["doctor", "--json", "--model", str(tmp_path / "none.gguf")])
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["usable"] is False
+    assert report["problems"][0]["blocking"] is True
+    assert report["problems"][0]["fix"]
+
+
+def test_doctor_flags_a_file_that_is_not_a_gguf(tmp_path: Path) -> None:
+    bad = tmp_path / "model.gguf"
+    bad.write_text("not a model")
+    result = runner.invoke(app, ["doctor", "--model", str(bad)])
+    assert result.exit_code == 1
+    assert "not a GGUF" in result.output
+    assert "fix:" in result.output
+
+
+def test_arch_support_is_read_from_the_llama_cpp_build() -> None:
+    assert arch_supported("gemma4") is True
+    assert arch_supported("gemma3") is True
+    assert arch_supported("nosucharch") is False
+
+
+def test_version_comparison() -> None:
+    assert _version_tuple("0.3.36") >= (0, 3, 36)
+    assert _version_tuple("0.3.9") < (0, 3, 36)
+    assert _version_tuple("0.4.0rc1") > (0, 3, 36)
