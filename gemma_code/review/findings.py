@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
+MAX_FINDINGS = 10  # per reply (per group of files)
 RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}  # critical=5 ... info=1
 
 # What the model must produce. Properties are generated in this order (the grammar fixes it):
@@ -14,17 +15,20 @@ RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}  # criti
 FINDING_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "file": {"type": "string"},
+        "file": {"type": "string", "maxLength": 256},
         "line": {"type": "integer", "minimum": 0},
-        "title": {"type": "string"},
-        "explanation": {"type": "string"},
+        "title": {"type": "string", "maxLength": 100},
+        "explanation": {"type": "string", "maxLength": 500},
         "severity": {"enum": list(SEVERITIES)},
         "fix": {
             "anyOf": [
                 {"type": "null"},
                 {
                     "type": "object",
-                    "properties": {"search": {"type": "string"}, "replace": {"type": "string"}},
+                    "properties": {
+                        "search": {"type": "string", "maxLength": 2000},
+                        "replace": {"type": "string", "maxLength": 2000},
+                    },
                     "required": ["search", "replace"],
                     "additionalProperties": False,
                 },
@@ -37,7 +41,7 @@ FINDING_SCHEMA: dict[str, Any] = {
 
 REPLY_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"findings": {"type": "array", "items": FINDING_SCHEMA}},
+    "properties": {"findings": {"type": "array", "items": FINDING_SCHEMA, "maxItems": MAX_FINDINGS}},
     "required": ["findings"],
     "additionalProperties": False,
 }
@@ -120,6 +124,10 @@ def validate(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
     if kinds and not any(checks[k] for k in kinds):
         return [f"{where}: expected {' or '.join(kinds)}, got {type(value).__name__}"]
     errors: list[str] = []
+    if "maxLength" in schema and isinstance(value, str) and len(value) > schema["maxLength"]:
+        errors.append(f"{where}: longer than {schema['maxLength']} characters")
+    if "maxItems" in schema and isinstance(value, list) and len(value) > schema["maxItems"]:
+        errors.append(f"{where}: more than {schema['maxItems']} items")
     if "minimum" in schema and isinstance(value, (int, float)) and value < schema["minimum"]:
         errors.append(f"{where}: {value} is below {schema['minimum']}")
     if isinstance(value, list) and "items" in schema:
@@ -155,8 +163,8 @@ def parse_reply(text: str) -> ParsedReply:
     try:
         data, _end = decoder.raw_decode(text, start)
     except json.JSONDecodeError:
-        findings, problems = _salvage(text[start:])
-        return ParsedReply(findings, truncated=True, problems=("the reply was cut off", *problems))
+        kept, problems = _salvage(text[start:])
+        return ParsedReply(kept, truncated=True, problems=("the reply was cut off", *problems))
     if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
         return ParsedReply([], problems=("the reply has no `findings` list",))
     findings: list[Finding] = []

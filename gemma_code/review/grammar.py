@@ -71,8 +71,13 @@ class _Converter:
             return self.add(name, f'"{{" ws {inner} ws "}}"' if parts else '"{" ws "}"')
         if kind == "array":
             item = self.visit(schema.get("items", {"type": "string"}), f"{name}-item")
-            more = f'("," ws {item}){{0,{self.max_items - 1}}}'
+            limit = int(schema.get("maxItems", self.max_items))
+            more = f'("," ws {item}){{0,{limit - 1}}}'
             return self.add(name, f'"[" ws ({item} ws {more} ws)? "]"')
+        if kind == "string" and "maxLength" in schema:
+            # a bound on every string is what stops a small model looping inside one
+            self.primitive("char")
+            return self.add(f"string-{schema['maxLength']}", f'"\\"" char{{0,{schema["maxLength"]}}} "\\""')
         if kind == "integer" and schema.get("minimum", -1) >= 0:
             return self.primitive("nonneg")
         if kind in PRIMITIVES:
@@ -80,7 +85,7 @@ class _Converter:
         raise ValueError(f"{name}: unsupported schema {schema!r}")
 
 
-def schema_to_gbnf(schema: dict[str, Any], *, max_items: int = 20) -> str:
+def schema_to_gbnf(schema: dict[str, Any], *, max_items: int = 10) -> str:
     """GBNF whose sentences are exactly the compact JSON documents `schema` accepts (`root` first)."""
     conv = _Converter(max_items)
     conv.primitive("ws")

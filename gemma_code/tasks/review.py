@@ -319,7 +319,9 @@ def run_review(
             )
 
     if load is None:
-        from gemma_code.engine import load_engine as load
+        from gemma_code.engine import load_engine
+
+        load = load_engine
     engine = load(settings)
     try:
         check_deadline()
