@@ -102,6 +102,10 @@ def ask(
             eng, messages, max_tokens=settings.max_tokens, think=settings.think,
             temperature=settings.temperature,
         )
+        from gemma_code.engine.prompt_cache import PrefixCache
+
+        cache = PrefixCache.open(eng, settings)  # restores the system prefix's KV state from disk
+        chunks = cache.wrap(chunks, messages, think=settings.think)
         if json_out:
             try:
                 result = collect(chunks)
@@ -128,6 +132,8 @@ def ask(
                 chunks.close()
                 raise Interrupted("interrupted; the answer above is incomplete") from None
         if stats and final is not None:
+            for note in cache.notes:
+                stderr_console().print(note, style="dim")
             stderr_console().print(format_stats(final), style="dim")
     finally:
         eng.close()

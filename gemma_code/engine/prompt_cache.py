@@ -17,14 +17,14 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gemma_code import paths
 from gemma_code.atomic import write_text_atomic
-from gemma_code.engine.base import Message
+from gemma_code.engine.base import Chunk, GenerationStats, Message
 from gemma_code.engine.gemma import render
 
 MIN_PREFIX_TOKENS = 64  # shorter prefixes are cheaper to evaluate than to load
@@ -139,15 +139,19 @@ class PromptCacheStore:
                 found.append(entry)
         return sorted(found, key=lambda e: e.last_used, reverse=True)
 
-    def lookup(self, sig: str, tokens: Sequence[int]) -> tuple[Entry, int] | None:
-        """The compatible entry sharing the longest prefix with `tokens`, and that length."""
-        best: tuple[Entry, int] | None = None
+    def lookup(self, sig: str, tokens: Sequence[int]) -> Entry | None:
+        """The longest compatible entry whose tokens all begin `tokens`.
+
+        Only whole prefixes count: loading a state and then cutting it back would make llama.cpp
+        re-evaluate everything when the sliding-window layers cannot roll back.
+        """
+        best: Entry | None = None
         for entry in self.entries():
-            if entry.sig != sig:
+            n = len(entry.tokens)
+            if entry.sig != sig or n > len(tokens) or (best is not None and n <= len(best.tokens)):
                 continue
-            common = common_prefix(entry.tokens, tokens)
-            if best is None or common > best[1]:
-                best = (entry, common)
+            if common_prefix(entry.tokens, tokens) == n:
+                best = entry
         return best
 
     def put(self, engine: Any, sig: str, prefix: Sequence[int], tokens: list[int]) -> Entry:
@@ -214,7 +218,13 @@ class PromptCacheStore:
 
 
 class PrefixCache:
-    """One run's use of the store: `before()` the first generation restores, `after()` saves."""
+    """One run's use of the store, around the first generation on a prompt.
+
+    `before()` restores the longest saved prefix of the prompt; on a miss it has the engine
+    evaluate exactly the prefix (the system turn) and saves that state, so a later run can
+    extend it without cutting anything back. Engines without `generate_tokens` instead save
+    their whole KV state in `after()`.
+    """
 
     def __init__(self, engine: Any, settings: Any, store: PromptCacheStore | None) -> None:
         self.engine = engine
@@ -224,6 +234,10 @@ class PrefixCache:
         self.prefix: list[int] = []
         self.saved = False
         self.restored_tokens = 0
+        self.prefill_tokens = 0
+        self.prefill_s = 0.0
+        self.save_s = 0.0
+        self.notes: list[str] = []
 
     @classmethod
     def open(cls, engine: Any, settings: Any, store: PromptCacheStore | None = None) -> PrefixCache:
@@ -233,55 +247,102 @@ class PrefixCache:
         limit = int(getattr(settings, "prompt_cache_mb", 8192)) << 20
         return cls(engine, settings, store or PromptCacheStore(max_bytes=limit))
 
-    def before(self, messages: Sequence[Message], *, think: bool) -> str | None:
-        """Find the prefix (the system turn) and restore the best saved state; a notice if restored."""
-        if self.store is None or not messages or messages[0].role != "system":
+    def _prefix_of(self, messages: Sequence[Message], think: bool) -> list[int] | None:
+        """Tokens of the prompt up to the end of the system text; None without a system turn."""
+        if not messages or messages[0].role != "system":
             return None
-        engine = self.engine
-        fmt = engine.info.chat_format
-        full = render(messages, fmt, think=think)
+        full = render(messages, self.engine.info.chat_format, think=think)
         system = messages[0].content.strip()
-        at = full.find(system)
+        at = full.find(system) if system else -1
         if at < 0:
             return None
-        tokens = list(engine.tokenize(full))
-        prefix = list(engine.tokenize(full[: at + len(system)]))
-        self.prefix = tokens[: common_prefix(prefix, tokens)]
-        if len(self.prefix) < MIN_PREFIX_TOKENS:
+        tokens = list(self.engine.tokenize(full))
+        if len(tokens) >= int(self.engine.info.n_ctx):
+            return None  # the prompt does not fit; the task reports that itself
+        head = list(self.engine.tokenize(full[: at + len(system)]))
+        # tokens at the cut may merge differently; keep only what the full prompt agrees on
+        return tokens[: common_prefix(head, tokens)]
+
+    def before(self, messages: Sequence[Message], *, think: bool) -> str | None:
+        """Restore (or build and save) the prompt's prefix state; a notice saying what happened."""
+        if self.store is None:
+            return None
+        prefix = self._prefix_of(messages, think)
+        if prefix is None or len(prefix) < MIN_PREFIX_TOKENS:
             self.store = None
             return None
+        engine = self.engine
+        self.prefix = prefix
         self.sig = signature(engine, self.settings)
-        in_memory = common_prefix(list(engine.kv_tokens()), tokens)
-        found = self.store.lookup(self.sig, tokens)
-        if found is None:
+        in_memory = common_prefix(list(engine.kv_tokens()), prefix)
+        if in_memory == len(prefix):
+            self.saved = True  # already evaluated in this process
             return None
-        entry, common = found
-        if common < MIN_PREFIX_TOKENS or common <= in_memory:
-            return None
-        try:
-            ok = bool(engine.load_kv(str(entry.state_path), entry.tokens))
-        except Exception:  # a torn or incompatible file is a miss, never a failure
-            ok = False
-        if not ok:
+        entry = self.store.lookup(self.sig, prefix)
+        if entry is not None and len(entry.tokens) > in_memory:
+            try:
+                ok = bool(engine.load_kv(str(entry.state_path), entry.tokens))
+            except Exception:  # a torn or incompatible file is a miss, never a failure
+                ok = False
+            if ok:
+                self.store.touch(entry)
+                self.restored_tokens = len(entry.tokens)
+                self.saved = True
+                return f"prompt cache: restored {len(entry.tokens):,} prompt tokens from disk"
             self.store.remove(entry)
-            return "prompt cache: a saved state could not be loaded; it was removed"
-        self.store.touch(entry)
-        self.restored_tokens = common
-        self.saved = common >= len(self.prefix)
-        return f"prompt cache: restored {common:,} prompt tokens from disk"
+        if not callable(getattr(engine, "generate_tokens", None)):
+            return None  # after() saves the whole state instead
+        start = time.perf_counter()
+        for _ in engine.generate_tokens(prefix, max_tokens=0, temperature=0.0):
+            pass  # evaluates the prefix only: the state then ends exactly at the system turn
+        self.prefill_tokens = len(prefix) - in_memory
+        self.prefill_s = time.perf_counter() - start
+        return self._save(list(engine.kv_tokens()))
+
+    def account(self, stats: GenerationStats) -> None:
+        """Count a prefix evaluated by `before()` as evaluated by the turn, not reused."""
+        if self.prefill_tokens:
+            moved = min(self.prefill_tokens, stats.prompt_tokens_reused)
+            stats.prompt_tokens_reused -= moved
+            stats.prompt_tokens_evaluated += moved
+            stats.prefill_s += self.prefill_s
+            stats.time_to_first_token_s += self.prefill_s + self.save_s
+            self.prefill_tokens = 0
+
+    def wrap(
+        self, chunks: Iterator[Chunk], messages: Sequence[Message], *, think: bool
+    ) -> Generator[Chunk, None, None]:
+        """`chunks` with the cache around them: restore first, honest stats, save when done."""
+        try:
+            note = self.before(messages, think=think)
+            if note:
+                self.notes.append(note)
+            for chunk in chunks:
+                if chunk.stats is not None:
+                    self.account(chunk.stats)
+                    note = self.after()
+                    if note:
+                        self.notes.append(note)
+                yield chunk
+        finally:
+            chunks.close()  # type: ignore[attr-defined]
 
     def after(self) -> str | None:
-        """Save the KV state once per new prefix, after the engine has evaluated it."""
+        """For engines that cannot evaluate a bare prefix: save the whole state once."""
         if self.store is None or self.saved or not self.prefix:
             return None
+        return self._save(list(self.engine.kv_tokens()))
+
+    def _save(self, kv: list[int]) -> str | None:
         self.saved = True
-        kv = list(self.engine.kv_tokens())
+        assert self.store is not None
         if kv[: len(self.prefix)] != self.prefix:
-            return None  # the engine did not keep the prefix (another prompt ran since)
-        if any(e.key == entry_key(self.sig, self.prefix) for e in self.store.entries()):
-            return None
+            return None  # the engine does not hold the prefix (another prompt ran since)
+        start = time.perf_counter()
         try:
             entry = self.store.put(self.engine, self.sig, self.prefix, kv)
-        except Exception as exc:  # a full disk must not fail the answer that was just given
+        except Exception as exc:  # a full disk must not fail the answer
             return f"prompt cache: could not save the state ({type(exc).__name__}: {exc})"
-        return f"prompt cache: saved {len(entry.tokens):,} tokens ({entry.size / 2**20:,.1f} MiB)"
+        self.save_s = time.perf_counter() - start
+        return (f"prompt cache: saved {len(entry.tokens):,} prompt tokens "
+                f"({entry.size / 2**20:,.1f} MiB, {self.save_s:.2f} s)")

@@ -7,26 +7,21 @@ installed the command says so instead of pretending.
 from __future__ import annotations
 
 import difflib
+import glob
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemma_code.errors import GemmaCodeError, UsageError
 
 if TYPE_CHECKING:
-    from gemma_code.edits import ApplyResult, Edit
+    from gemma_code.edits import FileChange
     from gemma_code.repl.loop import Repl
 
-EDIT_PREFIX = (
-    "Make this change to the code. Reply with a short plan, then every change as SEARCH/REPLACE "
-    "blocks: the file path on its own line, then\n<<<<<<< SEARCH\n(exact current lines)\n=======\n"
-    "(new lines)\n>>>>>>> REPLACE\nCopy the SEARCH lines exactly from the file, enough to be "
-    "unique. To create a file, leave SEARCH empty.\n\nChange: "
+EDIT_ASK = "Make this change, as edit blocks in the format described above.\n\nInstruction: "
+REFACTOR_ASK = (
+    "Refactor as described: change the definition and every reference consistently, and nothing "
+    "else. Reply with edit blocks in the format described above.\n\nInstruction: "
 )
-REFACTOR_PREFIX = (
-    "Refactor as described, updating every definition and every call site in the files you "
-    "were shown, and nothing else. "
-)
-RETRIES = 1  # failed edits go back to the model this many times
 
 
 class Unavailable(GemmaCodeError):
@@ -64,6 +59,25 @@ class CodeCommands:
 
     repl: Repl
 
+    def _expand(self, args: str) -> list[str]:
+        """Paths (globs allowed, relative to the current folder) as repo-relative paths."""
+        root = self.repl.root
+        found: list[str] = []
+        for word in args.split():
+            path = Path(word).expanduser()
+            path = path if path.is_absolute() else self.repl.cwd / path
+            matches = sorted(glob.glob(str(path), recursive=True)) if glob.has_magic(word) else [str(path)]
+            if not matches:
+                raise UsageError(f"no file matches {word}")
+            for match in matches:
+                resolved = Path(match).resolve()
+                try:
+                    found.append(str(resolved.relative_to(root.resolve())))
+                except ValueError:
+                    raise UsageError(f"{word} is outside the repository {root}",
+                                     "add files from this repository only") from None
+        return found
+
     def _print_diff(self, text: str) -> None:
         from rich.syntax import Syntax
 
@@ -84,8 +98,8 @@ class CodeCommands:
         view = repl.packed
         if args:
             budget = min(repl.settings.budget, repl.engine.info.n_ctx // 2)
-            view = pack_repository(repl.root, args, budget=budget, count_tokens=repl.engine.count_tokens,
-                                   named=[repl.root / p for p in repl.added])
+            view = pack_repository(repl.root, args, budget=budget, engine=repl.engine, named=repl.added,
+                                   max_file_bytes=repl.settings.max_file_bytes)
         for note in view.notes:
             repl.notice(note)
         if not view.files:
@@ -105,36 +119,32 @@ class CodeCommands:
         if not args:
             raise UsageError("/edit needs an instruction", "/edit rename add() to add_numbers()")
         self.repl.last_instruction = args
-        reply = self.repl.turn(EDIT_PREFIX + args, mode="edit")
+        reply = self.repl.turn(EDIT_ASK + args, mode="edit")
         if reply is not None:
-            self._apply_reply(reply, retries=RETRIES)
+            self._apply_reply(reply, retries=_max_retries())
 
     def cmd_refactor(self, args: str) -> None:
-        """Like /edit, but every definition and call site must change together.
-        /refactor rename util.add to add_numbers
+        """Like /edit, but the symbol's definition and every call site change together.
+        /refactor rename add to add_numbers
         """
         if not args:
             raise UsageError("/refactor needs an instruction", "/refactor rename add to add_numbers")
-        self.repl.last_instruction = args
-        text = REFACTOR_PREFIX + self._symbol_sites(args) + EDIT_PREFIX + args
-        reply = self.repl.turn(text, mode="refactor")
-        if reply is not None:
-            self._apply_reply(reply, retries=RETRIES)
-
-    def _symbol_sites(self, instruction: str) -> str:
-        """Where the names in the instruction are defined and used, when the tag index is there."""
         try:
-            from gemma_code.context.tags import find_definitions, find_references
+            from gemma_code.tasks.edit_files import gather_files
         except ImportError:
-            return ""
-        words = {w.strip("`'\"().,:") for w in instruction.split()}
-        lines: list[str] = []
-        for name in sorted(w for w in words if w.isidentifier() and len(w) > 2):
-            for tag in list(find_definitions(self.repl.root, name))[:20]:
-                lines.append(f"{name} defined at {_where(tag)}")
-            for tag in list(find_references(self.repl.root, name))[:50]:
-                lines.append(f"{name} used at {_where(tag)}")
-        return ("Known sites:\n" + "\n".join(lines) + "\n\n") if lines else ""
+            raise Unavailable("/refactor is not available: gemma_code.tasks.edit is not installed") from None
+        from gemma_code.tasks.prompting import fence
+
+        repl = self.repl
+        files, sites = gather_files(repl.root, [], refactor=True, instruction=args)
+        parts = [fence(path, text) for path, text in files.items()]
+        if sites is not None:
+            parts.append(sites.render())
+        repl.watch.remember(files)
+        repl.last_instruction = args
+        reply = repl.turn("\n".join([*parts, REFACTOR_ASK + args]), mode="refactor")
+        if reply is not None:
+            self._apply_reply(reply, retries=_max_retries())
 
     def cmd_apply(self, args: str) -> None:
         """Apply the edits in the model's last answer (or in a saved reply file).
@@ -155,44 +165,60 @@ class CodeCommands:
         self._apply_reply(text, retries=0)
 
     def _apply_reply(self, reply: str, *, retries: int) -> None:
-        """Parse, check, preview, confirm, apply; failures go back to the model `retries` times."""
+        """Parse and plan; failures go back to the model `retries` times; then preview and confirm."""
         try:
-            from gemma_code.edits import EditsFailedError, apply_edits, parse_reply
+            from gemma_code.edits import parse_reply_lenient, plan_edits
+            from gemma_code.tasks.edit_prompts import retry_message
         except ImportError:
             raise Unavailable("editing is not available: gemma_code.edits is not installed") from None
         repl = self.repl
-        edits = parse_reply(reply)
-        try:
-            checked = apply_edits(repl.root, edits, check=True)
-        except EditsFailedError as exc:
-            repl.error(exc.message)
-            repl.console.print(exc.details(), markup=False, highlight=False)
-            if retries > 0 and repl.confirm("send the failures back to the model to fix?"):
-                again = repl.turn("Some edits could not be applied; nothing was written:\n"
-                                  + exc.details() + "\nSend corrected SEARCH/REPLACE blocks for all "
-                                  "of the change.", mode="retry")
-                if again is not None:
-                    self._apply_reply(again, retries=retries - 1)
-            return
-        self._confirm_and_write(edits, checked)
+        plan = None
+        for attempt in range(retries + 1):
+            edits, problems = parse_reply_lenient(reply)
+            plan = plan_edits(repl.root, edits, base=plan)
+            no_edits = not edits and not problems
+            if no_edits and not plan.applied:
+                repl.notice("the answer holds no edit blocks; nothing to apply")
+                return
+            if not (plan.failures or problems):
+                break
+            for failure in plan.failures:
+                repl.console.print(failure.explain(), markup=False, highlight=False)
+            for problem in problems:
+                repl.console.print(problem.explain(), markup=False, highlight=False)
+            if attempt == retries:
+                repl.error(f"{len(plan.failures) + len(problems)} edit(s) could not be applied; "
+                           "nothing was written", "ask the model to fix them, or edit by hand")
+                return
+            repl.notice("some edits did not apply; sending the reasons back to the model")
+            again = repl.turn(retry_message(plan.failures, problems, no_edits), mode="retry")
+            if again is None:
+                return
+            reply = again
+            plan.failures = []
+        assert plan is not None
+        self._confirm_and_write(plan.changes(), plan.notes)
 
-    def _confirm_and_write(self, edits: list[Edit], checked: ApplyResult) -> None:
-        from gemma_code.edits import apply_edits
+    def _confirm_and_write(self, changes: list[FileChange], notes: list[str]) -> None:
+        from gemma_code.tasks.edit import write_with_safety
 
         repl = self.repl
-        if not checked.changes:
+        if not changes:
             repl.notice("nothing to change: the edits are already in place")
             return
-        for change in checked.changes:
+        for change in changes:
             self._print_diff(unified_diff(change.path, change.old, change.new))
-        for note in checked.notes:
+        for note in notes:
             repl.notice(note)
-        if not repl.confirm(f"apply to {len(checked.changes)} file(s)?"):
+        if not repl.confirm(f"apply to {len(changes)} file(s)?"):
             repl.notice("not applied")
             return
-        done = apply_edits(repl.root, edits)
-        repl.applied.extend(p for p in done.paths if p not in repl.applied)
-        repl.notice(f"applied to {', '.join(done.paths)} (/undo reverts, /commit commits)")
+        done = write_with_safety(repl.root, changes, label="chat")
+        paths = [c.path for c in done.changes]
+        repl.applied.extend(p for p in paths if p not in repl.applied)
+        repl.watch.remember(paths)  # the model wrote these: no need to send them back
+        kept = f"; your earlier uncommitted work is in stash {done.stash[:10]}" if done.stash else ""
+        repl.notice(f"applied to {', '.join(paths)} (/undo reverts, /commit commits){kept}")
 
     def cmd_undo(self, args: str) -> None:
         """Undo the last change set applied by /apply or /edit (or by `gemma-code apply`).
@@ -235,7 +261,7 @@ class CodeCommands:
         if not paths:
             repl.notice("nothing to commit")
             return
-        message = args or f"gemma-code: {repl.last_instruction or 'changes from the chat'}"
+        message = args or f"gemma-code chat: {repl.last_instruction or 'changes from the chat'}"
         if not repl.confirm(f"commit {', '.join(paths)} as {message!r}?"):
             repl.notice("not committed")
             return
@@ -274,6 +300,7 @@ class CodeCommands:
         report.stats.update(requests=result.requests, prompt_tokens=result.prompt_tokens,
                             completion_tokens=result.completion_tokens, seconds=result.seconds)
         report.print_table(repl.console)
+        repl.cache = None  # the review replaced the engine's KV cache; restore the chat's prefix
         repl.notice("the review ran outside the conversation; it is not part of the chat history")
 
     # ----- explain ----------------------------------------------------------------------------
@@ -286,25 +313,25 @@ class CodeCommands:
         if not args:
             raise UsageError("/explain needs a target", "/explain src/app.py::main")
         try:
-            from gemma_code.tasks import explain
+            from gemma_code.tasks.explain import explain_messages, load_snippet, parse_target
         except ImportError:
             raise Unavailable(
                 "/explain is not available: gemma_code.tasks.explain is not installed",
                 "ask in plain words instead, after /add FILE",
             ) from None
-        text = explain_request(explain, self.repl.root, self.repl.cwd, args.strip())
-        self.repl.turn(text, mode="explain")
+        repl = self.repl
+        target = parse_target(args.strip())
+        rel = self._expand(target.path)[0]
+        target = type(target)(rel, target.start, target.end, target.symbol)
+        snippet = load_snippet(repl.root, target)
+        # the explain task's user turn (code, callers, callees, request) joins the conversation
+        repl.turn(explain_messages(snippet)[-1].content, mode="explain")
 
 
-def _where(tag: Any) -> str:
-    path = getattr(tag, "path", "?")
-    line = getattr(tag, "line", None) or getattr(tag, "start_line", None)
-    return f"{path}:{line}" if line else str(path)
 
-
-def explain_request(module: Any, root: Path, cwd: Path, target: str) -> str:
-    """The user turn for /explain, built by the explain task from PATH[:L1-L2|::SYMBOL]."""
-    builder = getattr(module, "explain_request", None)
-    if builder is None:
-        raise Unavailable("/explain is not available: the explain task offers no explain_request()")
-    return str(builder(root, cwd, target))
+def _max_retries() -> int:
+    try:
+        from gemma_code.tasks.edit import MAX_RETRIES
+    except ImportError:
+        return 0
+    return MAX_RETRIES

@@ -7,10 +7,8 @@ with `/` are examples.
 from __future__ import annotations
 
 import difflib
-import glob
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gemma_code.errors import UsageError
@@ -137,24 +135,6 @@ class Commands(CodeCommands):
             self.repl.console.print(f"    model: {reply}", markup=False, highlight=False)
 
     # ----- files ------------------------------------------------------------------------------
-    def _expand(self, args: str) -> list[str]:
-        root = self.repl.root
-        found: list[str] = []
-        for word in args.split():
-            path = Path(word).expanduser()
-            path = path if path.is_absolute() else self.repl.cwd / path
-            matches = sorted(glob.glob(str(path), recursive=True)) if glob.has_magic(word) else [str(path)]
-            if not matches:
-                raise UsageError(f"no file matches {word}")
-            for match in matches:
-                resolved = Path(match).resolve()
-                try:
-                    found.append(str(resolved.relative_to(root.resolve())))
-                except ValueError:
-                    raise UsageError(f"{word} is outside the repository {root}",
-                                     "add files from this repository only") from None
-        return found
-
     def cmd_add(self, args: str) -> None:
         """Add files to the chat: their content goes into your next message.
         /add src/app.py
@@ -247,6 +227,7 @@ class Commands(CodeCommands):
         else:
             raise UsageError(f"/think takes on or off, not {value!r}", "/think on")
         self.repl.settings.think = think
+        self.repl.cache = None  # the rendered system turn may change: look the prefix up again
         note = "; the system turn changes, so the next turn evaluates the whole prompt again" \
             if self.repl.engine.info.chat_format == "gemma4" and self.repl.conv.history else ""
         self.repl.notice(f"thinking {'on' if think else 'off'}{note}")

@@ -18,8 +18,18 @@ CHAT_RULES = (
     BASE_RULES
     + " You are in an interactive chat about the user's repository. Use Markdown; put code in"
     " fenced blocks. Files the user adds and the output of commands they run appear in their"
-    " messages. When the user asks for a change, give it as edits to the files."
+    " messages. Propose changes to files only when the user asks for a change."
 )
+
+
+def chat_rules() -> str:
+    """The chat's fixed system rules, with the edit format so /edit turns need no other prompt."""
+    try:
+        from gemma_code.tasks.edit_prompts import DEFAULT_FORMAT, FORMATS
+    except ImportError:
+        return CHAT_RULES
+    return CHAT_RULES + "\n\n" + FORMATS[DEFAULT_FORMAT]
+
 
 INTERRUPTED_MARK = "\n\n[answer interrupted by the user]"
 
@@ -37,7 +47,7 @@ class TurnStats:
 class Conversation:
     """The system turn, the history of user and model turns, and notes for the next turn."""
 
-    rules: str = CHAT_RULES
+    rules: str = field(default_factory=chat_rules)
     repo_context: str | None = None
     history: list[Message] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemma_code import paths
 from gemma_code.config import Settings
-from gemma_code.engine.base import Engine, GenerationStats, Message
+from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message
 from gemma_code.engine.gemma import render
 from gemma_code.errors import GemmaCodeError, PromptTooLongError
 from gemma_code.repl.conversation import Conversation, fit_to_window, partial_reply
@@ -56,7 +56,7 @@ class Repl:
         self.io = io
         self.console = io.console
         self.cwd = cwd
-        self.root = find_root(cwd)
+        self.root, self.in_repo = find_root(cwd)
         self._load_engine = engine_loader
         self.engine: Engine = engine_loader(settings)
         self.conv = Conversation()
@@ -165,23 +165,25 @@ class Repl:
         """Pack the repository into the system turn (no question: the prefix must not vary)."""
         self.watch.clear()
         self.watch.remember(self.added)
-        if not self.settings.context:
-            self.packed = PackedView(notes=["repository context is off (--no-context)"])
+        self.cache = None  # a new prefix: look it up again in the persistent cache
+        if not self.settings.context or not self.in_repo:
+            why = "off (--no-context)" if not self.settings.context else "off: not in a git repository"
+            self.packed = PackedView(notes=[f"repository context is {why}"])
             self.conv.repo_context = None
             return
         from gemma_code.repl.repo import pack_repository
 
-        budget = min(self.settings.budget, self.engine.info.n_ctx // 2)
+        n_ctx = self.engine.info.n_ctx
+        budget = max(0, min(self.settings.budget, n_ctx // 2 - self.settings.max_tokens))
         try:
             self.packed = pack_repository(
-                self.root, "", budget=budget, count_tokens=self.engine.count_tokens,
-                named=[self.root / p for p in self.added],
+                self.root, "", budget=budget, engine=self.engine, named=self.added,
+                max_file_bytes=self.settings.max_file_bytes,
             )
         except GemmaCodeError as exc:
-            self.packed = PackedView(notes=[f"context builder failed: {exc.message}"])
+            self.packed = PackedView(notes=[f"the context builder failed: {exc.message}"])
         self.conv.repo_context = self.packed.text
         self.watch.remember(path for path, _, _ in self.packed.files)
-        self.cache = None  # a new prefix: look it up again in the persistent cache
 
     def changed_files_note(self) -> str | None:
         """The new text of files changed since the model saw them, for the next user turn."""
@@ -228,7 +230,6 @@ class Repl:
             raise PromptTooLongError(used, n_ctx, reserve, "drop files with /drop, /clear the history, "
                                      "or lower --max-tokens")
         messages = self.conv.messages(user)
-        self._restore_prefix(messages)
         answer, stats, interrupted = self.stream(messages)
         if interrupted:
             kept = partial_reply(answer)
@@ -250,18 +251,22 @@ class Repl:
                     f"context {self.context_used:,}/{n_ctx:,} tokens; the oldest exchanges will be "
                     "dropped when the next turn does not fit (/clear starts afresh)"
                 )
-        if self.cache is not None:
-            self.cache.after()
         return None if interrupted else answer
 
     def stream(self, messages: list[Message]) -> tuple[str, GenerationStats | None, bool]:
         """Stream one reply to the console; Ctrl-C stops it cleanly."""
         from gemma_code.ui import StreamPrinter
 
-        chunks = self.engine.stream(
+        chunks: Iterator[Chunk] = self.engine.stream(
             messages, max_tokens=self.settings.max_tokens, think=self.settings.think,
             temperature=self.settings.temperature,
         )
+        if self.cache is None and self.settings.prompt_cache:
+            from gemma_code.engine.prompt_cache import PrefixCache
+
+            # first turn on this system prefix: restore it from disk, or save it for next time
+            self.cache = PrefixCache.open(self.engine, self.settings)
+            chunks = self.cache.wrap(chunks, messages, think=self.settings.think)
         printer = StreamPrinter(self.console, show_thoughts=self.settings.show_thoughts)
         stats: GenerationStats | None = None
         interrupted = False
@@ -274,18 +279,11 @@ class Repl:
             except KeyboardInterrupt:
                 interrupted = True
                 chunks.close()  # the engine stops decoding; its KV cache keeps what was evaluated
+        for note in self.cache.notes if self.cache is not None else []:
+            self.notice(note)
+        if self.cache is not None:
+            self.cache.notes.clear()
         return printer.answer, stats, interrupted
-
-    def _restore_prefix(self, messages: list[Message]) -> None:
-        """Before the first turn on a prefix, restore its KV state from the persistent cache."""
-        if self.cache is not None or not self.settings.prompt_cache:
-            return
-        from gemma_code.engine.prompt_cache import PrefixCache
-
-        self.cache = PrefixCache.open(self.engine, self.settings)
-        restored = self.cache.before(messages, think=self.settings.think)
-        if restored:
-            self.notice(restored)
 
     # ----- input ----------------------------------------------------------------------------
     def handle(self, line: str) -> None:
@@ -315,9 +313,9 @@ class Repl:
         )
         if self.packed.files:
             self.notice(f"repository context: {len(self.packed.files)} files, {self.packed.used:,} tokens "
-                        "(/context to see them)")
-        for note in self.packed.notes:
-            self.notice(note)
+                        "(/context lists them)")
+        elif self.packed.notes:
+            self.notice(self.packed.notes[0])
         if self.conv.history:
             self.notice(f"resumed with {len(self.conv.history) // 2} earlier exchange(s) (/history)")
         self.console.print("[dim]Enter sends · Alt-Enter (or Esc Enter) new line · /help · Ctrl-D quits[/]")

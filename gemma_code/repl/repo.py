@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", ".venv", "venv", "__pycache__", ".mypy_cache",
              ".pytest_cache", ".ruff_cache", "dist", "build", ".tox", "target"}
@@ -19,19 +20,12 @@ SYMBOL_SUFFIXES = {".py", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", "
                    ".cpp", ".hpp", ".cs", ".rb", ".php", ".kt", ".swift", ".scala", ".lua"}
 
 
-def find_root(start: Path) -> Path:
-    """The repository root above `start`, else `start` itself."""
-    try:
-        from gemma_code.context import find_repo_root
-    except ImportError:
-        find_repo_root = None
-    if find_repo_root is not None:
-        found = find_repo_root(start)
-        return Path(found) if found is not None else start
-    for folder in (start, *start.parents):
-        if (folder / ".git").exists():
-            return folder
-    return start
+def find_root(start: Path) -> tuple[Path, bool]:
+    """The repository root above `start` and True, else `start` and False."""
+    from gemma_code.context import find_repo_root
+
+    found = find_repo_root(start)
+    return (Path(found), True) if found is not None else (start, False)
 
 
 @dataclass
@@ -46,20 +40,22 @@ class PackedView:
 
 
 def pack_repository(
-    root: Path, question: str, *, budget: int, count_tokens: Callable[[str], int] | None,
-    named: Iterable[Path] = (),
+    root: Path, question: str, *, budget: int, engine: Any, max_file_bytes: int,
+    named: Iterable[str] = (),
 ) -> PackedView:
-    """Pack the repository with the context builder; an empty view (with a note) without one."""
-    try:
-        from gemma_code.context import build_context
-    except ImportError:
-        return PackedView(notes=["the context builder (gemma_code.context) is not installed"])
-    packed = build_context(root, question, budget=budget, count_tokens=count_tokens,
-                           named=tuple(named))
+    """Pack the repository with the context builder, as `ask` does, for the chat's system turn."""
+    from gemma_code.context import build_context
+
+    info = engine.info
+    packed = build_context(
+        root, question, budget=budget, count_tokens=engine.count_tokens, seeds=list(named),
+        omit=list(named), tokenizer_id=f"engine:{info.backend}:{info.name}:{info.path}",
+        max_file_bytes=max_file_bytes,
+    )
     files = [(str(f.path), int(f.tokens), str(f.mode)) for f in packed.files]
     return PackedView(
         text=packed.text or None, files=files, used=int(packed.used), budget=int(packed.budget),
-        notes=[str(n) for n in getattr(packed, "notes", [])],
+        notes=[str(n) for n in packed.notes],
     )
 
 
@@ -99,7 +95,12 @@ class FileWatch:
 
 
 def list_files(root: Path, limit: int = MAX_LISTED) -> list[str]:
-    """Repository files for completion: a walk that skips VCS, virtualenvs and build output."""
+    """Files for completion: git's view in a repository, else a walk that skips build output."""
+    from gemma_code import gitops
+
+    tracked = gitops.tracked_files(root)
+    if tracked:
+        return tracked[:limit]
     found: list[str] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
