@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 from gemma_code.errors import ConfigError, EngineError, GemmaCodeError, ModelNotFoundError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_RETRY_WAIT_S = 30.0  # a Retry-After beyond this is capped: we would rather fail than hang
+MAX_RETRY_WAIT_S = 30.0
+CONNECT_TIMEOUT_S = 30.0  # a Retry-After beyond this is capped: we would rather fail than hang
 
 START_HINT = (
     "start the server (`gemma-code serve`, `llama-server`, `vllm serve` or `ollama serve`) "
@@ -113,8 +114,25 @@ class HttpClient:
         return f"{self._scheme}://{self._host}{port}{prefix}{path}"
 
     def _connect(self) -> http.client.HTTPConnection:
+        """A connected socket: a host that never answers fails within CONNECT_TIMEOUT_S, while
+        reads may wait the full request timeout (a long prefill sends nothing for a while)."""
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-        return cls(self._host, self._port, timeout=self.timeout_s)
+        conn = cls(self._host, self._port, timeout=min(self.timeout_s, CONNECT_TIMEOUT_S))
+        try:
+            conn.connect()
+        except TimeoutError:
+            conn.close()
+            raise EngineError(
+                f"cannot connect to {self.base_url}: no answer within "
+                f"{min(self.timeout_s, CONNECT_TIMEOUT_S):g} s",
+                "check the host and port, and that a firewall lets you through; " + START_HINT,
+            ) from None
+        except BaseException:
+            conn.close()
+            raise
+        if conn.sock is not None:
+            conn.sock.settimeout(self.timeout_s)
+        return conn
 
     def _headers(self, body: bool) -> dict[str, str]:
         headers = {"Accept": "application/json, text/event-stream", "User-Agent": "gemma-code"}
@@ -137,21 +155,22 @@ class HttpClient:
         target = (self.root_prefix if root else self._prefix) + path
         attempt = 0
         while True:
-            conn = self._connect()
+            conn: http.client.HTTPConnection | None = None
             try:
+                conn = self._connect()
                 conn.request(method, target, body=body, headers=self._headers(body is not None))
                 response = conn.getresponse()
             except ConnectionRefusedError:
-                conn.close()
+                _close(conn)
                 raise EngineError(
                     f"cannot connect to {self.base_url}: connection refused",
                     START_HINT,
                 ) from None
             except TimeoutError:
-                conn.close()
+                _close(conn)
                 raise self._timeout(full) from None
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
+                _close(conn)
                 raise EngineError(f"request to {full} failed: {exc}", START_HINT) from None
             if response.status in RETRY_STATUSES and attempt < self.retries:
                 wait = retry_after_s(response.getheader("Retry-After"), attempt, self.backoff_s)
@@ -224,3 +243,8 @@ class HttpClient:
                 "the server is overloaded or failing; try again later or check its log",
             )
         return HttpStatusError(status, f"{url}: HTTP {status}: {said}")
+
+
+def _close(conn: http.client.HTTPConnection | None) -> None:
+    if conn is not None:
+        conn.close()
