@@ -166,7 +166,8 @@ def _hub_errors(entry: ModelEntry) -> Iterator[None]:
         ) from None
     except hf_errors.RepositoryNotFoundError:
         raise ModelError(
-            f"the hub has no repository {entry.hf_repo}", f"fix `hf_repo` of `{entry.name}` in {entry.origin}"
+            f"the hub has no repository {entry.hf_repo} (or it is private)",
+            f"fix `hf_repo` of `{entry.name}` in {entry.origin}; a private repository needs HF_TOKEN",
         ) from None
     except hf_errors.RevisionNotFoundError:
         raise ModelError(
@@ -254,10 +255,7 @@ def _pull_hf(
     hf_hub_download (huggingface_hub >= 1.x) deletes its partial file when a download fails, so
     a 17 GB pull cut short would start over; keeping our own part file lets a rerun resume.
     """
-    from urllib.parse import urlparse
-
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
     assert entry.hf_repo and entry.hf_file
     endpoint = _endpoint()
@@ -278,6 +276,40 @@ def _pull_hf(
             f"the hub gave no sha256 for {entry.hf_repo}/{entry.hf_file}, so the download cannot be verified",
             f"add `sha256 = \"...\"` to `{entry.name}` in {entry.origin}",
         )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _pull_lock(entry, target):
+        return _fetch(entry, target, meta, url, expected, force=force, progress=progress)
+
+
+@contextlib.contextmanager
+def _pull_lock(entry: ModelEntry, target: Path) -> Iterator[None]:
+    """One pull per model at a time: two would append to the same part file."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(target.with_name(f".{target.name}.lock")))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ModelError(
+            f"another `models pull {entry.name}` is running", "wait for it to finish, then try again"
+        ) from None
+    try:
+        yield
+    finally:
+        # The lock file stays: unlinking it would let a third pull lock a new file meanwhile.
+        lock.release()
+
+
+def _fetch(
+    entry: ModelEntry, target: Path, meta: Any, url: str, expected: str, *, force: bool,
+    progress: ProgressFactory | None,
+) -> PullResult:
+    """Download (or finish downloading) to the part file, verify it, move it into place."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+
+    assert entry.hf_file
     part = _part_path(target, expected)
     # A part of another version of the file (or any part, with --force) cannot be resumed.
     for stale in _stale_parts(target, keep=None if force else part):
@@ -288,7 +320,6 @@ def _pull_hf(
         have = 0
     if meta.size is not None:
         check_disk_space(target.parent, meta.size - have)
-    target.parent.mkdir(parents=True, exist_ok=True)
     headers = build_hf_headers()
     location = meta.location or url
     if urlparse(location).netloc != urlparse(url).netloc:
@@ -324,6 +355,7 @@ def remove(entry: ModelEntry) -> Path:
     target.unlink()
     for part in _stale_parts(target):
         part.unlink(missing_ok=True)
+    target.with_name(f".{target.name}.lock").unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         target.parent.rmdir()  # the model's folder, once empty
     return target

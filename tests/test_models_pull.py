@@ -354,3 +354,28 @@ def test_cli_pull_checksum_failure_exits_4(hub: FakeHub) -> None:
     result = CliRunner().invoke(app, ["models", "pull", "fake"])
     assert result.exit_code == ExitCode.MODEL
     assert "checksum mismatch" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_second_pull_of_the_same_model_waits_its_turn(hub: FakeHub) -> None:
+    from filelock import FileLock
+
+    hub.files[f"{REPO}/{FILE}"] = HubFile(fake_gguf())
+    register()
+    target = entry_path(_entry())
+    target.parent.mkdir(parents=True)
+    with FileLock(str(target.with_name(f".{target.name}.lock"))), pytest.raises(
+        ModelError, match="another `models pull fake` is running"
+    ):
+        pull(_entry())
+    assert hub.gets() == []
+    assert pull(_entry()).path == target  # once the other pull is done
+
+
+def test_rm_after_pull_leaves_no_trace(hub: FakeHub) -> None:
+    from gemma_code.models_pull import remove
+
+    hub.files[f"{REPO}/{FILE}"] = HubFile(fake_gguf())
+    register()
+    target = pull(_entry()).path
+    remove(_entry())
+    assert not target.parent.exists()
