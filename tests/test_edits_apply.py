@@ -187,7 +187,8 @@ def test_diff_exact_line_hint_picks_among_identical_hunks(tmp_path):
 
 def test_diff_deletes_and_creates_files(tmp_path):
     write(tmp_path, "old.py", "gone\n")
-    reply = "--- a/old.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-gone\n--- /dev/null\n+++ b/n/new.py\n@@ -0,0 +1 @@\n+hi\n"
+    reply = ("--- a/old.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-gone\n"
+             "--- /dev/null\n+++ b/n/new.py\n@@ -0,0 +1 @@\n+hi\n")
     apply_edits(tmp_path, parse_reply(reply))
     assert not (tmp_path / "old.py").exists() and (tmp_path / "n/new.py").read_text() == "hi\n"
 

@@ -9,7 +9,8 @@ from gemma_code.edits.parse import as_path
 
 
 def test_search_replace_with_path_on_line_before():
-    edits = parse_reply("Sure, here you go.\n\napp.py\n<<<<<<< SEARCH\nold\n=======\nnew\n>>>>>>> REPLACE\nDone!")
+    edits = parse_reply("Sure, here you go.\n\napp.py\n<<<<<<< SEARCH\nold\n=======\nnew\n"
+                        ">>>>>>> REPLACE\nDone!")
     assert len(edits) == 1
     e = edits[0]
     assert (e.path, e.kind, e.search, e.replace, e.fmt) == ("app.py", "replace", "old\n", "new\n",
@@ -73,7 +74,8 @@ def test_diff_new_file_and_deleted_file():
 
 
 def test_hunks_after_a_path_line_without_headers():
-    (edit,) = parse_reply("util.py\n```diff\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a + b\n+    return b + a\n```")
+    (edit,) = parse_reply("util.py\n```diff\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a + b\n"
+                          "+    return b + a\n```")
     assert edit.path == "util.py" and edit.replace.endswith("return b + a\n")
 
 

@@ -162,5 +162,7 @@ def closest_lines(
         if not close:
             return None
         best_start = max(0, have.index(close[0]))
-    end = min(len(lines), best_start + min(width, limit))
-    return best_start, list(lines[best_start:end])
+    # a line of context either side shows the model where the text really sits
+    start = max(0, best_start - 1)
+    end = min(len(lines), best_start + min(width, limit) + 1)
+    return start, list(lines[start:end])
