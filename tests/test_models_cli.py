@@ -53,6 +53,18 @@ def test_list_table_marks_the_default_and_shows_paths() -> None:
     assert "26b-small" in result.stdout
 
 
+def test_list_shows_an_interrupted_download() -> None:
+    entry = find_entry("e2b")
+    assert entry is not None
+    target = entry_path(entry)
+    target.parent.mkdir(parents=True)
+    target.with_name(f".{target.name}.0123456789abcdef.part").write_bytes(b"x" * 1500)
+    payload = json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)
+    row = next(m for m in payload["models"] if m["name"] == "gemma-4-e2b")
+    assert row["downloaded"] is False and row["partial_bytes"] == 1500
+    assert "part 1.5 KB" in runner.invoke(app, ["models", "list"]).stdout
+
+
 def test_list_follows_the_model_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEMMA_CODE_MODEL", "e4b")
     payload = json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)

@@ -114,6 +114,7 @@ def list_models(json_out: JsonOpt = False) -> None:
     from gemma_code import paths
     from gemma_code.gguf_header import quant_from_filename
     from gemma_code.models import default_model_name, entry_path, list_local, registry
+    from gemma_code.models_pull import human_size
     from gemma_code.ui import stdout_console
 
     entries = registry()
@@ -123,6 +124,8 @@ def list_models(json_out: JsonOpt = False) -> None:
     for entry in entries.values():
         target = entry_path(entry)
         present = target.is_file()
+        # An interrupted pull leaves a hidden part file that the next pull resumes.
+        parts = [] if present else list(target.parent.glob(f".{target.name}.*.part"))
         rows.append({
             "name": entry.name,
             "aliases": list(entry.aliases),
@@ -137,6 +140,7 @@ def list_models(json_out: JsonOpt = False) -> None:
             "vram_gb": entry.vram_gb,
             "sha256": entry.sha256,
             "downloaded": present,
+            "partial_bytes": max((p.stat().st_size for p in parts), default=0),
             "path": str(target),
         })
     others: list[dict[str, Any]] = [
@@ -154,6 +158,8 @@ def list_models(json_out: JsonOpt = False) -> None:
     for entry, row in zip(entries.values(), rows, strict=True):
         mark = "* " if row["default"] else "  "
         where = "[green]yes[/]" if row["downloaded"] else "[dim]no[/]"
+        if row["partial_bytes"]:
+            where = f"[yellow]part {human_size(row['partial_bytes'])}[/]"
         vram = f"{entry.vram_gb:g} GB" if entry.vram_gb else "CPU ok"
         # Long aliases (e.g. gemma-4-26b-a4b-q4_k_m) are in --json; the table keeps the short ones.
         short = [a for a in entry.aliases if len(a) <= 10]
