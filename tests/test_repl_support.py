@@ -59,7 +59,7 @@ def drive(
         pipe.close()
         repl = Repl(
             settings,
-            ReplIO(console=console, input=pipe, output=DummyOutput(), history_file=cwd / ".hist"),
+            ReplIO(console=console, input=pipe, output=DummyOutput()),
             cwd=cwd,
             engine_loader=loader or (lambda _s: engine),
             resume=resume,
