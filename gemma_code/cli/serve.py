@@ -11,24 +11,20 @@ from gemma_code.cli import app
 from gemma_code.cli.common import ModelOpt, NCtxOpt, ThinkOpt, command, settings_from
 from gemma_code.errors import UsageError
 
-SERVE_HELP = """Serve the model as an OpenAI-compatible endpoint for other gemma-code clients.
-
-Examples:
-
-  gemma-code serve
-
-  gemma-code ask --engine openai --base-url http://127.0.0.1:8080/v1 "what does main() do?"
-
-  gemma-code serve --model ~/models/gemma-4-26B-A4B-it-Q4_K_M.gguf --port 9000 --n-ctx 65536
-
-  export TEAM_KEY=$(openssl rand -hex 24)
-  gemma-code serve --host 0.0.0.0 --api-key-env TEAM_KEY
-
-Uses llama-cpp-python's server with gemma-code's engine settings (all layers on the GPU,
-flash attention, swa_full off, kv_type). It answers one request at a time; for many users
-or several GPUs run vLLM or llama-server instead (docs/serve.md). Binding beyond loopback
-needs an API key. Ctrl-C stops it.
-"""
+SERVE_HELP = (
+    "Serve the model as an OpenAI-compatible endpoint for other gemma-code clients.\n\n"
+    "Examples:\n\n"
+    "  gemma-code serve\n\n"
+    '  gemma-code ask --engine openai --base-url http://127.0.0.1:8080/v1 "what does main() do?"\n\n'
+    "  gemma-code serve --model ~/models/gemma-4-26B-A4B-it-Q4_K_M.gguf --port 9000 --n-ctx 65536\n\n"
+    "  export TEAM_KEY=$(openssl rand -hex 24)\n"
+    "  gemma-code serve --host 0.0.0.0 --api-key-env TEAM_KEY\n\n"
+    # paragraphs as single lines: the help renderer keeps hard line breaks
+    "Uses llama-cpp-python's server with gemma-code's engine settings (all layers on the GPU, "
+    "flash attention, swa_full off, kv_type). It answers one request at a time; for many users "
+    "or several GPUs run vLLM or llama-server instead (docs/serve.md).\n\n"
+    "Binding beyond loopback needs an API key in the --api-key-env variable. Ctrl-C stops it.\n"
+)
 
 
 @command(app, "serve", help=SERVE_HELP)
