@@ -15,7 +15,7 @@ from typing import Any
 from gemma_code import paths
 
 # Bump when the stored tag format or the extraction changes: old rows are then ignored.
-TAGS_VERSION = 5
+TAGS_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tags5 (

@@ -105,9 +105,7 @@ QUERIES: dict[str, str] = {
     "c": _C_COMMON,
     "cpp": _C_COMMON + """
 (function_definition declarator: (function_declarator declarator: (field_identifier) @name)) @def.method
-(function_definition
-  declarator: (function_declarator declarator: (qualified_identifier name: (identifier) @name))
-) @def.method
+(function_definition declarator: (function_declarator declarator: (qualified_identifier) @name)) @def.method
 (field_declaration declarator: (function_declarator declarator: (field_identifier) @name)) @def.declaration
 (class_specifier name: (type_identifier) @name body: (_)) @def.class
 (namespace_definition name: (namespace_identifier) @name) @def.namespace

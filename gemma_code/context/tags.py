@@ -196,7 +196,8 @@ def _tree_definitions(path: str, data: bytes, lines: list[str], tools: tuple[Any
             kind = cap[4:]
             if kind == "function" and _inside_class(node):
                 kind = "method"
-            name = decode(name_node.text or b"")
+            # `geo::Circle::area` and Ruby's `Geo::Circle` are known by their last part
+            name = decode(name_node.text or b"").rsplit("::", 1)[-1]
             line = name_node.start_point[0] + 1
             start = node.start_point[0] + 1
             end = max(node.end_point[0] + 1, line)

@@ -73,9 +73,7 @@ def collect(chunks: Iterator[Chunk]) -> AskResult:
 def repo_context_for(
     engine: Engine, question: str, files: Sequence[Path], settings: object
 ) -> str | None:
-    """Repository context for the question, packed by the context builder when present."""
-    try:
-        from gemma_code.context import context_for_prompt
-    except ImportError:
-        return None
+    """Repository context for the question, packed by the context builder (None outside a repo)."""
+    from gemma_code.context import context_for_prompt
+
     return context_for_prompt(engine, question, files, settings)

@@ -1,0 +1,270 @@
+"""build_context: file selection, ranking, packing within budget, determinism, bad input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import git
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gemma_code.context import build_context, find_repo_root
+from gemma_code.context.files import scan_files
+
+
+def words(text: str) -> int:
+    """A deterministic stand-in tokenizer for tests: about one token per 3 characters."""
+    return len(text) // 3 + 1
+
+
+def make_repo(root: Path, files: dict[str, str | bytes], *, commit: bool = True) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, body in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(body, bytes):
+            path.write_bytes(body)
+        else:
+            path.write_text(body, encoding="utf-8")
+    git(root, "init", "-q", "-b", "main")
+    if commit:
+        git(root, "add", ".")
+        git(root, "commit", "-q", "-m", "fixture")
+    return root
+
+
+PROJECT = {
+    "src/billing/invoice.py": (
+        "from src.billing.tax import compute_tax\n\n\nclass InvoiceRenderer:\n"
+        "    def render(self, invoice):\n        return str(compute_tax(invoice.total))\n"
+    ),
+    "src/billing/tax.py": "def compute_tax(amount):\n    return amount * 0.2\n",
+    "src/auth/login.py": (
+        "def check_password(user, password):\n    return user.password == password\n\n\n"
+        "def login(user, password):\n    if check_password(user, password):\n        return True\n"
+    ),
+    "src/auth/session.py": "class SessionStore:\n    def save(self, key):\n        return key\n",
+    "README.md": "# shop\nA small shop with billing and auth.\n",
+    "docs/usage.md": "Run the shop with `python -m shop`.\n",
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "shop", dict(PROJECT))
+
+
+def test_file_defining_a_mentioned_symbol_ranks_first(project: Path) -> None:
+    packed = build_context(project, "Why does InvoiceRenderer print the wrong total?", budget=4000,
+                           count_tokens=words)
+    assert packed.files[0].path == "src/billing/invoice.py"
+    packed = build_context(project, "where is compute_tax used?", budget=4000, count_tokens=words)
+    assert packed.files[0].path == "src/billing/tax.py"
+
+
+def test_mentioned_path_ranks_first(project: Path) -> None:
+    packed = build_context(project, "what does src/auth/session.py do?", budget=4000, count_tokens=words)
+    assert packed.files[0].path == "src/auth/session.py"
+
+
+def test_reference_graph_pulls_in_what_the_top_file_uses(project: Path) -> None:
+    packed = build_context(project, "InvoiceRenderer", budget=4000, count_tokens=words)
+    order = [f.path for f in packed.files]
+    assert order.index("src/billing/tax.py") < order.index("src/auth/session.py")
+
+
+def test_named_file_ranks_first_in_full(project: Path) -> None:
+    packed = build_context(project, "how do I log in?", budget=4000, count_tokens=words,
+                           named=[project / "docs/usage.md"])
+    assert (packed.files[0].path, packed.files[0].mode) == ("docs/usage.md", "full")
+
+
+def test_every_file_is_marked_with_its_path(project: Path) -> None:
+    packed = build_context(project, "billing", budget=4000, count_tokens=words)
+    for item in packed.files:
+        assert f"### {item.path}" in packed.text
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(budget=st.integers(min_value=0, max_value=3000))
+def test_packing_never_exceeds_the_budget(project: Path, budget: int) -> None:
+    packed = build_context(project, "why is the tax wrong on invoices?", budget=budget, count_tokens=words)
+    assert packed.used <= budget
+    # this stand-in tokenizer is not additive, so the whole text is recounted and trimmed
+    assert packed.used == (words(packed.text) if packed.text else 0)
+
+
+def test_small_budget_prefers_outlines_to_nothing(project: Path) -> None:
+    big = "\n".join(f"def helper_{i}(x):\n    return x + {i}\n" for i in range(300))
+    (project / "src/billing/tax.py").write_text(big, encoding="utf-8")
+    packed = build_context(project, "compute helper_7 tax", budget=3000, count_tokens=words)
+    modes = {f.path: f.mode for f in packed.files}
+    assert modes.get("src/billing/tax.py") == "outline"
+    assert "7: " in packed.text or "helper_7" in packed.text
+
+
+def test_output_is_deterministic_and_byte_identical(project: Path, tmp_path: Path, monkeypatch) -> None:
+    first = build_context(project, "how does login check passwords?", budget=2500, count_tokens=words)
+    again = build_context(project, "how does login check passwords?", budget=2500, count_tokens=words)
+    monkeypatch.setenv("GEMMA_CODE_HOME", str(tmp_path / "other-home"))  # a cold cache
+    cold = build_context(project, "how does login check passwords?", budget=2500, count_tokens=words)
+    assert first.text == again.text == cold.text
+    assert first.files == again.files == cold.files
+
+
+def test_repository_map_is_a_stable_prefix_across_questions(project: Path) -> None:
+    one = build_context(project, "how does login work?", budget=3000, count_tokens=words)
+    two = build_context(project, "where is the invoice tax computed?", budget=3000, count_tokens=words)
+    assert one.map_tokens > 0
+    prefix = one.text.split("### ", 1)[0]
+    assert prefix.startswith("## Repository map")
+    assert two.text.startswith(prefix)
+
+
+def test_secrets_stay_out_unless_named(tmp_path: Path) -> None:
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"
+    root = make_repo(tmp_path / "r", {
+        "app.py": "API = 'uses settings'\n",
+        ".env": "API_TOKEN=supersecret\n",
+        "deploy/id_rsa": key,
+        "certs/server.pem": key,
+        "notes.txt": "for the token see:\n" + key,
+        "config/credentials.json": '{"token": "supersecret"}',
+    })
+    packed = build_context(root, "where is the API token supersecret configured?", budget=5000,
+                           count_tokens=words)
+    assert "supersecret" not in packed.text
+    assert "PRIVATE KEY" not in packed.text
+    skipped = dict(packed.skipped)
+    assert skipped[".env"] == "secret-looking name"
+    assert skipped["notes.txt"] == "contains a private key"
+    assert {"deploy/id_rsa", "certs/server.pem", "config/credentials.json"} <= set(skipped)
+    named = build_context(root, "check this", budget=5000, count_tokens=words, named=[root / ".env"])
+    assert "supersecret" in named.text
+
+
+def test_ignored_vendored_lock_binary_and_minified_files_are_skipped(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {
+        ".gitignore": "build/\n*.log\n",
+        "main.js": "function main() { return 1; }\n",
+        "node_modules/lib/index.js": "function vendored() {}\n",
+        "package-lock.json": "{}\n",
+        "logo.png": b"\x89PNG\r\n\x1a\n\0\0\0",
+        "data.bin.txt": b"abc\0def",
+        "app.min.js": "var a=1;" * 100,
+        "bundle.js": "var a=1;" * 2000,
+        "big.txt": "x" * 2_000,
+    })
+    (root / "build").mkdir()
+    (root / "build" / "out.js").write_text("ignored", encoding="utf-8")
+    (root / "debug.log").write_text("ignored", encoding="utf-8")
+    packed = build_context(root, "main", budget=5000, count_tokens=words)
+    assert [f.path for f in packed.files if f.mode == "full"][:1] == ["main.js"]
+    skipped = dict(packed.skipped)
+    assert skipped["node_modules/lib/index.js"] == "vendored or tool folder"
+    assert skipped["package-lock.json"] == "lock file"
+    assert skipped["logo.png"] == "binary"
+    assert skipped["data.bin.txt"] == "binary"
+    assert skipped["app.min.js"] == "generated or minified"
+    assert skipped["bundle.js"] == "generated or minified"
+    listed = {f.path for f in scan_files(root, max_file_bytes=1000).files}
+    assert "build/out.js" not in listed and "debug.log" not in listed
+    assert dict(scan_files(root, max_file_bytes=1000).skipped)["big.txt"] == "over 1,000 bytes"
+
+
+def test_untracked_files_count_but_ignored_do_not(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {"a.py": "def a():\n    pass\n", ".gitignore": "secret_dir/\n"})
+    (root / "new_module.py").write_text("def fresh_helper():\n    pass\n", encoding="utf-8")
+    (root / "secret_dir").mkdir()
+    (root / "secret_dir" / "x.py").write_text("def hidden():\n    pass\n", encoding="utf-8")
+    scan = scan_files(root)
+    paths = [f.path for f in scan.files]
+    assert "new_module.py" in paths and "secret_dir/x.py" not in paths
+    assert "new_module.py" in scan.dirty
+
+
+def test_walk_outside_git_honours_gitignore_and_survives_symlink_loops(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "mod.py").write_text("def walked():\n    pass\n", encoding="utf-8")
+    (root / ".gitignore").write_text("*.tmp\ncache/\n!keep.tmp\n", encoding="utf-8")
+    (root / "x.tmp").write_text("no", encoding="utf-8")
+    (root / "keep.tmp").write_text("yes", encoding="utf-8")
+    (root / "cache").mkdir()
+    (root / "cache" / "c.py").write_text("no", encoding="utf-8")
+    os.symlink(root, root / "pkg" / "loop")
+    os.symlink(root / "pkg" / "mod.py", root / "alias.py")
+    assert find_repo_root(root) is None or find_repo_root(root) != root
+    packed = build_context(root, "walked", budget=3000, count_tokens=words)
+    paths = [f.path for f in packed.files]
+    assert "pkg/mod.py" in paths and "keep.tmp" in paths
+    assert "x.tmp" not in paths and "cache/c.py" not in paths
+    assert dict(packed.skipped).get("alias.py") == "symbolic link"
+
+
+def test_empty_repository_gives_empty_context_with_a_note(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "empty", {}, commit=False)
+    packed = build_context(root, "anything?", budget=1000, count_tokens=words)
+    assert packed.text == "" and packed.files == [] and packed.used == 0
+    assert any("no files" in n or "no readable" in n for n in packed.notes)
+
+
+def test_not_a_folder_is_a_note_not_a_crash(tmp_path: Path) -> None:
+    packed = build_context(tmp_path / "missing", "q", budget=1000)
+    assert packed.files == [] and "not a folder" in packed.notes[0]
+
+
+def test_too_many_files_leaves_the_rest_unranked_with_a_notice(tmp_path: Path) -> None:
+    files = {f"pkg/m{i:03}.py": f"def f{i}():\n    return {i}\n" for i in range(40)}
+    root = make_repo(tmp_path / "many", files)
+    packed = build_context(root, "what does pkg/m039.py do?", budget=3000, count_tokens=words, max_ranked=10)
+    assert packed.ranked == 10
+    assert any("30 unranked" in n for n in packed.notes)
+    assert packed.files[0].path == "pkg/m039.py"
+
+
+def test_non_utf8_and_unreadable_files_do_not_crash(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {
+        "latin.py": "def caf\u00e9():\n    return 1\n".encode("latin-1"),
+        "ok.py": "def ok():\n    pass\n",
+    })
+    (root / "gone.py").write_text("def gone():\n    pass\n", encoding="utf-8")
+    git(root, "add", "gone.py")
+    (root / "gone.py").unlink()  # in git's index, missing on disk
+    packed = build_context(root, "caf\u00e9", budget=3000, count_tokens=words)
+    assert "latin.py" in {f.path for f in packed.files}
+    assert "gone.py" not in {f.path for f in packed.files}
+
+
+def test_nothing_is_written_into_the_repository(project: Path) -> None:
+    before = sorted(p.relative_to(project).as_posix() for p in project.rglob("*") if ".git" not in p.parts)
+    build_context(project, "billing", budget=3000, count_tokens=words)
+    after = sorted(p.relative_to(project).as_posix() for p in project.rglob("*") if ".git" not in p.parts)
+    assert before == after
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_without_a_tokenizer_counts_are_flagged_estimates(project: Path) -> None:
+    packed = build_context(project, "billing", budget=3000)
+    assert packed.estimated is True and packed.used > 0
+    exact = build_context(project, "billing", budget=3000, count_tokens=words)
+    assert exact.estimated is False
+
+
+def test_token_counts_are_cached_by_content(project: Path) -> None:
+    calls: list[str] = []
+
+    def counting(text: str) -> int:
+        calls.append(text)
+        return words(text)
+
+    build_context(project, "billing tax", budget=3000, count_tokens=counting, tokenizer_id="t1")
+    assert calls
+    calls.clear()
+    build_context(project, "billing tax", budget=3000, count_tokens=counting, tokenizer_id="t1")
+    assert calls == []
+    (project / "src/billing/tax.py").write_text("def compute_tax(a):\n    return 0\n", encoding="utf-8")
+    build_context(project, "billing tax", budget=3000, count_tokens=counting, tokenizer_id="t1")
+    assert calls and all("compute_tax(a)" in c or "Repository map" in c for c in calls)
