@@ -262,3 +262,21 @@ def test_commands_needing_an_argument_say_how_to_use_them(tmp_path, command):
 def test_commands_are_found_by_name():
     assert all(callable(getattr(Commands, f"cmd_{name}")) for name in REQUIRED)
 
+
+
+def _complete(repl, text: str) -> list[str]:
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    completer = repl.prompt_session().completer
+    return [c.text for c in completer.get_completions(Document(text), CompleteEvent())]
+
+
+def test_completion_of_commands_paths_and_symbols(git_repo):
+    _, repl = drive("", ScriptedEngine(), git_repo)
+    assert _complete(repl, "/he") == ["/help"]
+    assert "/history" in _complete(repl, "/h")
+    assert _complete(repl, "/add ut") == ["util.py"]
+    assert "add" in _complete(repl, "what does ad")
+    assert "main" in _complete(repl, "/explain app.py::ma")
+    assert _complete(repl, "!ech") == []
