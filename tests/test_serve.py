@@ -191,3 +191,16 @@ def test_eight_concurrent_ask_clients_all_complete(served: str, tmp_path: Path) 
     for payload in results:
         assert payload["answer"].strip()
         assert 1 <= payload["stats"]["completion_tokens"] <= MAX_TOKENS
+
+
+@pytest.mark.llama
+def test_a_grammar_constrains_the_served_answer(served: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gemma_code.engine.openai import load_openai_engine
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    engine = load_openai_engine(Settings(engine="openai", base_url=served, api_key_env=KEY_ENV))
+    chunks = list(engine.stream([Message("user", "Is water wet? Answer yes or no.")],
+                                max_tokens=MAX_TOKENS, grammar='root ::= "yes" | "no"',
+                                temperature=0.0))
+    assert "".join(c.text for c in chunks if c.kind == "text") in {"yes", "no"}
+    assert chunks[-1].kind == "stats"
