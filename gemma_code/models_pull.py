@@ -247,6 +247,23 @@ def _http_get(url: str, handle: Any, *, resume: int, size: int | None, headers: 
     http_get(url, handle, **kwargs)
 
 
+def _lfs_sha256(entry: ModelEntry, endpoint: str | None) -> str | None:
+    """The file's LFS sha256 from the hub's paths-info API, or None."""
+    from huggingface_hub import HfApi
+
+    assert entry.hf_repo and entry.hf_file
+    with _hub_errors(entry):
+        infos = HfApi(endpoint=endpoint).get_paths_info(
+            entry.hf_repo, [entry.hf_file], revision=entry.revision
+        )
+    for info in infos:
+        lfs = getattr(info, "lfs", None)
+        sha = getattr(lfs, "sha256", None) if lfs is not None else None
+        if isinstance(sha, str) and _SHA256.match(sha.lower()):
+            return sha.lower()
+    return None
+
+
 def _pull_hf(
     entry: ModelEntry, target: Path, *, force: bool, progress: ProgressFactory | None
 ) -> PullResult:
@@ -261,9 +278,10 @@ def _pull_hf(
     endpoint = _endpoint()
     with _hub_errors(entry):
         url = hf_hub_url(entry.hf_repo, entry.hf_file, revision=entry.revision, endpoint=endpoint)
-        meta = get_hf_file_metadata(url, endpoint=endpoint)
+        meta = get_hf_file_metadata(url)  # the URL carries the endpoint
     etag = (meta.etag or "").lower()
-    hub_sha = etag if _SHA256.match(etag) else None
+    # LFS files carry their sha256 as the etag; Xet-stored ones may not: ask the tree API then.
+    hub_sha = etag if _SHA256.match(etag) else _lfs_sha256(entry, endpoint)
     if entry.sha256 and hub_sha and hub_sha != entry.sha256.lower():
         raise ModelError(
             f"the hub's {entry.hf_file} has sha256 {hub_sha}, not the registry's {entry.sha256}",

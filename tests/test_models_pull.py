@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import struct
 import threading
@@ -38,6 +39,8 @@ class HubFile:
     sha256: str | None = None  # what the hub advertises; defaults to the data's real sha256
     size: int | None = None  # what the hub advertises; defaults to len(data)
     drop_once_at: int | None = None  # close the connection after this many body bytes, once
+    etag: str | None = None  # an etag that is not the sha256 (Xet storage): sha256 via paths-info
+    lfs: bool = True  # whether the tree API (paths-info) reports an LFS sha256
 
 
 @dataclass
@@ -74,7 +77,7 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
 
         def _meta_headers(self, f: HubFile) -> None:
-            sha = f.sha256 or hashlib.sha256(f.data).hexdigest()
+            sha = f.etag or f.sha256 or hashlib.sha256(f.data).hexdigest()
             self.send_header("X-Repo-Commit", COMMIT)
             self.send_header("ETag", f'"{sha}"')
             self.send_header("X-Linked-Etag", f'"{sha}"')
@@ -90,6 +93,32 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._meta_headers(f)
             self.send_header("Content-Length", str(len(f.data)))
             self.end_headers()
+
+        def do_POST(self) -> None:
+            """The tree API: /api/models/{repo}/paths-info/{revision} with form field `paths`."""
+            from urllib.parse import parse_qs
+
+            hub.requests.append((self.command, self.path, None))
+            length = int(self.headers.get("Content-Length") or 0)
+            form = parse_qs(self.rfile.read(length).decode())
+            match = re.fullmatch(r"/api/models/(.+)/paths-info/([^/]+)", self.path)
+            out = []
+            for wanted in form.get("paths", []) if match else []:
+                f = hub.files.get(f"{match.group(1)}/{wanted}")  # type: ignore[union-attr]
+                if f is not None:
+                    sha = f.sha256 or hashlib.sha256(f.data).hexdigest()
+                    info: dict[str, object] = {
+                        "type": "file", "path": wanted, "size": len(f.data), "oid": "0" * 40,
+                    }
+                    if f.lfs:
+                        info["lfs"] = {"oid": sha, "size": len(f.data), "pointerSize": 134}
+                    out.append(info)
+            body = json.dumps(out).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def do_GET(self) -> None:
             f = self._file()
@@ -379,3 +408,20 @@ def test_rm_after_pull_leaves_no_trace(hub: FakeHub) -> None:
     target = pull(_entry()).path
     remove(_entry())
     assert not target.parent.exists()
+
+
+def test_pull_reads_the_sha256_from_the_tree_api_when_the_etag_is_not_one(hub: FakeHub) -> None:
+    data = fake_gguf()
+    hub.files[f"{REPO}/{FILE}"] = HubFile(data, etag="xet-" + "7" * 60)
+    register()
+    result = pull(_entry())
+    assert result.verified and result.sha256 == hashlib.sha256(data).hexdigest()
+    assert any(r[0] == "POST" and "/paths-info/" in r[1] for r in hub.requests)
+
+
+def test_pull_refuses_a_file_whose_sha256_nobody_knows(hub: FakeHub) -> None:
+    hub.files[f"{REPO}/{FILE}"] = HubFile(fake_gguf(), etag="not-a-sha256", lfs=False)
+    register()
+    with pytest.raises(ModelError, match="cannot be verified"):
+        pull(_entry())
+    assert hub.gets() == []
