@@ -1,0 +1,409 @@
+"""The measurements behind `gemma-code bench`: our engine against llama.cpp's own loop.
+
+Both sides run in the same process, one after the other, on the same model and context
+size: load time, prefill speed at several prompt sizes, decode speed at depth 0 and deep
+into the context, time to first token cold and with the prefix reused, and the speculative
+speed-up on a copy-heavy edit. The reference is `llama-bench` when it is on PATH (prefill
+and decode) and otherwise `benchmark_raw.RawLlama`, a minimal loop over the C API.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gemma_code.config import Settings
+from gemma_code.errors import EngineError
+
+K = 1024
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What to measure; sizes are prompt tokens."""
+
+    prefill_sizes: tuple[int, ...]
+    decode_tokens: int
+    deep: int  # the depth of the second decode figure
+    followup_tokens: int = 64
+    edit_tokens: int = 128
+    max_draft: int = 8
+    edit_chars: int = 6 * K  # of source in the edit prompt: about 1.7K tokens
+
+    @property
+    def n_ctx(self) -> int:
+        """Context needed by the largest prompt plus generation, rounded up to 256."""
+        need = max(*self.prefill_sizes, self.deep) + self.followup_tokens + self.decode_tokens + 64
+        need = max(need, self.edit_chars // 3 + 64 + self.edit_tokens)
+        return (need + 255) // 256 * 256
+
+    @property
+    def ttft_size(self) -> int:
+        """The prompt size whose first-token time is reported (8K, or the nearest below)."""
+        below = [s for s in self.prefill_sizes if s <= 8 * K]
+        return max(below) if below else min(self.prefill_sizes)
+
+
+def make_plan(*, quick: bool, gpu: bool, n_ctx_limit: int = 0) -> BenchPlan:
+    """Full sizes on a GPU (1K, 8K, 32K and on to n_ctx when it fits); small ones otherwise."""
+    if quick or not gpu:
+        # a CPU prefills a few hundred tokens a second: keep a run within a few minutes
+        sizes: tuple[int, ...] = (256, 1 * K) if quick else (1 * K, 4 * K)
+        return BenchPlan(sizes, decode_tokens=32 if quick else 64, deep=sizes[-1],
+                         edit_tokens=64 if quick else 128)
+    sizes = (1 * K, 8 * K, 32 * K)
+    limit = n_ctx_limit or 128 * K
+    size = 64 * K
+    while size + 2 * K <= limit:
+        sizes += (size,)
+        size *= 2
+    return BenchPlan(sizes, decode_tokens=128, deep=32 * K, edit_tokens=256)
+
+
+@dataclass
+class Figure:
+    """One measured quantity for our engine and for llama.cpp's own loop."""
+
+    key: str
+    label: str
+    unit: str  # tok/s | s | x
+    ours: float | None = None
+    reference: float | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        """How fast we are relative to llama.cpp (>1: faster), for rates and for times."""
+        if not self.ours or not self.reference:
+            return None
+        return self.ours / self.reference if self.unit != "s" else self.reference / self.ours
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ratio"] = None if self.ratio is None else round(self.ratio, 4)
+        return data
+
+
+@dataclass
+class BenchReport:
+    """Everything `gemma-code bench` prints."""
+
+    model: str
+    backend: str
+    device: str
+    reference: str  # llama-bench | low-level loop
+    plan: BenchPlan
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    date: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def figure(self, key: str, label: str, unit: str) -> Figure:
+        for fig in self.figures:
+            if fig.key == key:
+                return fig
+        fig = Figure(key, label, unit)
+        self.figures.append(fig)
+        return fig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "backend": self.backend, "device": self.device,
+            "reference": self.reference, "date": self.date, "plan": asdict(self.plan),
+            "figures": [f.to_dict() for f in self.figures], "notes": list(self.notes),
+        }
+
+
+def size_label(n: int) -> str:
+    return f"{n // K}K" if n % K == 0 else str(n)
+
+
+# -- prompts -----------------------------------------------------------------------------------
+
+
+def corpus_text() -> str:
+    """Deterministic code-like text: this package's own sources, in path order."""
+    root = Path(__file__).parent
+    return "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(root.rglob("*.py")))
+
+
+def corpus_tokens(tokenize: Callable[[str], list[int]], n: int, *, salt: int = 0) -> list[int]:
+    """`n` tokens of corpus text; `salt` changes the first line so no cached prefix applies."""
+    text = corpus_text()
+    head = f"# benchmark prompt {salt}\n"
+    tokens = tokenize(head + text)
+    while len(tokens) < n:
+        tokens += tokenize(text)
+    return tokens[:n]
+
+
+EDIT_SOURCE = "speculative.py"
+
+
+def edit_prompt(fmt: str, chars: int = 6 * K) -> str:
+    """A copy-heavy edit: rewrite a file with one rename; the reply starts the file over."""
+    from gemma_code.engine.base import Message
+    from gemma_code.engine.gemma import render
+
+    source = (Path(__file__).parent / "engine" / EDIT_SOURCE).read_text(encoding="utf-8")
+    source = source[:chars].rsplit("\n", 1)[0] + "\n"  # the reply is mostly a copy of it
+    messages = [
+        Message("system", "You edit code. Reply with the whole updated file in one code block."),
+        Message("user", f"In {EDIT_SOURCE}, rename `draft` to `propose`.\n\n```python\n{source}```"),
+    ]
+    # the reply's opening is given, so even a small base model starts copying
+    return render(messages, fmt) + "```python\n" + source[:40]
+
+
+# -- our engine --------------------------------------------------------------------------------
+
+
+def _supports_speculative(engine: Any) -> bool:
+    gen = getattr(engine, "generate_tokens", None)
+    return gen is not None and "speculative" in inspect.signature(gen).parameters
+
+
+def _generate(engine: Any, prompt: Sequence[int], max_tokens: int, **extra: Any) -> Any:
+    """Run the engine's token-level decode loop greedily; return its GenerationStats."""
+    stats = None
+    for chunk in engine.generate_tokens(prompt, max_tokens=max_tokens, temperature=0.0, **extra):
+        if chunk.stats is not None:
+            stats = chunk.stats
+    if stats is None:
+        raise EngineError("the engine returned no stats")
+    return stats
+
+
+def measure_ours(path: Path, settings: Settings, plan: BenchPlan, report: BenchReport,
+                 progress: Progress) -> None:
+    """Load our engine and fill in the `ours` column."""
+    from gemma_code.engine.llamacpp import LlamaCppEngine
+
+    progress("ours: load")
+    began = time.perf_counter()
+    engine = LlamaCppEngine(path, settings)
+    report.figure("load", "load time", "s").ours = time.perf_counter() - began
+    report.backend, report.device = engine.info.backend, _device_name(engine.info.backend)
+    try:
+        tok = engine.tokenize
+        bos = tok("<bos>")[:1]
+        for salt, size in enumerate(plan.prefill_sizes):
+            progress(f"ours: prefill {size_label(size)}")
+            prompt = bos + corpus_tokens(tok, size - len(bos), salt=salt)
+            stats = _generate(engine, prompt, 1)
+            report.figure(f"prefill_{size}", f"prefill {size_label(size)}", "tok/s").ours = (
+                stats.prefill_tok_s)
+            if size == plan.ttft_size:
+                report.figure("ttft", f"first token, {size_label(size)} prompt", "s").ours = (
+                    stats.time_to_first_token_s)
+                progress("ours: follow-up")
+                more = prompt + corpus_tokens(tok, plan.followup_tokens, salt=999)
+                follow = _generate(engine, more, 1)
+                fig = report.figure("followup_ttft", f"first token, follow-up (+{plan.followup_tokens})", "s")
+                fig.ours = follow.time_to_first_token_s
+                fig.note = f"{follow.prompt_tokens_reused:,} tokens reused"
+        for depth in (0, plan.deep):
+            progress(f"ours: decode at depth {size_label(depth)}")
+            prompt = bos + corpus_tokens(tok, max(depth, 16), salt=depth + 7)
+            stats = _generate(engine, prompt, plan.decode_tokens)
+            fig = report.figure(f"decode_{depth}", f"decode at depth {size_label(depth)}", "tok/s")
+            fig.ours = stats.decode_tok_s
+            if stats.completion_tokens < plan.decode_tokens:
+                fig.note = f"stopped after {stats.completion_tokens} tokens"
+        if _supports_speculative(engine):
+            progress("ours: edit task")
+            edit = tok(edit_prompt(engine.info.chat_format, plan.edit_chars))
+            plain = _generate(engine, edit, plan.edit_tokens)
+            spec = _generate(engine, edit, plan.edit_tokens, speculative=True)
+            fig = report.figure("edit_plain", "edit reply, plain decode", "tok/s")
+            fig.ours = plain.decode_tok_s
+            fig = report.figure("edit_spec", "edit reply, speculative", "tok/s")
+            fig.ours = spec.decode_tok_s
+            fig.note = f"{spec.draft_accepted}/{spec.draft_tokens} draft tokens accepted"
+            if plain.decode_tok_s:
+                report.figure("spec_speedup", "speculative speed-up (edit)", "x").ours = (
+                    spec.decode_tok_s / plain.decode_tok_s)
+        else:
+            report.notes.append("the engine has no speculative option: edit figures from the raw loop")
+    finally:
+        engine.close()
+
+
+def _device_name(backend: str) -> str:
+    if backend == "cpu":
+        import os
+        import platform
+
+        return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    from gemma_code.engine.hardware import nvidia_gpus
+
+    gpus = nvidia_gpus()
+    return gpus[0].name if gpus else backend
+
+
+# -- llama.cpp's own loop ----------------------------------------------------------------------
+
+
+def measure_reference(path: Path, settings: Settings, plan: BenchPlan, report: BenchReport,
+                      progress: Progress, *, n_ctx: int) -> None:
+    """Fill in the `reference` column with RawLlama (load, first-token times, the edit task)."""
+    from gemma_code.benchmark_raw import RawLlama
+    from gemma_code.engine.speculative import PromptLookupDecoder
+
+    progress("llama.cpp: load")
+    raw = RawLlama(path, n_ctx=n_ctx, n_batch=settings.n_batch, n_threads=settings.n_threads,
+                   n_gpu_layers=settings.n_gpu_layers, flash_attn=settings.flash_attn,
+                   swa_full=settings.swa_full)
+    try:
+        report.figure("load", "load time", "s").reference = raw.load_s
+        tok = raw.tokenize
+        bos = tok("<bos>", add_special=False)[:1]
+        for salt, size in enumerate(plan.prefill_sizes):
+            progress(f"llama.cpp: prefill {size_label(size)}")
+            prompt = bos + corpus_tokens(lambda t: raw.tokenize(t, add_special=False), size - 1, salt=salt)
+            raw.clear()
+            began = time.perf_counter()
+            raw.prefill(prompt)
+            raw.sample(-1)
+            took = time.perf_counter() - began
+            report.figure(f"prefill_{size}", f"prefill {size_label(size)}", "tok/s").reference = (
+                len(prompt) / took)
+            if size == plan.ttft_size:
+                report.figure("ttft", "", "s").reference = took
+                more = corpus_tokens(lambda t: raw.tokenize(t, add_special=False),
+                                     plan.followup_tokens, salt=999)
+                began = time.perf_counter()
+                raw.prefill(more, start=len(prompt))
+                raw.sample(-1)
+                report.figure("followup_ttft", "", "s").reference = time.perf_counter() - began
+        for depth in (0, plan.deep):
+            progress(f"llama.cpp: decode at depth {size_label(depth)}")
+            prompt = bos + corpus_tokens(lambda t: raw.tokenize(t, add_special=False),
+                                         max(depth, 16), salt=depth + 7)
+            raw.clear()
+            raw.prefill(prompt)
+            began = time.perf_counter()
+            out = raw.decode(raw.sample(-1), len(prompt), plan.decode_tokens, stop_at_eog=False)
+            rate = (len(out) - 1) / (time.perf_counter() - began)
+            report.figure(f"decode_{depth}", "", "tok/s").reference = rate
+        progress("llama.cpp: edit task")
+        edit = tok(edit_prompt(_raw_format(raw), plan.edit_chars), add_special=False)
+        raw.clear()
+        raw.prefill(edit)
+        began = time.perf_counter()
+        out = raw.decode(raw.sample(-1), len(edit), plan.edit_tokens)
+        plain_rate = (len(out) - 1) / (time.perf_counter() - began)
+        report.figure("edit_plain", "edit reply, plain decode", "tok/s").reference = plain_rate
+        raw.clear()
+        raw.prefill(edit)
+        decoder = PromptLookupDecoder(raw.ctx, raw.sampler, raw.vocab, max_draft=plan.max_draft)
+        try:
+            first = raw.sample(-1)
+            began = time.perf_counter()
+            out = list(decoder.tokens(edit, first, n_past=len(edit), max_tokens=plan.edit_tokens))
+            spec_rate = (len(out) - 1) / (time.perf_counter() - began)
+        finally:
+            decoder.close()
+        fig = report.figure("edit_spec", "edit reply, speculative", "tok/s")
+        fig.reference = spec_rate
+        if not fig.note:
+            fig.note = f"{decoder.stats.draft_accepted}/{decoder.stats.draft_tokens} accepted (raw loop)"
+        report.figure("spec_speedup", "speculative speed-up (edit)", "x").reference = (
+            spec_rate / plain_rate)
+    finally:
+        raw.close()
+
+
+def _raw_format(raw: Any) -> str:
+    """The prompt format the raw model's metadata calls for."""
+    import ctypes
+
+    from gemma_code.engine.gemma import detect_format
+
+    def meta(key: bytes) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 20)
+        n = raw._lib.llama_model_meta_val_str(raw.model, key, buf, 1 << 20)
+        return buf.value.decode("utf-8", "replace") if n >= 0 else None
+
+    return detect_format(meta(b"general.architecture") or "", meta(b"tokenizer.chat_template"))
+
+
+# -- llama-bench -------------------------------------------------------------------------------
+
+
+def llama_bench_args(exe: str, path: Path, plan: BenchPlan, settings: Settings) -> list[list[str]]:
+    """Two llama-bench runs: prefill sizes at depth 0; decode at depth 0 and deep."""
+    common = [exe, "-m", str(path), "-o", "json", "-r", "2", "-b", str(settings.n_batch),
+              "-ub", str(settings.n_batch), "-fa", "1" if settings.flash_attn else "0",
+              "-ngl", "99" if settings.n_gpu_layers != 0 else "0"]
+    if settings.n_threads > 0:
+        common += ["-t", str(settings.n_threads)]
+    sizes = ",".join(str(s) for s in plan.prefill_sizes)
+    return [[*common, "-p", sizes, "-n", "0"],
+            [*common, "-p", "0", "-n", str(plan.decode_tokens), "-d", f"0,{plan.deep}"]]
+
+
+def parse_llama_bench(text: str) -> dict[str, float]:
+    """llama-bench -o json -> {"prefill_N": tok/s, "decode_D": tok/s}."""
+    out: dict[str, float] = {}
+    for row in json.loads(text):
+        n_prompt, n_gen = int(row.get("n_prompt", 0)), int(row.get("n_gen", 0))
+        depth = int(row.get("n_depth", 0))
+        rate = float(row["avg_ts"])
+        if n_prompt and not n_gen and not depth:
+            out[f"prefill_{n_prompt}"] = rate
+        elif n_gen and not n_prompt:
+            out[f"decode_{depth}"] = rate
+    return out
+
+
+def measure_llama_bench(exe: str, path: Path, plan: BenchPlan, settings: Settings,
+                        report: BenchReport, progress: Progress) -> bool:
+    """Overwrite prefill/decode references with llama-bench's figures; False if it failed."""
+    found: dict[str, float] = {}
+    for args in llama_bench_args(exe, path, plan, settings):
+        progress("llama-bench " + " ".join(args[-4:]))
+        result = subprocess.run(args, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            report.notes.append(f"llama-bench failed ({result.stderr.strip()[-200:]})")
+            return False
+        found.update(parse_llama_bench(result.stdout))
+    for key, rate in found.items():
+        for fig in report.figures:
+            if fig.key == key:
+                fig.reference = rate
+    return True
+
+
+# -- the whole run -----------------------------------------------------------------------------
+
+
+def run_bench(path: Path, settings: Settings, *, quick: bool = False, gpu: bool | None = None,
+              progress: Progress | None = None, llama_bench: str | None = None,
+              plan: BenchPlan | None = None) -> BenchReport:
+    """Measure our engine, then llama.cpp's own loop, on the model at `path`."""
+    from gemma_code.engine.lowlevel import backend_name
+
+    say = progress or (lambda _: None)
+    on_gpu = (backend_name() != "cpu" and settings.n_gpu_layers != 0) if gpu is None else gpu
+    plan = plan or make_plan(quick=quick, gpu=on_gpu, n_ctx_limit=settings.n_ctx)
+    exe = llama_bench if llama_bench is not None else shutil.which("llama-bench")
+    report = BenchReport(path.name, "?", "?", "llama-bench" if exe else "low-level loop", plan)
+    from gemma_code.engine.hardware import default_threads
+
+    # both sides get the same context size and thread count
+    threads = settings.n_threads or default_threads()
+    fixed = replace(settings, n_ctx=plan.n_ctx, engine="llamacpp", n_threads=threads)
+    measure_ours(path, fixed, plan, report, say)
+    measure_reference(path, fixed, plan, report, say, n_ctx=plan.n_ctx)
+    if exe and not measure_llama_bench(exe, path, plan, fixed, report, say):
+        report.reference = "low-level loop (llama-bench failed)"
+    return report
