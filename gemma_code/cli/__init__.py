@@ -52,6 +52,7 @@ def _root(
 
 # Command modules register themselves on `app` (order = order in --help).
 from gemma_code.cli import ask as _ask  # noqa: E402,F401
+from gemma_code.cli import bench as _bench  # noqa: E402,F401
 from gemma_code.cli import chat as _chat  # noqa: E402,F401
 from gemma_code.cli import config_cmd as _config_cmd  # noqa: E402,F401
 from gemma_code.cli import doctor as _doctor  # noqa: E402,F401
