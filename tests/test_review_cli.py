@@ -146,12 +146,14 @@ def test_a_truncated_reply_keeps_complete_findings_and_says_so(scripted, staged)
     two = json.loads(CRITICAL)
     two["findings"].append({**two["findings"][0], "line": 1, "title": "Second one"})
     text = json.dumps(two)
-    scripted(text[: text.index("Second one")])
+    engine = scripted(text[: text.index("Second one")])
     result = runner.invoke(app, ["review", "--format", "json"])
     payload = json.loads(result.stdout)
     assert payload["complete"] is False and len(payload["findings"]) == 1
     assert any("cut off" in n for n in payload["notices"])
     assert result.exit_code == ExitCode.FAILURE
+    again = json.loads(runner.invoke(app, ["review", "--format", "json"]).stdout)
+    assert again["cached"] is True and again["complete"] is False and len(engine.calls) == 1
 
 
 def test_an_empty_staged_change_needs_no_model(scripted, git_repo, monkeypatch):
@@ -187,3 +189,13 @@ def test_review_rejects_bad_flags(scripted, staged):
     assert runner.invoke(app, ["review", "--format", "xml"]).exit_code == ExitCode.USAGE
     assert runner.invoke(app, ["review", "--fail-on", "severe"]).exit_code == ExitCode.USAGE
     assert runner.invoke(app, ["review", "--staged", "--range", "a..b"]).exit_code == ExitCode.USAGE
+
+
+def test_a_missing_model_fails_open_and_blocks_with_fail_closed(staged):
+    opened = runner.invoke(app, ["review", "--engine", "llamacpp", "--model", "/nope/missing.gguf"])
+    assert opened.exit_code == ExitCode.OK
+    assert "did NOT run" in opened.stderr and "missing.gguf" in opened.stderr
+    closed = runner.invoke(
+        app, ["review", "--engine", "llamacpp", "--model", "/nope/missing.gguf", "--fail-closed"]
+    )
+    assert closed.exit_code == ExitCode.MODEL

@@ -367,7 +367,7 @@ def run_review(
         result.findings.sort(key=lambda f: (SEVERITIES.index(f.severity), f.file, f.line))
     finally:
         engine.close()
-    if use_cache and result.complete:
+    if use_cache:  # a cut-off reply is cached too: a re-run would cut off the same way
         cache.save(key, result.to_record())
     result.seconds = clock() - start
     return result
