@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,8 +24,11 @@ from gemma_code.errors import ConfigError, EngineError, GemmaCodeError, UsageErr
 DEFAULT_SERVE_N_CTX = 32768  # n_ctx 0 means "the model's length, at most this"
 KV_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}  # ggml type ids (llama_cpp.GGML_TYPE_*)
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from fastapi import APIRouter
 
+# a request's chat_template_kwargs.enable_thinking; None: the server's --think. Set by our
+# chat route, read by the formatter (anyio copies the context into its worker threads)
+REQUEST_THINK: ContextVar[bool | None] = ContextVar("gemma_code_request_think", default=None)
 _ROLES = {"system": "system", "user": "user", "assistant": "model", "model": "model"}
 
 
@@ -74,7 +78,9 @@ def chat_handler(fmt: str, think: bool) -> Any:
     )
 
     def formatter(*, messages: Any, **_: Any) -> Any:
-        prompt = render(messages_from_openai(messages), fmt, think=think)
+        asked = REQUEST_THINK.get()
+        wanted = think if asked is None else asked
+        prompt = render(messages_from_openai(messages), fmt, think=wanted)
         # our prompt starts with <bos> already (added_special), except the plain format
         return ChatFormatterResponse(
             prompt=prompt, stop=list(STOP_STRINGS[fmt]), added_special=fmt != "plain"
@@ -174,25 +180,34 @@ def create_app(llama: Any, served: ServedModel, *, api_key: str | None) -> Any:
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"]
     )
-    add_lock_free_routes(app, llama, served, server_app.authenticate)
+    app.include_router(our_routes(llama, served))
     app.include_router(server_app.router)  # after ours: the first matching route wins
     return app
 
 
-def add_lock_free_routes(app: FastAPI, llama: Any, served: ServedModel, authenticate: Any) -> None:
-    """Routes that answer while a generation runs.
+def our_routes(llama: Any, served: ServedModel) -> APIRouter:
+    """Routes added to or replacing llama-cpp-python's.
 
-    llama-cpp-python's own /v1/models and /extras/tokenize wait for the model lock, so a
-    client's start-up probes and prompt counting queued behind every answer in progress.
-    Tokenizing reads only the vocabulary, which llama.cpp allows from any thread.
+    - GET /props: llama-server's shape, so clients learn n_ctx and the prompt format.
+    - GET /v1/models and POST /tokenize without the model lock: llama-cpp-python's own
+      /v1/models and /extras/tokenize wait for it, so a client's start-up probes and prompt
+      counting queued behind every answer in progress. Tokenizing reads only the vocabulary,
+      which llama.cpp allows from any thread.
+    - POST /v1/chat/completions: reads `chat_template_kwargs.enable_thinking`, which
+      llama-cpp-python's request model drops, then hands over to its handler.
     """
-    from fastapi import Body, Depends
+    from fastapi import APIRouter, Body, Depends, Request
+    from fastapi.exceptions import RequestValidationError
+    from llama_cpp.server import app as server_app
+    from llama_cpp.server.errors import RouteErrorHandler
+    from llama_cpp.server.types import CreateChatCompletionRequest
+    from pydantic import ValidationError
 
-    guarded = [Depends(authenticate)]
+    router = APIRouter(route_class=RouteErrorHandler)  # OpenAI-style error bodies
+    guarded = [Depends(server_app.authenticate)]
 
-    @app.get("/props")
+    @router.get("/props")
     def props() -> dict[str, Any]:
-        # llama-server's shape, so clients learn n_ctx and the prompt format
         return {
             "default_generation_settings": {"n_ctx": served.n_ctx},
             "model_path": str(served.path), "model_alias": served.alias,
@@ -200,7 +215,7 @@ def add_lock_free_routes(app: FastAPI, llama: Any, served: ServedModel, authenti
             "thinking": served.think, "total_slots": 1,
         }
 
-    @app.get("/v1/models", dependencies=guarded)
+    @router.get("/v1/models", dependencies=guarded)
     def models() -> dict[str, Any]:
         return {
             "object": "list",
@@ -208,11 +223,28 @@ def add_lock_free_routes(app: FastAPI, llama: Any, served: ServedModel, authenti
                       "max_model_len": served.n_ctx}],
         }
 
-    @app.post("/tokenize", dependencies=guarded)
+    @router.post("/tokenize", dependencies=guarded)
     def tokenize(content: str = Body(..., embed=True)) -> dict[str, Any]:
         # llama-server's shape: no BOS added, special tokens parsed
         return {"tokens": llama.tokenize(content.encode("utf-8"), add_bos=False, special=True)}
 
+    async def chat(request: Request) -> Any:
+        raw = await request.json()
+        options = raw.get("chat_template_kwargs") if isinstance(raw, dict) else None
+        if isinstance(options, dict) and "enable_thinking" in options:
+            # this request's own context: the streaming task and worker threads inherit it
+            REQUEST_THINK.set(bool(options["enable_thinking"]))
+        try:
+            body = CreateChatCompletionRequest.model_validate(raw)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        return await server_app.create_chat_completion(request, body)
+
+    # FastAPI reads the annotation to inject the request; under `from __future__ import
+    # annotations` it is the string "Request", unresolvable outside this function
+    chat.__annotations__["request"] = Request
+    router.post("/v1/chat/completions", dependencies=guarded)(chat)
+    return router
 
 
 def run(app: Any, host: str, port: int) -> None:

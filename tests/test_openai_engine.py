@@ -420,3 +420,9 @@ def test_ask_against_a_dead_server_exits_4_with_one_line(tmp_path: Any,
     assert result.exit_code == ExitCode.MODEL
     assert f"cannot connect to {url}: connection refused" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_stream_cut_before_the_end_is_an_error_not_a_short_answer(stub: StubServer) -> None:
+    stub.on("POST", "/v1/chat/completions", Reply(sse=[delta("The answer is")]))
+    with pytest.raises(EngineError, match="closed the stream before the answer finished"):
+        run(engine_for(stub))

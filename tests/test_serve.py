@@ -82,15 +82,15 @@ def test_serve_refuses_a_public_address_without_a_key_and_exits_2(tmp_path: Path
 # --- a real server -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def served(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`gemma-code serve` on a free loopback port, with an API key; stopped with Ctrl-C."""
-    home = tmp_path_factory.mktemp("serve-home")
+def start_serve(model: Path, home: Path, *extra: str,
+                env_extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """`gemma-code serve` on a free loopback port; returns the process and its base URL."""
     port = free_port()
-    env = {**os.environ, KEY_ENV: KEY, "GEMMA_CODE_HOME": str(home), "GEMMA_CODE_N_THREADS": "1"}
+    env = {**os.environ, "GEMMA_CODE_HOME": str(home), "GEMMA_CODE_N_THREADS": "1",
+           **(env_extra or {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gemma_code", "serve", "--port", str(port), "--model",
-         str(tiny_model_path), "--api-key-env", KEY_ENV, "--n-ctx", "2048"],
+        [sys.executable, "-m", "gemma_code", "serve", "--port", str(port), "--model", str(model),
+         "--n-ctx", "2048", *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -99,14 +99,17 @@ def served(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         try:
             with urllib.request.urlopen(url + "/props", timeout=2) as answer:
                 json.load(answer)
-            break
+            return proc, url + "/v1"
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 _out, err = proc.communicate()
                 pytest.fail(f"serve did not start (rc {proc.returncode}): {err[-2000:]}")
             time.sleep(0.3)
-    yield url + "/v1"
+
+
+def stop_serve(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C: the server must stop cleanly, exit 0 and say so."""
     proc.send_signal(signal.SIGINT)
     try:
         _out, err = proc.communicate(timeout=30)
@@ -115,6 +118,15 @@ def served(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         pytest.fail("serve did not stop on Ctrl-C")
     assert proc.returncode == 0, err[-2000:]
     assert "stopped" in err
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`gemma-code serve` with the small real model and an API key; stopped with Ctrl-C."""
+    proc, url = start_serve(tiny_model_path, tmp_path_factory.mktemp("serve-home"),
+                            "--api-key-env", KEY_ENV, env_extra={KEY_ENV: KEY})
+    yield url
+    stop_serve(proc)
 
 
 def ask_env(home: Path, key: str | None = KEY) -> dict[str, str]:
@@ -204,3 +216,30 @@ def test_a_grammar_constrains_the_served_answer(served: str, monkeypatch: pytest
                                 temperature=0.0))
     assert "".join(c.text for c in chunks if c.kind == "text") in {"yes", "no"}
     assert chunks[-1].kind == "stats"
+
+
+def post(url: str, payload: dict[str, Any]) -> Any:
+    request = urllib.request.Request(url, json.dumps(payload).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        return json.load(answer)
+
+
+@pytest.mark.llama
+def test_serve_renders_gemma4_and_honours_enable_thinking_per_request(tmp_path: Path) -> None:
+    from gemma_code.synthetic import cached_gemma4
+
+    proc, url = start_serve(cached_gemma4(), tmp_path)  # random weights, real Gemma 4 vocab
+    try:
+        messages = [Message("system", "Be brief."), Message("user", "Hello?")]
+        wire = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello?"}]
+        for think in (False, True):
+            expected = post(url.removesuffix("/v1") + "/tokenize",
+                            {"content": render(messages, "gemma4", think=think)})["tokens"]
+            answer = post(url + "/chat/completions", {
+                "messages": wire, "max_tokens": 1,
+                "chat_template_kwargs": {"enable_thinking": think},
+            })
+            assert answer["usage"]["prompt_tokens"] == len(expected), think
+    finally:
+        stop_serve(proc)

@@ -78,6 +78,7 @@ class StreamState:
         self.clock = clock
         self.first_at: float | None = None
         self.pieces = 0  # content/reasoning deltas: one token each on llama.cpp servers
+        self.finished = False  # a finish_reason or [DONE] arrived
         self.usage = False
         self.timings: dict[str, Any] = {}
         self.splitter = ThoughtSplitter()
@@ -105,6 +106,7 @@ class StreamState:
                 yield from self.splitter.feed(str(content))
             reason = choice.get("finish_reason")
             if reason:
+                self.finished = True
                 self.stats.stop_reason = "length" if reason == "length" else "stop"
         usage = event.get("usage")
         if isinstance(usage, dict):
@@ -288,6 +290,7 @@ class OpenAIEngine:
         try:
             for data in iter_sse(_lines(response)):
                 if data.strip() == "[DONE]":
+                    state.finished = True
                     break
                 try:
                     event = json.loads(data)
@@ -306,6 +309,11 @@ class OpenAIEngine:
             raise EngineError(f"the connection to {url} broke mid-answer: {exc}") from None
         finally:
             response.close()
+        if not state.finished:
+            raise EngineError(
+                f"{url} closed the stream before the answer finished",
+                "the server's log says why (often: the prompt does not fit its context window)",
+            )
         yield from state.finish(lambda: self._estimate_prompt(messages, think))
 
     def _estimate_prompt(self, messages: Sequence[Message], think: bool) -> int:
