@@ -199,3 +199,10 @@ def test_a_missing_model_fails_open_and_blocks_with_fail_closed(staged):
         app, ["review", "--engine", "llamacpp", "--model", "/nope/missing.gguf", "--fail-closed"]
     )
     assert closed.exit_code == ExitCode.MODEL
+
+
+def test_the_json_schema_documented_in_docs_review_md_is_the_one_the_code_checks():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "review.md").read_text(encoding="utf-8")
+    section = doc[doc.index("### JSON output schema"):]
+    block = section[section.index("```json\n") + len("```json\n"):]
+    assert json.loads(block[: block.index("\n```")]) == OUTPUT_SCHEMA
