@@ -127,3 +127,18 @@ def test_thinking_prompts_differ_only_where_the_template_says(gemma4_path: Path)
     off = template_render(template, CONVERSATIONS[0], think=False)
     assert "<|think|>" in on and "<|think|>" not in off
     assert off.endswith("<|turn>model\n<|channel>thought\n<channel|>")
+
+
+def test_moe_experts_can_be_pinned_to_cpu_memory(gemma4_path: Path) -> None:
+    eng = load_llamacpp_engine(Settings(model=str(gemma4_path), n_ctx=2048, cpu_moe="on"))
+    try:
+        assert eng.cpu_moe
+        # llama.cpp confirms the override for the expert weights (and scales) of every layer
+        assert sum("_exps.weight" in line for line in eng.overridden) == 2 * 6
+        assert all("_exps." in line and "to CPU" in line for line in eng.overridden)
+        stats = None
+        for chunk in eng.stream(CONVERSATIONS[0], max_tokens=3, temperature=0):
+            stats = chunk.stats or stats
+        assert stats is not None and stats.completion_tokens == 3
+    finally:
+        eng.close()

@@ -85,6 +85,7 @@ class LlamaCppEngine:
         self.model: Any = None
         self.ctx: Any = None
         self._tokens: list[int] = []
+        self.overridden: list[str] = []  # tensors placed by the expert override
         self.full_reprocesses = 0  # prefix reuse refused (sliding window), prompt re-evaluated
         self._n_outputs_max = n_outputs_max
         meta = read_metadata(self.path)
@@ -98,7 +99,9 @@ class LlamaCppEngine:
             cpu_moe=settings.cpu_moe,
         )
         n_gpu_layers = settings.n_gpu_layers if self.plan.n_gpu_layers < 0 else self.plan.n_gpu_layers
-        self._load_model(arch, n_gpu_layers if gpu else 0, self.plan.cpu_moe and gpu)
+        # "on" forces the override even without a GPU (a no-op there, but it proves the path)
+        self.cpu_moe = (self.plan.cpu_moe and gpu) or settings.cpu_moe == "on"
+        self._load_model(arch, n_gpu_layers if gpu else 0, self.cpu_moe)
         self._create_context()
         self.vocab = lc.llama_model_get_vocab(self.model)
         self.n_swa = int(lc.llama_model_n_swa(self.model))
@@ -131,6 +134,9 @@ class LlamaCppEngine:
         ll.clear_log()
         self.model = lc.llama_model_load_from_file(str(self.path).encode(), params)
         if self.model:
+            # llama.cpp's own confirmation, e.g. "tensor blk.0.ffn_down_exps.weight (...)
+            # buffer type overridden to CPU"
+            self.overridden = ll.log_tail(10_000, contains="buffer type overridden")
             return
         unknown = ll.log_tail(1, contains="unknown model architecture")
         if unknown:

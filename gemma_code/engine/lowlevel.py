@@ -16,7 +16,7 @@ import llama_cpp as lc
 from gemma_code.errors import EngineError
 
 LOG_ENV = "GEMMA_CODE_LLAMA_LOG"  # =1: let llama.cpp print its log to stderr
-_log_lines: deque[str] = deque(maxlen=200)
+_log_lines: deque[str] = deque(maxlen=5000)  # a load logs a line per tensor
 _log_partial = [""]
 _initialized = [False]
 
