@@ -53,6 +53,22 @@ def check_bind(host: str, api_key: str | None, api_key_env: str) -> None:
     )
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail before the slow model load when the address is taken or not ours to bind."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                "choose another --port, stop the program using it, or fix --host",
+            ) from None
+
+
 def messages_from_openai(items: list[dict[str, Any]]) -> list[Message]:
     """OpenAI chat messages -> our Messages (text parts joined; tool turns as user text)."""
     out: list[Message] = []

@@ -79,6 +79,16 @@ def test_serve_refuses_a_public_address_without_a_key_and_exits_2(tmp_path: Path
     assert f"export {KEY_ENV}=" in done.stderr
 
 
+def test_serve_refuses_a_port_in_use_before_loading_the_model(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("serve", "--port", str(port), "--model", "nope.gguf", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
 # --- a real server -----------------------------------------------------------------------------
 
 

@@ -58,6 +58,7 @@ def serve(
     settings = settings_from(model=model, api_key_env=api_key_env, n_ctx=n_ctx, think=think).settings
     key = os.environ.get(settings.api_key_env) or None
     server.check_bind(host, key, settings.api_key_env)
+    server.check_port_free(host, port)
     path = server.resolve_model_path(settings.model)
     console = stderr_console()
     console.print(f"loading {path} ...", style="dim")
