@@ -426,3 +426,16 @@ def test_a_stream_cut_before_the_end_is_an_error_not_a_short_answer(stub: StubSe
     stub.on("POST", "/v1/chat/completions", Reply(sse=[delta("The answer is")]))
     with pytest.raises(EngineError, match="closed the stream before the answer finished"):
         run(engine_for(stub))
+
+
+@pytest.mark.llama
+def test_without_a_tokenize_endpoint_the_local_gguf_counts_tokens(stub: StubServer,
+                                                                   tiny_model_path: Any) -> None:
+    import llama_cpp
+
+    engine = engine_for(stub, model=str(tiny_model_path), openai_model=MODEL)
+    text = "class Cache:\n    pass\n"
+    vocab = llama_cpp.Llama(str(tiny_model_path), vocab_only=True, verbose=False)
+    assert engine.count_tokens(text) == len(vocab.tokenize(text.encode(), add_bos=False, special=True))
+    assert engine.token_counting == "local tokenizer"
+    assert engine.model == MODEL
