@@ -231,6 +231,11 @@ class Repl:
                                      "or lower --max-tokens")
         messages = self.conv.messages(user)
         answer, stats, interrupted = self.stream(messages)
+        if interrupted and stats is None:
+            # the engine's stats chunk never came: record the turn anyway, counted on our side
+            stats = GenerationStats(prompt_tokens=self.count_prompt(messages),
+                                    completion_tokens=self.engine.count_tokens(answer),
+                                    stop_reason="interrupted")
         if interrupted:
             kept = partial_reply(answer)
             if kept is None:
