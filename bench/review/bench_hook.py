@@ -124,12 +124,12 @@ def main() -> None:
         cached, cached_rc, cached_out = timed_commit(repo, env)
         if cached_rc == 0:
             git(repo, "reset", "-q", "--soft", "HEAD~1")
-        skipped, _rc, _out = timed_commit(repo, {**env, "GEMMA_CODE_SKIP": "1"})
         report = subprocess.run(  # served from the cache: the cold run's token counts
             [sys.executable, "-m", "gemma_code", "review", "--format", "json"], cwd=repo, env=env,
             capture_output=True, text=True, check=False,
         )
         cold_stats = json.loads(report.stdout)["stats"] if report.stdout.strip() else {}
+        skipped, _rc, _out = timed_commit(repo, {**env, "GEMMA_CODE_SKIP": "1"})
     print(json.dumps({
         "model": model, "n_ctx": args.n_ctx, "max_tokens": args.max_tokens,
         "diff_lines": diff_lines, "machine": f"{platform.machine()} {os.cpu_count()} cpus",
