@@ -10,6 +10,7 @@ import pytest
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, GenerationStats, Message
+from gemma_code.engine.gemma import render
 from gemma_code.engine.llamacpp import LlamaCppEngine, load_llamacpp_engine
 from gemma_code.errors import (
     BadModelFileError,
@@ -192,3 +193,27 @@ def test_unknown_architecture_says_which_llama_cpp_python_is_needed(tmp_path: Pa
     with pytest.raises(UnsupportedModelError, match="nosucharch") as info:
         load_llamacpp_engine(Settings(model=str(odd)))
     assert "0.3.36" in (info.value.hint or "")
+
+
+def test_checkpoint_brings_back_a_sliding_window_after_a_long_answer(tiny_model_path: Path) -> None:
+    eng = load_llamacpp_engine(Settings(model=str(tiny_model_path), n_ctx=2048, n_batch=256))
+    try:
+        body = "one two three four five six seven eight nine ten " * 60  # ~600 tokens
+        first = [Message("user", "A " + body)]
+        _, stats = run(eng.stream(first, max_tokens=1, temperature=0))
+        # a long answer: 400 more tokens in the cache, as generation would leave them
+        # (decoded directly to keep the test fast); the window at the prompt's end is gone
+        eng._decode(eng.tokenize(" eleven twelve" * 200)[:400])
+        # the next turn goes back to just before the answer, like a chat turn does
+        follow = [*first, Message("model", "Sure."), Message("user", "Again?")]
+        text, again = run(eng.stream(follow, max_tokens=4, temperature=0))
+        assert again.prompt_tokens_reused >= stats.prompt_tokens - 2
+        assert eng.checkpoint_restores == 1 and eng.full_reprocesses == 0
+        assert eng.kv_tokens()[: again.prompt_tokens] == eng.tokenize(render(follow, "gemma3"))
+    finally:
+        eng.close()
+    fresh = load_llamacpp_engine(Settings(model=str(tiny_model_path), n_ctx=2048, n_batch=256))
+    try:  # the restored cache gives the same greedy answer as evaluating everything
+        assert run(fresh.stream(follow, max_tokens=4, temperature=0))[0] == text
+    finally:
+        fresh.close()

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
@@ -28,6 +28,9 @@ from gemma_code.errors import (
     PromptTooLongError,
     UnsupportedModelError,
 )
+
+if TYPE_CHECKING:
+    from gemma_code.engine.checkpoint import SwaCheckpoint
 
 SEQ = 0  # the one sequence we use
 N_OUTPUTS_MAX = 16  # logits rows llama.cpp reserves per ubatch (512 would cost 512 MiB at 262K vocab)
@@ -77,6 +80,7 @@ class LlamaCppEngine:
         import llama_cpp as lc
 
         from gemma_code.engine import lowlevel
+        from gemma_code.engine.checkpoint import SwaCheckpoint
 
         self._lc = lc
         self._ll = lowlevel
@@ -87,6 +91,7 @@ class LlamaCppEngine:
         self._tokens: list[int] = []
         self.overridden: list[str] = []  # tensors placed by the expert override
         self.full_reprocesses = 0  # prefix reuse refused (sliding window), prompt re-evaluated
+        self.checkpoint_restores = 0  # ... made possible by a sliding-window checkpoint
         self._n_outputs_max = n_outputs_max
         meta = read_metadata(self.path)
         arch = str(meta.get("general.architecture", "unknown"))
@@ -105,6 +110,8 @@ class LlamaCppEngine:
         self._create_context()
         self.vocab = lc.llama_model_get_vocab(self.model)
         self.n_swa = int(lc.llama_model_n_swa(self.model))
+        self._window_limited = self.n_swa > 0 and not settings.swa_full
+        self._checkpoint: SwaCheckpoint = SwaCheckpoint()
         template = lowlevel.meta_str(self.model, "tokenizer.chat_template")
         fmt = detect_format(arch, template)
         ftype = lc.llama_ftype_name(lc.llama_model_ftype(self.model))
@@ -217,14 +224,25 @@ class LlamaCppEngine:
         while keep < limit and cached[keep] == tokens[keep]:
             keep += 1
         if keep < len(cached):
-            if keep and not self._can_truncate(keep):
+            if keep and not self._can_truncate(keep) and not self._restore_checkpoint(keep):
                 self.full_reprocesses += 1
                 keep = 0
+            if keep < self._checkpoint.n_tokens:
+                self._checkpoint.invalidate()  # it holds cells beyond what stays
             if keep == 0 or not lc.llama_memory_seq_rm(self.memory, SEQ, keep, -1):
                 lc.llama_memory_clear(self.memory, True)
                 keep = 0
             del self._tokens[keep:]
         return keep
+
+    def _restore_checkpoint(self, keep: int) -> bool:
+        """Bring back the sliding window saved after the last prompt, if it covers `keep`."""
+        if self._checkpoint.n_tokens < keep or not self._checkpoint.restore(self.ctx, SEQ):
+            return False
+        if self._can_truncate(keep):
+            self.checkpoint_restores += 1
+            return True
+        return False
 
     def _can_truncate(self, keep: int) -> bool:
         """With swa_full=False the sliding layers hold only the last window: can we go back?"""
@@ -285,6 +303,7 @@ class LlamaCppEngine:
         n_out = ctypes.c_size_t(0)
         lc.llama_memory_clear(self.memory, True)
         self._tokens = []
+        self._checkpoint.invalidate()
         read = lc.llama_state_seq_load_file(
             self.ctx, str(file).encode(), SEQ, out, capacity, ctypes.byref(n_out)
         )
@@ -348,6 +367,8 @@ class LlamaCppEngine:
             stats.prompt_tokens_reused = keep
             stats.prompt_tokens_evaluated = len(prompt) - keep
             self._decode(prompt[keep:])
+            if self._window_limited and stats.prompt_tokens_evaluated:
+                self._checkpoint.take(self.ctx, SEQ, len(self._tokens))
             stats.prefill_s = time.perf_counter() - start
             sample, is_eog, piece, decode_one = (
                 lc.llama_sampler_sample, lc.llama_vocab_is_eog, self._piece_bytes, self._decode_one
