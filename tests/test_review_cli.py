@@ -206,3 +206,33 @@ def test_the_json_schema_documented_in_docs_review_md_is_the_one_the_code_checks
     section = doc[doc.index("### JSON output schema"):]
     block = section[section.index("```json\n") + len("```json\n"):]
     assert json.loads(block[: block.index("\n```")]) == OUTPUT_SCHEMA
+
+
+def test_the_first_commit_of_a_repository_is_reviewed(scripted, tmp_path, monkeypatch):
+    repo = tmp_path / "fresh"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "util.py").write_text("def add(a, b):\n    return a - b\n", encoding="utf-8")
+    git(repo, "add", "util.py")
+    monkeypatch.chdir(repo)
+    engine = scripted(CRITICAL)
+    result = runner.invoke(app, ["review", "--format", "text"])
+    assert result.exit_code == ExitCode.FAILURE
+    assert "### util.py (added)" in engine.calls[0].messages[-1].content
+
+
+def test_the_terminal_table_shows_each_finding(scripted, staged):
+    import io
+
+    from rich.console import Console
+
+    from gemma_code.review.findings import Finding
+    from gemma_code.review.report import Report
+
+    report = Report("staged", "index", "high", reviewed=["util.py"],
+                    findings=[Finding("critical", "util.py", 2, "add() subtracts", "wrong operator")])
+    out = io.StringIO()
+    report.print_table(Console(file=out, force_terminal=True, width=100, color_system=None))
+    text = out.getvalue()
+    assert "critical" in text and "util.py:2" in text and "add() subtracts" in text
+    assert "blocking (--fail-on high)" in text
