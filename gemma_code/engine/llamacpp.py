@@ -383,6 +383,10 @@ class LlamaCppEngine:
                     stats.stop_reason = "stop"
                     break
                 stats.completion_tokens += 1
+                if stats.completion_tokens < max_tokens:
+                    # on a GPU llama_decode may return before the graph finishes: the text work
+                    # below (and the consumer's rendering) overlaps it until the next sample
+                    decode_one(token)
                 held += decoder.decode(piece(token))
                 if longest_stop:
                     cut = _find_stop(held, stop)
@@ -398,8 +402,6 @@ class LlamaCppEngine:
                 elif held:
                     yield from splitter.feed(held)
                     held = ""
-                if stats.completion_tokens < max_tokens:
-                    decode_one(token)
             held += decoder.decode(b"", final=True)
             if held:
                 yield from splitter.feed(held)
