@@ -22,12 +22,7 @@ from gemma_code.engine.fit import Memory, Plan, facts_from_metadata, plan
 from gemma_code.engine.gemma import STOP_STRINGS, ThoughtSplitter, detect_format, render
 from gemma_code.engine.ggufmeta import read_metadata, tensor_sizes
 from gemma_code.engine.hardware import default_threads, nvidia_gpus, ram_available
-from gemma_code.errors import (
-    EngineError,
-    ModelNotFoundError,
-    PromptTooLongError,
-    UnsupportedModelError,
-)
+from gemma_code.errors import EngineError, PromptTooLongError, UnsupportedModelError
 
 if TYPE_CHECKING:
     from gemma_code.engine.checkpoint import SwaCheckpoint
@@ -38,17 +33,9 @@ NEEDED = "llama-cpp-python 0.3.36 or later (it runs gemma4)"
 
 
 def resolve_model_path(spec: str) -> Path:
-    """A registry name or a path -> the GGUF file (through gemma_code.models when present)."""
-    try:
-        from gemma_code.models import resolve_model
-    except ImportError:
-        path = Path(spec).expanduser()
-        if not path.exists():
-            raise ModelNotFoundError(
-                f"model {spec!r} not found",
-                "pass a path to a .gguf file with --model, or `gemma-code models pull NAME`",
-            ) from None
-        return path
+    """A registry name or a path -> the GGUF file (ModelNotFoundError with the fix)."""
+    from gemma_code.models import resolve_model
+
     return resolve_model(spec)
 
 
