@@ -236,3 +236,22 @@ def test_the_terminal_table_shows_each_finding(scripted, staged):
     text = out.getvalue()
     assert "critical" in text and "util.py:2" in text and "add() subtracts" in text
     assert "blocking (--fail-on high)" in text
+
+
+def test_a_suggested_fix_goes_through_gemma_code_apply(scripted, staged):
+    scripted(CRITICAL)
+    payload = json.loads(runner.invoke(app, ["review", "--format", "json"]).stdout)
+    edit = payload["findings"][0]["fix"]["edit"]
+    applied = runner.invoke(app, ["apply", "-"], input=edit)
+    assert applied.exit_code == ExitCode.OK, applied.output
+    assert (staged / "util.py").read_text(encoding="utf-8") == "def add(a, b):\n    return a + b\n"
+
+
+def test_a_fix_that_does_not_apply_is_dropped_with_a_notice(scripted, staged):
+    wrong = json.loads(CRITICAL)
+    wrong["findings"][0]["fix"] = {"search": "    return a * b", "replace": "    return a + b"}
+    scripted(json.dumps(wrong))
+    payload = json.loads(runner.invoke(app, ["review", "--format", "json"]).stdout)
+    assert payload["findings"][0]["fix"] is None
+    assert payload["counts"]["critical"] == 1
+    assert any("fix(es) dropped" in n for n in payload["notices"])

@@ -11,7 +11,7 @@ from typing import Any
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Engine, Message
-from gemma_code.errors import GitError, ModelError, UsageError
+from gemma_code.errors import GemmaCodeError, GitError, ModelError, UsageError
 from gemma_code.review import cache
 from gemma_code.review.changes import (
     FileChange,
@@ -276,6 +276,38 @@ def _normalize(finding: Finding, paths: Sequence[str]) -> Finding:
     return Finding(finding.severity, target, finding.line, finding.title, finding.explanation, finding.fix)
 
 
+def checked_fixes(root: Path | None, findings: list[Finding], notices: list[str]) -> list[Finding]:
+    """Keep a finding's fix only when `gemma-code apply` would accept it on the current files."""
+    try:
+        from gemma_code.edits.apply import plan_edits
+        from gemma_code.edits.parse import parse_reply as parse_edits
+    except ImportError:
+        return findings
+    out: list[Finding] = []
+    dropped = 0
+    for finding in findings:
+        block = finding.edit_block()
+        if block is None or root is None:
+            out.append(finding)
+            continue
+        ok = False
+        if finding.fix is not None and finding.fix.search.strip():
+            try:
+                edits = parse_edits(block)
+                plan = plan_edits(root, edits)
+                ok = bool(edits) and not plan.failures and len(plan.applied) == len(edits)
+            except GemmaCodeError:
+                ok = False
+        if not ok:
+            dropped += 1
+            finding = Finding(finding.severity, finding.file, finding.line, finding.title,
+                              finding.explanation, None)
+        out.append(finding)
+    if dropped:
+        notices.append(f"{dropped} suggested fix(es) dropped: they do not apply to the current files")
+    return out
+
+
 def run_review(
     target: ReviewTarget,
     settings: Settings,
@@ -365,6 +397,8 @@ def run_review(
                     seen.add(ident)
                     result.findings.append(finding)
         result.findings.sort(key=lambda f: (SEVERITIES.index(f.severity), f.file, f.line))
+        fix_root = target.root if target.mode != "files" else Path.cwd()
+        result.findings = checked_fixes(fix_root, result.findings, result.notices)
     finally:
         engine.close()
     if use_cache:  # a cut-off reply is cached too: a re-run would cut off the same way
