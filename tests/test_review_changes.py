@@ -14,7 +14,7 @@ from gemma_code.review.changes import (
     staged_changes,
     staged_tree,
 )
-from gemma_code.tasks.review import change_symbols, plan_requests
+from gemma_code.review.plan import change_symbols, plan_requests
 
 
 def test_staged_changes_read_the_index_not_the_work_tree(git_repo: Path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,11 +14,9 @@ from gemma_code.errors import GemmaCodeError, GitError, ModelError, UsageError
 from gemma_code.review import cache
 from gemma_code.review.changes import (
     FileChange,
-    Hunk,
     file_changes,
     head_tree,
     range_changes,
-    render_change,
     repo_root,
     skip_reason,
     staged_changes,
@@ -27,6 +24,7 @@ from gemma_code.review.changes import (
 )
 from gemma_code.review.findings import SEVERITIES, Finding, parse_reply
 from gemma_code.review.grammar import REVIEW_GRAMMAR
+from gemma_code.review.plan import change_symbols, plan_requests
 from gemma_code.tasks.prompting import BASE_RULES, prompt_tokens
 
 SYSTEM_PROMPT = (
@@ -41,9 +39,7 @@ SYSTEM_PROMPT = (
     'JSON only: {"findings": [...]}; an empty list when the change is fine.'
 )
 REVIEW_TEMPERATURE = 0.2  # findings should not change from one run to the next
-MAX_FILES = 60  # files reviewed per run; the rest are listed as skipped
 MAX_REQUEST_TOKENS = 8192  # diff tokens per model call
-MAX_TOTAL_TOKENS = 49152  # diff tokens per run
 PROMPT_MARGIN = 64
 
 
@@ -132,102 +128,6 @@ def cache_material(target: ReviewTarget, settings: Settings, max_tokens: int) ->
         "script": settings.script, "max_tokens": max_tokens, "context": settings.context,
         "budget": settings.budget, "base_url": settings.base_url if settings.engine == "openai" else "",
     }
-
-
-def _split_hunk(hunk: Hunk, fits: Callable[[list[Hunk]], bool]) -> list[Hunk]:
-    """Consecutive pieces of a hunk too big for one request, each the longest that fits."""
-    pieces: list[Hunk] = []
-    rest = hunk.lines
-    while rest:
-        lo, hi = 1, len(rest)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if fits([Hunk(hunk.header, rest[:mid])]):
-                lo = mid
-            else:
-                hi = mid - 1
-        pieces.append(Hunk(hunk.header, rest[:lo]))
-        rest = rest[lo:]
-    return pieces
-
-
-def plan_requests(
-    changes: Sequence[FileChange], count_tokens: Callable[[str], int], *, per_request: int,
-    total: int = MAX_TOTAL_TOKENS, max_files: int = MAX_FILES,
-) -> tuple[list[tuple[list[str], str]], list[str], list[tuple[str, str]], list[str]]:
-    """Group file diffs into requests of at most `per_request` tokens; split big files by hunk.
-
-    Returns (requests as (paths, text)), reviewed paths, skipped (path, reason), notices.
-    """
-    requests: list[tuple[list[str], str]] = []
-    reviewed: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    notices: list[str] = []
-    cur_paths: list[str] = []
-    cur_parts: list[str] = []
-    cur_tokens = spent = 0
-
-    def flush() -> None:
-        nonlocal cur_paths, cur_parts, cur_tokens
-        if cur_parts:
-            requests.append((cur_paths, "\n".join(cur_parts)))
-        cur_paths, cur_parts, cur_tokens = [], [], 0
-
-    for change in changes:
-        reason = skip_reason(change)
-        if reason:
-            skipped.append((change.path, reason))
-            continue
-        if len(reviewed) >= max_files or spent >= total:
-            skipped.append((change.path, "over the review cap"))
-            continue
-
-        def fits(hunks: list[Hunk], change: FileChange = change) -> bool:
-            return count_tokens(render_change(change, hunks)) <= per_request
-
-        pieces: list[list[Hunk]] = [[]]
-        for whole in change.hunks:
-            for hunk in [whole] if fits([whole]) else _split_hunk(whole, fits):
-                if pieces[-1] and not fits([*pieces[-1], hunk]):
-                    pieces.append([])
-                pieces[-1].append(hunk)
-        for piece in pieces:
-            text = render_change(change, piece)
-            tokens = count_tokens(text)
-            if spent + tokens > total:
-                notices.append(f"{change.path}: only part of this diff was reviewed (review cap)")
-                break
-            if cur_tokens + tokens > per_request:
-                flush()
-            if change.path not in cur_paths:
-                cur_paths.append(change.path)
-            cur_parts.append(text)
-            cur_tokens += tokens
-            spent += tokens
-        reviewed.append(change.path)
-    flush()
-    if any(reason == "over the review cap" for _, reason in skipped):
-        notices.append(
-            f"the change is large: {sum(r == 'over the review cap' for _, r in skipped)} file(s) "
-            "were not reviewed (review them with `gemma-code review FILES`)"
-        )
-    return requests, reviewed, skipped, notices
-
-
-_SYMBOL = re.compile(r"\b(?:def|class|func|fn|function|struct|interface|type|impl)\s+([A-Za-z_]\w*)")
-
-
-def change_symbols(changes: Sequence[FileChange]) -> list[str]:
-    """Names of the functions and classes a change touches (hunk headers and added definitions)."""
-    names: list[str] = []
-    for change in changes:
-        for hunk in change.hunks:
-            texts = [hunk.header] + [ln.text for ln in hunk.lines if ln.kind == "+"]
-            for text in texts:
-                for name in _SYMBOL.findall(text):
-                    if name not in names:
-                        names.append(name)
-    return names
 
 
 def repo_context(
