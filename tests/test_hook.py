@@ -220,3 +220,11 @@ def test_pre_commit_framework_manifest_declares_gemma_code_review():
     assert "- id: gemma-code-review" in text
     assert "entry: gemma-code review --staged --format text" in text
     assert "pass_filenames: false" in text
+
+
+def test_status_says_when_the_installing_interpreter_is_gone(git_repo, monkeypatch, tmp_path):
+    hook.install(git_repo, python=str(tmp_path / "gone" / "python"))
+    monkeypatch.chdir(git_repo)
+    result = runner.invoke(app, ["hook", "status"])
+    assert "missing: reinstall with --force" in result.stdout
+    assert hook.install(git_repo).python == sys.executable  # a gone interpreter needs no --force

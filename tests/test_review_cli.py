@@ -255,3 +255,12 @@ def test_a_fix_that_does_not_apply_is_dropped_with_a_notice(scripted, staged):
     assert payload["findings"][0]["fix"] is None
     assert payload["counts"]["critical"] == 1
     assert any("fix(es) dropped" in n for n in payload["notices"])
+
+
+def test_gemma_code_skip_skips_the_review_itself(scripted, staged, monkeypatch):
+    engine = scripted(CRITICAL)
+    monkeypatch.setenv("GEMMA_CODE_SKIP", "1")
+    result = runner.invoke(app, ["review", "--format", "text"])
+    assert result.exit_code == ExitCode.OK
+    assert "skipped (GEMMA_CODE_SKIP=1)" in result.stderr
+    assert engine.calls == []

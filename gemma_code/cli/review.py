@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -125,6 +126,9 @@ def review(
     from gemma_code.tasks.review import collect_target, run_review
     from gemma_code.ui import print_error, print_warning
 
+    if os.environ.get("GEMMA_CODE_SKIP") == "1":  # also under the pre-commit framework
+        print_warning("gemma-code review skipped (GEMMA_CODE_SKIP=1)")
+        raise typer.Exit(int(ExitCode.OK))
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}", f"choose one of: {', '.join(FORMATS)}")
     if staged and (range_spec or files):
