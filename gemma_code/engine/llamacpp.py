@@ -84,7 +84,11 @@ class LlamaCppEngine:
         arch = str(meta.get("general.architecture", "unknown"))
         lowlevel.init_backend()
         gpu = bool(lc.llama_supports_gpu_offload()) and settings.n_gpu_layers != 0
-        experts = sum(size for name, size in tensor_sizes(self.path).items() if "_exps." in name)
+        # expert bytes matter only when deciding what stays off the GPU
+        experts = (
+            sum(size for name, size in tensor_sizes(self.path).items() if "_exps." in name)
+            if gpu else 0
+        )
         facts = facts_from_metadata(meta, self.path.stat().st_size, experts)
         self.plan: Plan = plan(
             facts, memory_for(gpu), n_ctx=settings.n_ctx, kv_type=settings.kv_type,
