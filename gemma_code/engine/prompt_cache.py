@@ -27,7 +27,7 @@ from gemma_code.atomic import write_text_atomic
 from gemma_code.engine.base import Chunk, GenerationStats, Message
 from gemma_code.engine.gemma import render
 
-MIN_PREFIX_TOKENS = 64  # shorter prefixes are cheaper to evaluate than to load
+MIN_PREFIX_TOKENS = 256  # shorter prefixes are cheaper to evaluate than to load from disk
 META = ".json"
 STATE = ".kv"
 

@@ -291,7 +291,7 @@ class CodeCommands:
         target = collect_target(range_spec=range_spec, files=files, cwd=repl.root)
         settings = repl.settings
         result = run_review(target, settings, max_tokens=settings.max_tokens,
-                            load=lambda _s: BorrowedEngine(repl.engine))  # type: ignore[arg-type,return-value]
+                            load=lambda _s: BorrowedEngine(repl.engine))
         report = Report(
             mode=target.mode, spec=target.spec, fail_on=settings.fail_on, findings=result.findings,
             reviewed=result.reviewed, skipped=result.skipped, notices=result.notices,

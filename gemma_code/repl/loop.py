@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -207,7 +207,7 @@ class Repl:
         return "\n".join(parts)
 
     # ----- turns ----------------------------------------------------------------------------
-    def count_prompt(self, messages: list[Message]) -> int:
+    def count_prompt(self, messages: Sequence[Message]) -> int:
         fmt = self.engine.info.chat_format
         return self.engine.count_tokens(render(messages, fmt, think=self.settings.think))
 
@@ -283,7 +283,9 @@ class Repl:
                         stats = chunk.stats
             except KeyboardInterrupt:
                 interrupted = True
-                chunks.close()  # the engine stops decoding; its KV cache keeps what was evaluated
+                close = getattr(chunks, "close", None)  # engines stream from generators
+                if close is not None:
+                    close()  # the engine stops decoding; its KV cache keeps what was evaluated
         for note in self.cache.notes if self.cache is not None else []:
             self.notice(note)
         if self.cache is not None:
