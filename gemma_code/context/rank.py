@@ -33,6 +33,31 @@ PATH_LIKE = re.compile(r"[\w.\-]*[/\\][\w.\-/\\]+|[\w\-]+\.[A-Za-z]{1,5}\b")
 QUOTED = re.compile(r"`([^`]+)`")
 
 
+_PRIOR_BY_EXT = {
+    **dict.fromkeys((".md", ".rst", ".txt", ".adoc", ".toml", ".yaml", ".yml", ".cfg", ".ini",
+                     ".json"), 0.5),
+    **dict.fromkeys((".html", ".htm", ".jinja", ".j2", ".tpl", ".mustache", ".hbs"), 0.6),
+    **dict.fromkeys((".po", ".pot", ".csv", ".tsv", ".svg", ".xml", ".xlf", ".properties"), 0.2),
+}
+
+
+def file_prior(path: str, tags: FileTags) -> float:
+    """How much a lexical match in this kind of file is worth: code over prose over data."""
+    name = path.rsplit("/", 1)[-1]
+    dot = name.rfind(".")
+    ext = name[dot:].lower() if dot > 0 else ""
+    if tags.lang != "text":
+        prior = 1.0
+    elif ext in _PRIOR_BY_EXT:
+        prior = _PRIOR_BY_EXT[ext]
+    else:
+        prior = 0.8 if tags.definitions else 0.5
+    # tests explain behaviour, but the fix usually lives in the code they test
+    if "/tests/" in f"/{path}" or name.startswith("test_") or "_test." in name or ".test." in name:
+        prior *= 0.8
+    return prior
+
+
 @dataclass
 class Question:
     """What a question mentions: path fragments, identifiers, and words for lexical matching."""
@@ -40,6 +65,7 @@ class Question:
     text: str
     paths: list[str] = field(default_factory=list)
     identifiers: list[str] = field(default_factory=list)
+    code_names: list[str] = field(default_factory=list)  # written like code: snake, camel, call(), `x`
     words: list[str] = field(default_factory=list)  # stemmed, stopwords removed, in order
 
 
@@ -55,6 +81,16 @@ def analyze_question(text: str) -> Question:
         for part in re.split(r"[.\s()]+", token):
             if len(part) > 2 and part not in q.identifiers:
                 q.identifiers.append(part)
+    calls = {m for m in re.findall(r"([^\W\d]\w*)\s*\(", text)}
+    quoted = {p for t in QUOTED.findall(text) for p in re.findall(r"[^\W\d]\w*", t)}
+    dotted = {p for t in re.findall(r"\w+(?:\.\w+)+", text) for p in t.split(".")}
+    for ident in q.identifiers:
+        looks_like_code = (
+            "_" in ident.strip("_") or any(c.isupper() for c in ident[1:])
+            or ident in calls or ident in quoted or ident in dotted
+        )
+        if looks_like_code:
+            q.code_names.append(ident)
     seen: set[str] = set()
     for token in re.findall(r"[^\W\d]\w*", text):
         for word in split_words(token):
@@ -201,20 +237,32 @@ def mention_seeds(question: Question, docs: Mapping[str, FileTags]) -> dict[str,
         for path in paths:
             if path == frag or path.endswith("/" + frag):
                 seeds[path] = seeds.get(path, 0.0) + 3.0
-    idents = set(question.identifiers)
-    exact = {i for i in idents if "_" in i or any(c.isupper() for c in i[1:]) or len(i) >= 6}
+    code = set(question.code_names)
+    plain = {i for i in question.identifiers
+             if i not in code and len(i) >= 3 and i.lower() not in STOPWORDS}
     definers: dict[str, list[str]] = {}
+    by_stem: dict[str, list[str]] = {}
+    lowered = {stem(i) for i in code | plain}
     for path in paths:
         for tag in docs[path].definitions:
-            if tag.name in idents:
-                definers.setdefault(tag.name, []).append(path)
-    for name, owners in definers.items():
-        unique = sorted(set(owners))
-        if len(unique) > MAX_DEFINERS:
-            continue
-        weight = (2.0 if name in exact else 0.7) / len(unique)
-        for path in unique:
-            seeds[path] = seeds.get(path, 0.0) + weight
+            if tag.name in code or tag.name in plain:
+                owners = definers.setdefault(tag.name, [])
+                if not owners or owners[-1] != path:
+                    owners.append(path)
+        name = path.rsplit("/", 1)[-1]
+        stem_name = stem(name.split(".", 1)[0])
+        if len(stem_name) >= 4 and stem_name in lowered:
+            by_stem.setdefault(stem_name, []).append(path)
+    for name, owners in sorted(definers.items()):
+        # a code-looking name is meant literally; a plain word only counts when it is rare
+        limit, weight = (MAX_DEFINERS, 2.0) if name in code else (3, 0.7)
+        if len(owners) <= limit:
+            for path in owners:
+                seeds[path] = seeds.get(path, 0.0) + weight / len(owners)
+    for owners in by_stem.values():
+        if len(owners) <= 3:
+            for path in owners:
+                seeds[path] = seeds.get(path, 0.0) + 1.5 / len(owners)
     return seeds
 
 
@@ -231,7 +279,7 @@ def rank_files(
     """Order `docs` by relevance to the question (named files first, then by blended score)."""
     q = analyze_question(question)
     nodes = sorted(docs)
-    lexical = bm25_scores(q, docs)
+    lexical = {p: v * file_prior(p, docs[p]) for p, v in bm25_scores(q, docs).items()}
     top_lex = max(lexical.values(), default=0.0)
     lex_norm = {p: s / top_lex for p, s in lexical.items()} if top_lex else {}
     personal = mention_seeds(q, docs)
