@@ -231,3 +231,9 @@ def test_plan_on_top_of_a_base_plan_sees_earlier_edits(tmp_path):
     first = plan_edits(tmp_path, [Edit("a.py", search="a\n", replace="b\n", block=1)])
     second = plan_edits(tmp_path, [Edit("a.py", search="b\n", replace="c\n", block=1)], base=first)
     assert second.changes()[0].new == b"c\n" and (tmp_path / "a.py").read_text() == "a\n"
+
+
+def test_deletion_diff_quoting_other_content_is_refused(tmp_path):
+    write(tmp_path, "d.py", "real content\n")
+    details = failure_of(tmp_path, "--- a/d.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-something else\n")
+    assert "quotes different content" in details and (tmp_path / "d.py").exists()

@@ -112,3 +112,9 @@ def test_lenient_parse_keeps_good_blocks_and_reports_bad_ones():
 ])
 def test_path_lines(line, path):
     assert as_path(line) == path
+
+
+def test_indented_fence_inside_whole_file_does_not_close_it():
+    reply = 'doc.py\n```python\ndef f():\n    """Use:\n    ```\n    f()\n    ```\n    """\n```\n'
+    (edit,) = parse_reply(reply)
+    assert edit.replace == 'def f():\n    """Use:\n    ```\n    f()\n    ```\n    """\n'

@@ -244,6 +244,9 @@ def plan_edits(root: Path, edits: Sequence[Edit], *, base: Plan | None = None) -
         if edit.kind == "delete":
             if state.text is None:
                 plan.already_applied.append(edit)
+            elif edit.search and not _same_lines(state.text.lines, text_lines(edit.search)):
+                _fail(plan, edit, "the deletion diff quotes different content than the file has; "
+                      "the file was kept", state.text.lines, text_lines(edit.search))
             else:
                 state.text = None
                 plan.applied.append(edit)

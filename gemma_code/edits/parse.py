@@ -146,8 +146,10 @@ class _Parser:
             self.fence, self.found_in_fence = (i, ticks, info), False
             return
         start, open_ticks, open_info = self.fence
-        if info or ticks[0] != open_ticks[0] or len(ticks) < len(open_ticks):
-            return  # a fence line inside the block's content
+        indent = len(fence.group(1))
+        opened_at = len(self.lines[start]) - len(self.lines[start].lstrip())
+        if info or ticks[0] != open_ticks[0] or len(ticks) < len(open_ticks) or indent > opened_at:
+            return  # a fence line inside the block's content (e.g. indented in a docstring)
         self.fence = None
         if self.found_in_fence or open_info.strip().lower() in {"diff", "patch"}:
             return
@@ -235,13 +237,16 @@ class _Parser:
         self.group += 1
         self.last_path = path
         if new == DEV_NULL:
-            self.add(path, "delete", "", "", "diff", start)
+            removed: list[str] = []  # the file's content as the diff quotes it, checked at apply
             while i < len(self.lines) and (_HUNK.match(self.lines[i]) or
                                            self.lines[i][:1] in {"-", " ", "\\"}):
                 if self.lines[i].startswith("--- ") and i + 1 < len(self.lines) and \
                         self.lines[i + 1].startswith("+++ "):
                     break
+                if self.lines[i][:1] in {"-", " "}:
+                    removed.append(self.lines[i][1:])
                 i += 1
+            self.add(path, "delete", _lines_text(removed), "", "diff", start)
             return i
         found = False
         while i < len(self.lines):
