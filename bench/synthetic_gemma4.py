@@ -34,6 +34,9 @@ SCALES: dict[str, tuple[tuple[int, float], ...]] = {
     "Q5_0": ((0, 2e-3),),
     "Q8_0": ((0, 3e-4),),
 }
+# GGML type id, elements per block, bytes per block (ggml.h / ggml-common.h)
+QUANT_TYPES = {"Q4_K": (12, 256, 144), "Q6_K": (14, 256, 210), "Q5_0": (6, 32, 22), "Q8_0": (8, 32, 34)}
+MOSTLY_Q4_K_M = 15  # llama_ftype
 POOL_BYTES = 64 * 1024 * 1024  # random bytes generated once, then tiled
 
 
@@ -75,8 +78,6 @@ class RandomBlocks:
         self.pool = rng.integers(0, 2**63, size=POOL_BYTES // 8, dtype=np.uint64).view(np.uint8)
 
     def __call__(self, spec: TensorSpec, ggml_type: str, rng: Any) -> Any:
-        import gguf
-
         np = self._np
         numpy_shape = tuple(reversed(spec.shape))
         if ggml_type in {"F32", "F16"}:
@@ -84,7 +85,7 @@ class RandomBlocks:
             if spec.kind in {"norm", "scale", "rope"}:
                 return np.ones(numpy_shape, dtype=dtype)
             return (self._rng.standard_normal(numpy_shape, dtype=np.float32) * 0.02).astype(dtype)
-        block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[ggml_type]]
+        _, block, type_size = QUANT_TYPES[ggml_type]
         n_blocks = spec.n_elements // block
         start = int(self._rng.integers(0, POOL_BYTES // 2))  # tensors differ, cheaply
         data = np.resize(self.pool[start:], n_blocks * type_size)
@@ -113,16 +114,10 @@ def set_file_type(path: Path, file_type: int) -> None:
 
 def write(path: Path, shape: Gemma4Shape, *, vocab: Path | None = None, seed: int = 0) -> int:
     """Write the model; return its size in bytes."""
-    import gguf
-
-    type_sizes = {}
-    for name in SCALES:
-        qtype = gguf.GGMLQuantizationType[name]
-        type_sizes[name] = (int(qtype), *gguf.GGML_QUANT_SIZES[qtype])
     model = write_gemma4(path, shape, vocab=vocab, types=q4_k_m_types(shape.n_layers),
                          name="gemma-4-26b-a4b-synthetic", data=RandomBlocks(seed),
-                         type_sizes=type_sizes)
-    set_file_type(path, int(gguf.LlamaFileType.MOSTLY_Q4_K_M))
+                         type_sizes=QUANT_TYPES)
+    set_file_type(path, MOSTLY_Q4_K_M)
     return model.size
 
 
