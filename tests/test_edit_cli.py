@@ -250,3 +250,23 @@ def test_journal_manifest_names_label_and_instruction(repo, scripted):
     entry = list_entries(repo)[-1]
     manifest = json.loads((entry.folder / "manifest.json").read_text())
     assert manifest["label"] == "edit" and manifest["extra"]["instruction"] == "swap them"
+
+
+def test_failure_left_out_of_the_retry_reply_is_still_reported(repo, scripted):
+    bad_app = "app.py\n<<<<<<< SEARCH\nnot there\n=======\nx\n>>>>>>> REPLACE\n"
+    scripted(BAD_UTIL + "\n" + bad_app, SR_UTIL)
+    result = runner.invoke(app, ["edit", "both", "util.py", "app.py", "--yes", "--retries", "1"])
+    assert result.exit_code == 6
+    assert "not applied: app.py" in result.stderr and "not applied: util.py" not in result.stderr
+    assert "a + b" in (repo / "util.py").read_text()
+
+
+def test_explain_from_a_subfolder_uses_repo_root(repo, scripted, monkeypatch):
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "m.py").write_text("from util import add\n\n\ndef twice(x):\n    return add(x, x)\n")
+    monkeypatch.chdir(repo / "pkg")
+    engine = scripted("ok")
+    result = runner.invoke(app, ["explain", "m.py::twice"])
+    assert result.exit_code == 0, result.output
+    user = engine.calls[0].messages[-1].content
+    assert "pkg/m.py (lines 4-5)" in user and "util.py:1: def add(a, b):" in user

@@ -95,6 +95,9 @@ CommitOpt = Annotated[
 RetriesOpt = Annotated[
     int, typer.Option("--retries", min=0, max=5, help="Correction rounds for failed edits.")
 ]
+NoContextOpt = Annotated[
+    bool, typer.Option("--no-context", help="Send only the named files, no repository context.")
+]
 FormatOpt = Annotated[
     str, typer.Option("--format", help="Edit format asked of the model: search-replace, diff, whole-file.")
 ]
@@ -298,9 +301,11 @@ def run_edit_command(
 
 
 def _flags(model: str | None, engine: str | None, base_url: str | None, think: bool | None,
-           max_tokens: int | None, n_ctx: int | None, budget: int | None) -> dict[str, object]:
+           max_tokens: int | None, n_ctx: int | None, budget: int | None,
+           no_context: bool) -> dict[str, object]:
     return {"model": model, "engine": engine, "base_url": base_url, "think": think,
-            "max_tokens": max_tokens, "n_ctx": n_ctx, "budget": budget}
+            "max_tokens": max_tokens, "n_ctx": n_ctx, "budget": budget,
+            "context": False if no_context else None}
 
 
 @command(app, "edit", help=EDIT_HELP)
@@ -311,11 +316,12 @@ def edit_cmd(
     retries: RetriesOpt = 2, fmt: FormatOpt = "search-replace",
     model: ModelOpt = None, engine: EngineOpt = None, base_url: BaseUrlOpt = None,
     think: ThinkOpt = None, max_tokens: MaxTokensOpt = None, n_ctx: NCtxOpt = None,
-    budget: BudgetOpt = None,
+    budget: BudgetOpt = None, no_context: NoContextOpt = False,
 ) -> None:
     run_edit_command(instruction, list(files or []), symbol=None, refactor=False, yes=yes,
                      dry_run=dry_run, commit=commit, retries=retries, fmt=fmt,
-                     flags=_flags(model, engine, base_url, think, max_tokens, n_ctx, budget))
+                     flags=_flags(model, engine, base_url, think, max_tokens, n_ctx, budget,
+                                  no_context))
 
 
 @command(app, "refactor", help=REFACTOR_HELP)
@@ -327,11 +333,12 @@ def refactor_cmd(
     retries: RetriesOpt = 2, fmt: FormatOpt = "search-replace",
     model: ModelOpt = None, engine: EngineOpt = None, base_url: BaseUrlOpt = None,
     think: ThinkOpt = None, max_tokens: MaxTokensOpt = None, n_ctx: NCtxOpt = None,
-    budget: BudgetOpt = None,
+    budget: BudgetOpt = None, no_context: NoContextOpt = False,
 ) -> None:
     run_edit_command(instruction, list(files or []), symbol=symbol, refactor=True, yes=yes,
                      dry_run=dry_run, commit=commit, retries=retries, fmt=fmt,
-                     flags=_flags(model, engine, base_url, think, max_tokens, n_ctx, budget))
+                     flags=_flags(model, engine, base_url, think, max_tokens, n_ctx, budget,
+                                  no_context))
 
 
 @command(app, "undo", help=UNDO_HELP)

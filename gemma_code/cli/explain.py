@@ -55,7 +55,14 @@ def explain_cmd(
 
     settings = settings_from(model=model, engine=engine, base_url=base_url, think=think,
                              show_thoughts=show_thoughts, max_tokens=max_tokens, n_ctx=n_ctx).settings
-    snippet = load_snippet(Path.cwd(), parse_target(target))
+    from gemma_code.gitops import repo_root
+    from gemma_code.tasks.edit_files import relative_to_root
+    from gemma_code.tasks.explain import Target
+
+    spec = parse_target(target)
+    root = repo_root(Path.cwd()) or Path.cwd()
+    rel = relative_to_root(root, Path(spec.path))
+    snippet = load_snippet(root, Target(rel, spec.start, spec.end, spec.symbol))
     messages = explain_messages(snippet, question)
     eng = load_engine(settings)
     try:

@@ -142,11 +142,18 @@ def run_edit(
     messages = list(messages)
     plan: Plan | None = None
     outcome = EditOutcome(Plan(Path(root)))
+    pending: list[Failure] = []
     for attempt in range(retries + 1):
         reply, stats = generate(engine, messages, max_tokens=max_tokens, think=think,
                                 temperature=temperature)
         edits, problems = parse_reply_lenient(reply)
+        done_before = (len(plan.applied), len(plan.already_applied)) if plan else (0, 0)
         plan = plan_edits(root, edits, base=plan)
+        # an earlier failure stays open until a later round changes that file
+        touched = {e.path for e in plan.applied[done_before[0]:]}
+        touched |= {e.path for e in plan.already_applied[done_before[1]:]}
+        plan.failures += [f for f in pending if f.edit.path not in touched]
+        pending = list(plan.failures)
         outcome.rounds.append(Round(reply, edits, problems, list(plan.failures), stats))
         outcome.plan = plan
         no_edits = not edits and not problems
