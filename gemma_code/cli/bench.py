@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -74,6 +75,9 @@ def bench(
     threads: Annotated[
         int | None, typer.Option("--threads", min=0, help="CPU threads for both sides (0: auto).")
     ] = None,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="Also write the JSON report to this file.")
+    ] = None,
 ) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -88,6 +92,10 @@ def bench(
         task = bar.add_task("starting", total=None)
         report = run_bench(path, settings, quick=quick,
                            progress=lambda step: bar.update(task, description=step))
+    if save is not None:
+        from gemma_code.atomic import write_text_atomic
+
+        write_text_atomic(save, json.dumps(report.to_dict(), indent=2) + "\n")
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
         return
