@@ -237,3 +237,8 @@ def test_deletion_diff_quoting_other_content_is_refused(tmp_path):
     write(tmp_path, "d.py", "real content\n")
     details = failure_of(tmp_path, "--- a/d.py\n+++ /dev/null\n@@ -1 +0,0 @@\n-something else\n")
     assert "quotes different content" in details and (tmp_path / "d.py").exists()
+
+
+def test_missing_file_failure_suggests_same_named_file(tmp_path):
+    write(tmp_path, "src/pkg/app.py", "a\n")
+    assert "did you mean src/pkg/app.py?" in failure_of(tmp_path, sr("app.py", "a\n", "b\n"))

@@ -118,3 +118,15 @@ def test_indented_fence_inside_whole_file_does_not_close_it():
     reply = 'doc.py\n```python\ndef f():\n    """Use:\n    ```\n    f()\n    ```\n    """\n```\n'
     (edit,) = parse_reply(reply)
     assert edit.replace == 'def f():\n    """Use:\n    ```\n    f()\n    ```\n    """\n'
+
+
+def test_single_backticked_path_on_a_prose_line_names_the_block():
+    block = "<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE\n"
+    (edit,) = parse_reply(f"In `pkg/app.py`:\n```python\n{block}```\n")
+    assert edit.path == "pkg/app.py"
+    _, problems = parse_reply_lenient(f"Compare `a.py` and `b.py`:\n{block}")
+    assert problems and "no file path" in problems[0].message
+
+
+def test_snippet_after_prose_naming_a_file_is_not_a_whole_file():
+    assert parse_reply("In `app.py`:\n```python\ndef main():\n    pass\n```\n") == []

@@ -24,7 +24,7 @@ _ELISION = re.compile(
     re.IGNORECASE,
 )
 _ELLIPSIS_ONLY = re.compile(r"^\s*(?:#|//|/\*|--|<!--)?\s*(?:\.\.\.|…)\s*(?:\*/|-->)?\s*$")
-SHRINK_LIMIT = 0.4  # a whole-file reply under 40% of a 20+ line file is taken for a fragment
+SHRINK_LIMIT = 0.4  # a whole-file reply under 40% of a 10+ line file is taken for a fragment
 
 
 @dataclass
@@ -138,12 +138,28 @@ def _trim_blank_ends(search: list[str], replace: list[str]) -> tuple[list[str], 
     return s, r
 
 
+def _did_you_mean(root: Path, rel: str, limit: int = 3) -> str:
+    """"; did you mean x/app.py?": files elsewhere in the repository with the same name."""
+    name = rel.rsplit("/", 1)[-1]
+    found: list[str] = []
+    for path in root.rglob(name):
+        parts = path.relative_to(root).parts
+        if ".git" in parts or any(p.startswith(".") or p in {"node_modules", "__pycache__"}
+                                  for p in parts[:-1]):
+            continue
+        found.append("/".join(parts))
+        if len(found) >= limit:
+            break
+    return f"; did you mean {' or '.join(sorted(found))}?" if found else ""
+
+
 def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
     if state.text is None:
         if not edit.search.strip():  # a blank SEARCH line meant "empty"
             _create(plan, state, edit)
             return
-        _fail(plan, edit, "the file does not exist (to create it, use an empty SEARCH section)")
+        _fail(plan, edit, "the file does not exist" + _did_you_mean(plan.root, state.rel) +
+              " (to create it, use an empty SEARCH section)")
         return
     lines = state.text.lines
     search, replace = text_lines(edit.search), text_lines(edit.replace)
@@ -206,7 +222,7 @@ def _whole(plan: Plan, state: _FileState, edit: Edit) -> None:
         _fail(plan, edit, f"the whole-file block elides code (line {elided[0]} of the block: "
               f"{new[elided[0] - 1].strip()!r}); send SEARCH/REPLACE blocks instead")
         return
-    if len(old) >= 20 and len(new) < SHRINK_LIMIT * len(old):
+    if len(old) >= 10 and len(new) < SHRINK_LIMIT * len(old):
         _fail(plan, edit, f"the whole-file block has {len(new)} lines for a {len(old)}-line file; "
               "it looks like a fragment: send SEARCH/REPLACE blocks instead")
         return

@@ -68,6 +68,14 @@ def as_path(line: str) -> str | None:
     return text.replace("\\", "/")
 
 
+def _quoted_path(line: str) -> str | None:
+    """The one `path/like.py` in backticks on a prose line ending in a colon ("In `app.py`:")."""
+    if not line.rstrip().endswith(":"):
+        return None
+    found = {p for p in (as_path(q) for q in re.findall(r"`([^`\s]+)`", line)) if p and "." in p}
+    return found.pop() if len(found) == 1 else None
+
+
 def path_from_info(info: str) -> str | None:
     """A path in a fence's info string: ```python app.py, ```app.py, ```py title="app.py"."""
     for token in re.split(r"[\s:]+|title=", info):
@@ -121,9 +129,9 @@ class _Parser:
             k = j - 1
             while k >= 0 and not self.lines[k].strip():
                 k -= 1
-            found = as_path(self.lines[k]) if k >= 0 else None
+            found = (as_path(self.lines[k]) or _quoted_path(self.lines[k])) if k >= 0 else None
             return found or self.last_path
-        return as_path(line) or self.last_path
+        return as_path(line) or _quoted_path(line) or self.last_path
 
     def run(self) -> None:
         i = 0
