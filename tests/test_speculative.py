@@ -110,7 +110,7 @@ MAX_TOKENS = 40
 def raw(tiny_model_path: Path) -> Iterator[object]:
     from gemma_code.benchmark_raw import RawLlama
 
-    model = RawLlama(tiny_model_path, n_ctx=1024, n_threads=1)
+    model = RawLlama(tiny_model_path, n_ctx=1024, n_threads=1, swa_full=False)
     yield model
     model.close()
 
@@ -162,6 +162,25 @@ def test_greedy_speculation_emits_exactly_the_plain_greedy_tokens(raw: object) -
     stats = decoder.stats  # type: ignore[attr-defined]
     assert stats.draft_accepted > 0
     assert stats.verify_calls < len(speculated) - 1  # some steps emitted several tokens
+
+
+@pytest.mark.llama
+def test_greedy_speculation_is_exact_past_the_sliding_window(raw: object) -> None:
+    # Gemma 3 270M's sliding window is 512 tokens and swa_full=False keeps only about that
+    # much: rollbacks of rejected drafts must still leave every needed cell in place
+    from gemma_code.benchmark_raw import RawLlama
+
+    assert isinstance(raw, RawLlama)
+    filler = "".join(f"Note {i}: the build passed on machine {i * 7 % 13}.\n" for i in range(40))
+    prompt = raw.tokenize(filler + COPY_PROMPT)
+    assert len(prompt) > 600
+    raw.clear()
+    raw.prefill(prompt)
+    plain = raw.decode(raw.sample(-1), len(prompt), MAX_TOKENS)
+    speculated, decoder = _speculate(raw, prompt, max_draft=8)
+    assert speculated == plain
+    stats = decoder.stats  # type: ignore[attr-defined]
+    assert 0 < stats.draft_accepted < stats.draft_tokens  # some drafts rolled back
 
 
 @pytest.mark.llama

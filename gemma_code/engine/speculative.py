@@ -208,6 +208,15 @@ class PromptLookupDecoder:
         self.stats = DraftStats()
         self.n_past = 0
 
+    def generate(self, history: Sequence[int], *, max_tokens: int) -> Iterator[int]:
+        """Sample the first token from the prompt's logits, then continue as `tokens`."""
+        import llama_cpp
+
+        if max_tokens <= 0:
+            return
+        first = int(llama_cpp.llama_sampler_sample(self.sampler, self.ctx, -1))
+        yield from self.tokens(history, first, n_past=len(history), max_tokens=max_tokens)
+
     def tokens(
         self, history: Sequence[int], first: int, *, n_past: int, max_tokens: int
     ) -> Iterator[int]:
