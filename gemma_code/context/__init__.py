@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import marshal
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -11,7 +12,14 @@ from typing import Any
 from gemma_code.context.cache import TAGS_VERSION, ContextCache
 from gemma_code.context.files import FileScan, RepoFile, find_repo_root, scan_files
 from gemma_code.context.pack import PackedContext, PackedFile, pack
-from gemma_code.context.rank import Graph, analyze_question, rank_files, reference_graph
+from gemma_code.context.rank import (
+    Graph,
+    analyze_question,
+    build_postings,
+    rank_files,
+    reference_graph,
+    shard_of,
+)
 from gemma_code.context.tags import scan_tags
 from gemma_code.context.tokens import CountFn, TokenCounter
 
@@ -92,17 +100,33 @@ def build_context(
         files = _bounded(scan, question, keep, max_ranked)
         root_key = str(base)
         print_key = _fingerprint(files, named_rel)
+        # the graph and the word index depend only on the files: reuse them while none changed
         blob = cache.load_blob(root_key, "graph", print_key)
-        tags = scan_tags(base, files, cache=cache, trusted=named_rel, identifiers=blob is None)
+        words = analyze_question(question).words
+        found = cache.load_postings(root_key, print_key, {shard_of(w) for w in words})
+        tags = scan_tags(base, files, cache=cache, trusted=named_rel,
+                         identifiers=blob is None, terms=found is None)
         docs = tags.tags
         if blob is not None:
             graph = Graph.load(blob)
         else:
             graph = reference_graph(docs)
             cache.store_blob(root_key, "graph", print_key, graph.dump())
+        if found is not None:
+            postings: dict[str, dict[str, int]] = {}
+            for blob_part in found.values():
+                shard = marshal.loads(blob_part)
+                postings.update({t: shard[t] for t in words if t in shard})
+        else:
+            index = build_postings(docs)
+            shards: dict[int, dict[str, dict[str, int]]] = {}
+            for term in sorted(index):
+                shards.setdefault(shard_of(term), {})[term] = index[term]
+            cache.store_postings(root_key, print_key, {n: marshal.dumps(v) for n, v in shards.items()})
+            postings = {t: index[t] for t in words if t in index}
         ranking = rank_files(
             question, docs, named=named_rel, seeds=seed_rel, dirty=scan.dirty, recent=scan.recent,
-            graph=graph,
+            graph=graph, postings=postings,
         )
         order = [p for p in ranking.order if p not in omit_rel]
         counter = TokenCounter(count_tokens, tokenizer_id, cache)

@@ -15,12 +15,15 @@ from typing import Any
 from gemma_code import paths
 
 # Bump when the stored tag format or the extraction changes: old rows are then ignored.
-TAGS_VERSION = 6
+TAGS_VERSION = 7
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS tags5 (
+CREATE TABLE IF NOT EXISTS file_tags (
     root TEXT NOT NULL, path TEXT NOT NULL, mtime_ns INTEGER NOT NULL, size INTEGER NOT NULL,
-    version INTEGER NOT NULL, meta BLOB NOT NULL, ids BLOB NOT NULL, PRIMARY KEY (root, path));
+    version INTEGER NOT NULL, meta BLOB NOT NULL, terms BLOB NOT NULL, ids BLOB NOT NULL,
+    PRIMARY KEY (root, path));
+CREATE TABLE IF NOT EXISTS postings (
+    root TEXT NOT NULL, term TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (root, term));
 CREATE TABLE IF NOT EXISTS blobs (
     root TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (root, kind));
@@ -68,16 +71,18 @@ class ContextCache:
         except sqlite3.Error as exc:
             self._fail(exc)
 
-    def load_tags(self, root: str) -> dict[str, tuple[int, int, bytes]]:
-        """Every current-version row of a repository: relpath -> (mtime_ns, size, meta)."""
-        rows: dict[str, tuple[int, int, bytes]] = {}
+    def load_tags(self, root: str, *, terms: bool = True) -> dict[str, tuple[int, int, bytes, bytes | None]]:
+        """Every current-version row of a repository: relpath -> (mtime_ns, size, meta, terms)."""
+        rows: dict[str, tuple[int, int, bytes, bytes | None]] = {}
+        column = "terms" if terms else "NULL"
         with self._guard() as db:
             if db is not None:
                 cur = db.execute(
-                    "SELECT path, mtime_ns, size, meta FROM tags5 WHERE root = ? AND version = ?",
+                    f"SELECT path, mtime_ns, size, meta, {column} FROM file_tags "
+                    "WHERE root = ? AND version = ?",
                     (root, TAGS_VERSION),
                 )
-                rows = {path: (mtime, size, meta) for path, mtime, size, meta in cur}
+                rows = {path: (mtime, size, meta, t) for path, mtime, size, meta, t in cur}
         return rows
 
     def load_identifiers(self, root: str) -> dict[str, bytes]:
@@ -86,20 +91,47 @@ class ContextCache:
         with self._guard() as db:
             if db is not None:
                 cur = db.execute(
-                    "SELECT path, ids FROM tags5 WHERE root = ? AND version = ?", (root, TAGS_VERSION)
+                    "SELECT path, ids FROM file_tags WHERE root = ? AND version = ?", (root, TAGS_VERSION)
                 )
                 rows = dict(cur.fetchall())
         return rows
 
-    def store_tags(self, root: str, rows: Iterable[tuple[str, int, int, bytes, bytes]]) -> None:
-        """Insert or replace rows (relpath, mtime_ns, size, meta, ids) in one transaction."""
+    def store_tags(self, root: str, rows: Iterable[tuple[str, int, int, bytes, bytes, bytes]]) -> None:
+        """Insert or replace rows (relpath, mtime_ns, size, meta, terms, ids) in one transaction."""
         with self._guard() as db:
             if db is not None:
                 with db:
                     db.executemany(
-                        "INSERT OR REPLACE INTO tags5 VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(root, p, m, s, TAGS_VERSION, meta, ids) for p, m, s, meta, ids in rows],
+                        "INSERT OR REPLACE INTO file_tags VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(root, p, m, s, TAGS_VERSION, meta, t, ids) for p, m, s, meta, t, ids in rows],
                     )
+
+    def store_postings(self, root: str, key: str, shards: dict[int, bytes]) -> None:
+        """Replace the repository's word index (shard number -> blob), built for `key`."""
+        with self._guard() as db:
+            if db is not None:
+                with db:
+                    db.execute("DELETE FROM postings WHERE root = ?", (root,))
+                    db.executemany(
+                        "INSERT INTO postings VALUES (?, ?, ?)",
+                        [(root, str(n), d) for n, d in sorted(shards.items())],
+                    )
+                    db.execute("INSERT OR REPLACE INTO blobs VALUES (?, 'postings', ?, x'')", (root, key))
+
+    def load_postings(self, root: str, key: str, shards: Iterable[int]) -> dict[int, bytes] | None:
+        """The index shards asked for, or None when the stored index was built for another `key`."""
+        if self.load_blob(root, "postings", key) is None:
+            return None
+        wanted = sorted({str(n) for n in shards})
+        found: dict[int, bytes] = {}
+        with self._guard() as db:
+            if db is not None and wanted:
+                marks = ",".join("?" * len(wanted))
+                cur = db.execute(
+                    f"SELECT term, data FROM postings WHERE root = ? AND term IN ({marks})", (root, *wanted)
+                )
+                found = {int(t): bytes(d) for t, d in cur}
+        return found if self.ok else None
 
     def load_blob(self, root: str, kind: str, key: str) -> bytes | None:
         """A derived structure (the reference graph) stored for exactly this `key`, else None."""
@@ -124,7 +156,7 @@ class ContextCache:
             if db is not None:
                 with db:
                     db.executemany(
-                        "DELETE FROM tags5 WHERE root = ? AND path = ?", [(root, p) for p in relpaths]
+                        "DELETE FROM file_tags WHERE root = ? AND path = ?", [(root, p) for p in relpaths]
                     )
 
     def load_tokens(self, tokenizer: str, digests: Iterable[str]) -> dict[str, int]:

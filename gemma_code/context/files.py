@@ -116,13 +116,14 @@ def scan_files(root: Path, *, max_file_bytes: int = 1_000_000, named: Iterable[s
     listed = _git_listing(root, scan)
     if listed is None:
         listed = _walk_listing(root, scan)
+    base = str(root)
     for rel in sorted(set(listed)):
         reason = None if rel in keep else path_skip_reason(rel)
         if reason is not None:
             scan.skipped.append((rel, reason))
             continue
         try:
-            info = os.lstat(root / rel)
+            info = os.lstat(os.path.join(base, rel))
         except FileNotFoundError:
             continue  # deleted but still in git's index: nothing to read
         except OSError as exc:

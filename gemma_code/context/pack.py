@@ -19,6 +19,7 @@ MAP_MIN_BUDGET = 1_500  # below this the tree is not worth its tokens
 FULL_SHARE = 0.70  # of what is left after the map, for whole files; outlines get the rest
 BATCH = 24
 MAX_SCANNED = 3_000  # candidates looked at while filling; beyond, the budget is full of outlines
+MAX_MISSES = 96  # consecutive candidates that did not fit: what is left is too small to use
 FENCE_LANG = {"python": "python", "javascript": "javascript", "typescript": "typescript",
               "tsx": "tsx", "go": "go", "rust": "rust", "java": "java", "c": "c", "cpp": "cpp",
               "csharp": "csharp", "ruby": "ruby", "php": "php"}
@@ -173,9 +174,10 @@ def pack(
     full_room = int(left * FULL_SHARE)
     named_set = set(named)
     chosen: list[tuple[str, str, int, str]] = []  # (path, mode, tokens, block)
-    scanned = 0
+    scanned = misses = 0
     for start in range(0, len(order), BATCH):
-        if left <= 16 or scanned >= MAX_SCANNED:
+        # stop when full, or when a long run of candidates no longer fits in what is left
+        if left <= 16 or scanned >= MAX_SCANNED or misses >= MAX_MISSES:
             break
         batch = order[start : start + BATCH]
         scanned += len(batch)
@@ -202,6 +204,10 @@ def pack(
             elif outlines[i] and ot <= left:
                 chosen.append((path, "outline", ot, outlines[i]))
                 left -= ot
+            else:
+                misses += 1
+                continue
+            misses = 0
     result.map_tokens = map_tokens
     result.files = [PackedFile(p, t, m) for p, m, t, _ in chosen]
     result.text = map_text + "".join(block for _, _, _, block in chosen)

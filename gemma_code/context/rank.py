@@ -6,6 +6,7 @@ from __future__ import annotations
 import marshal
 import math
 import re
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -51,7 +52,7 @@ def file_prior(path: str, tags: FileTags) -> float:
     elif ext in _PRIOR_BY_EXT:
         prior = _PRIOR_BY_EXT[ext]
     else:
-        prior = 0.8 if tags.definitions else 0.5
+        prior = 0.8 if tags.rows else 0.5
     # tests explain behaviour, but the fix usually lives in the code they test
     if "/tests/" in f"/{path}" or name.startswith("test_") or "_test." in name or ".test." in name:
         prior *= 0.8
@@ -103,38 +104,67 @@ def analyze_question(text: str) -> Question:
     return q
 
 
-def bm25_scores(question: Question, docs: Mapping[str, FileTags]) -> dict[str, float]:
+Postings = Mapping[str, Mapping[str, int]]  # stemmed term -> {path: count}
+
+
+SHARDS = 64  # the word index is stored in this many pieces; a question loads only its terms' pieces
+
+
+def shard_of(term: str) -> int:
+    """Which stored piece of the word index holds `term` (stable across runs and machines)."""
+    return zlib.crc32(term.encode("utf-8", "surrogatepass")) % SHARDS
+
+
+def build_postings(docs: Mapping[str, FileTags]) -> dict[str, dict[str, int]]:
+    """The word index of every file: which files use each stemmed term, how often."""
+    index: dict[str, dict[str, int]] = {}
+    for path in sorted(docs):
+        for term, count in docs[path].terms.items():
+            bucket = index.get(term)
+            if bucket is None:
+                index[term] = {path: count}
+            else:
+                bucket[path] = count
+    return index
+
+
+def bm25_scores(
+    question: Question, docs: Mapping[str, FileTags], postings: Postings | None = None
+) -> dict[str, float]:
     """BM25 of the question's words against each file's words plus its path words."""
     if not question.words or not docs:
         return {}
-    wanted = set(question.words)
-    tfs: dict[str, dict[str, int]] = {}
-    lengths: dict[str, int] = {}
-    df: dict[str, int] = dict.fromkeys(wanted, 0)
+    wanted = list(dict.fromkeys(question.words))
+    if postings is None:
+        postings = {t: {p: d.terms[t] for p, d in docs.items() if t in d.terms} for t in wanted}
+    hits: dict[str, dict[str, int]] = {}
+    for term in wanted:
+        for path, count in postings.get(term, {}).items():
+            if path in docs:
+                hits.setdefault(path, {})[term] = count
+    wanted_set = set(wanted)
     for path, tags in docs.items():
-        hits: dict[str, int] = {}
-        terms = tags.terms  # already stemmed when the file was tagged
-        for s in wanted:
-            count = terms.get(s)
-            if count:
-                hits[s] = count
-        for s in tags.path_terms:
-            if s in wanted:
-                hits[s] = hits.get(s, 0) + PATH_WEIGHT
-        lengths[path] = tags.words + PATH_WEIGHT * 4
-        if hits:
-            tfs[path] = hits
-            for s in hits:
-                df[s] += 1
+        for term in tags.path_terms:
+            if term in wanted_set:
+                per = hits.setdefault(path, {})
+                per[term] = per.get(term, 0) + PATH_WEIGHT
+    df: dict[str, int] = dict.fromkeys(wanted, 0)
+    for per in hits.values():
+        for term in per:
+            df[term] += 1
     n = len(docs)
-    avg = sum(lengths.values()) / max(n, 1)
+    avg = sum(d.words for d in docs.values()) / max(n, 1) + PATH_WEIGHT * 4
     scores: dict[str, float] = {}
-    for path, hits in tfs.items():
-        norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths[path] / max(avg, 1))
+    for path in sorted(hits):
+        per = hits[path]
+        length = docs[path].words + PATH_WEIGHT * 4
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * length / max(avg, 1))
         total = 0.0
-        for s, tf in hits.items():
-            idf = math.log(1 + (n - df[s] + 0.5) / (df[s] + 0.5))
-            total += idf * tf * (BM25_K1 + 1) / (tf + norm)
+        for term in wanted:
+            tf = per.get(term)
+            if tf:
+                idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
+                total += idf * tf * (BM25_K1 + 1) / (tf + norm)
         scores[path] = total
     return scores
 
@@ -164,20 +194,21 @@ def reference_graph(docs: Mapping[str, FileTags]) -> Graph:
     definers: dict[str, list[int]] = {}
     for path in nodes:
         i = index[path]
-        for tag in docs[path].definitions:
-            if len(tag.name) > 2:
-                owners = definers.setdefault(tag.name, [])
+        for name, *_ in docs[path].rows:
+            if len(name) > 2:
+                owners = definers.setdefault(name, [])
                 if not owners or owners[-1] != i:
                     owners.append(i)
     graph = Graph(nodes, [], [], [])
     for path in nodes:
         i = index[path]
         out: dict[int, float] = {}
-        for name, count in docs[path].identifiers.items():
-            targets = definers.get(name)
-            if not targets or len(targets) > MAX_DEFINERS:
+        ids = docs[path].identifiers
+        for name in sorted(ids.keys() & definers.keys()):
+            targets = definers[name]
+            if len(targets) > MAX_DEFINERS:
                 continue
-            weight = math.sqrt(count) / len(targets)
+            weight = math.sqrt(ids[name]) / len(targets)
             if name.startswith("_"):
                 weight *= 0.1  # private helpers tie files together less than public API
             elif len(name) >= 8:
@@ -244,9 +275,9 @@ def mention_seeds(question: Question, docs: Mapping[str, FileTags]) -> dict[str,
     by_stem: dict[str, list[str]] = {}
     lowered = {stem(i) for i in code | plain}
     for path in paths:
-        for tag in docs[path].definitions:
-            if tag.name in code or tag.name in plain:
-                owners = definers.setdefault(tag.name, [])
+        for name, *_ in docs[path].rows:
+            if name in code or name in plain:
+                owners = definers.setdefault(name, [])
                 if not owners or owners[-1] != path:
                     owners.append(path)
         name = path.rsplit("/", 1)[-1]
@@ -275,11 +306,12 @@ def rank_files(
     dirty: Iterable[str] = (),
     recent: Iterable[str] = (),
     graph: Graph | None = None,
+    postings: Postings | None = None,
 ) -> Ranking:
     """Order `docs` by relevance to the question (named files first, then by blended score)."""
     q = analyze_question(question)
     nodes = sorted(docs)
-    lexical = {p: v * file_prior(p, docs[p]) for p, v in bm25_scores(q, docs).items()}
+    lexical = {p: v * file_prior(p, docs[p]) for p, v in bm25_scores(q, docs, postings).items()}
     top_lex = max(lexical.values(), default=0.0)
     lex_norm = {p: s / top_lex for p, s in lexical.items()} if top_lex else {}
     personal = mention_seeds(q, docs)

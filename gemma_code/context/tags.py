@@ -51,33 +51,45 @@ class Tag:
         return self.kind != "reference"
 
 
+DefRow = tuple[str, str, int, int, str]  # name, kind, line, end_line, text
+
+
 @dataclass
 class FileTags:
-    """What the ranker needs from one file; `skip` says why the file is unusable ("" if fine)."""
+    """What the ranker needs from one file; `skip` says why the file is unusable ("" if fine).
+
+    Definitions are kept as plain rows and become Tag objects only when asked for, because a
+    warm run over a large repository reads every file's rows but looks at few of them.
+    """
 
     path: str
     lang: str = "text"
-    definitions: list[Tag] = field(default_factory=list)
+    rows: list[DefRow] = field(default_factory=list)
     identifiers: dict[str, int] = field(default_factory=dict)  # names used, with counts
     terms: dict[str, int] = field(default_factory=dict)  # stemmed lower-case words, for BM25
     lines: int = 0
     words: int = 0  # sum of `terms` counts: the document length for BM25
     skip: str = ""
-
     path_terms: list[str] = field(default_factory=list)  # stemmed words of the path
 
-    def dump(self) -> tuple[bytes, bytes]:
-        """(meta, identifiers) blobs for the cache; identifiers load only to rebuild the graph."""
-        defs = [(t.name, t.kind, t.line, t.end_line, t.text) for t in self.definitions]
-        meta = (self.lang, defs, self.terms, self.lines, self.words, self.skip, self.path_terms)
-        return marshal.dumps(meta), marshal.dumps(self.identifiers)
+    @property
+    def definitions(self) -> list[Tag]:
+        return [Tag(self.path, n, k, a, b, t) for n, k, a, b, t in self.rows]
+
+    @definitions.setter
+    def definitions(self, tags: Sequence[Tag]) -> None:
+        self.rows = [(t.name, t.kind, t.line, t.end_line, t.text) for t in tags]
+
+    def dump(self) -> tuple[bytes, bytes, bytes]:
+        """(meta, terms, identifiers) blobs for the cache, each loaded only when needed."""
+        meta = (self.lang, self.rows, self.lines, self.words, self.skip, self.path_terms)
+        return marshal.dumps(meta), marshal.dumps(self.terms), marshal.dumps(self.identifiers)
 
     @classmethod
-    def load(cls, path: str, meta: bytes, ids: bytes | None = None) -> FileTags:
-        lang, defs, terms, lines, words, skip, path_terms = marshal.loads(meta)
-        tags = [Tag(path, n, k, a, b, t) for n, k, a, b, t in defs]
-        identifiers = marshal.loads(ids) if ids is not None else {}
-        return cls(path, lang, tags, identifiers, terms, lines, words, skip, path_terms)
+    def load(cls, path: str, meta: bytes, terms: bytes | None, ids: bytes | None) -> FileTags:
+        lang, rows, lines, words, skip, path_terms = marshal.loads(meta)
+        return cls(path, lang, rows, marshal.loads(ids) if ids is not None else {},
+                   marshal.loads(terms) if terms is not None else {}, lines, words, skip, path_terms)
 
 
 @dataclass
@@ -246,8 +258,13 @@ def scan_tags(
     cache: ContextCache | None = None,
     trusted: Iterable[str] = (),
     identifiers: bool = True,
+    terms: bool = True,
 ) -> TagScan:
-    """Tags for every file: cached rows whose mtime and size still match, the rest re-read."""
+    """Tags for every file: cached rows whose mtime and size still match, the rest re-read.
+
+    `identifiers` and `terms` of cached files are loaded only when asked for (graph and
+    word-index rebuilds); freshly parsed files always carry them.
+    """
     root = Path(root).resolve()
     key = str(root)
     scan = TagScan()
@@ -255,13 +272,13 @@ def scan_tags(
     cache = cache or ContextCache()
     trusted_set = set(trusted)
     try:
-        rows = cache.load_tags(key)
+        rows = cache.load_tags(key, terms=terms)
         id_rows = cache.load_identifiers(key) if identifiers else {}
-        fresh: list[tuple[str, int, int, bytes, bytes]] = []
+        fresh: list[tuple[str, int, int, bytes, bytes, bytes]] = []
         for item in files:
             row = rows.get(item.path)
             if row is not None and row[0] == item.mtime_ns and row[1] == item.size:
-                tags = FileTags.load(item.path, row[2], id_rows.get(item.path) if identifiers else None)
+                tags = FileTags.load(item.path, row[2], row[3], id_rows.get(item.path))
                 scan.reused += 1
             else:
                 data, problem = read_file(root, item.path, item.size)
