@@ -1,7 +1,9 @@
 """Engine benchmark: CLI start-up, model load, and decode speed of our loop vs llama-cpp-python.
 
 Runs everything in one process so the ratios compare like with like on the same (possibly
-busy) machine: the three decoders take turns, and each figure is the median of the rounds.
+busy) machine: the three decoders take turns in a shuffled order each round, and each figure
+is the median of the rounds. Decode speed is given per wall second and per CPU second of
+this process (the latter is what to compare on a shared machine).
 
     .venv/bin/python bench/engine_decode.py [--model PATH] [--tokens 128] [--rounds 3] [--json]
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -139,9 +142,13 @@ def main() -> None:
         "startup": startup(args.startup_runs),
     }
     runs: dict[str, list[tuple[float, float, float, int]]] = {"ours": [], "generate": [], "stream": []}
+    fns = {"ours": ours, "generate": generate, "stream": stream}
+    order = random.Random(0)
     for _ in range(args.rounds):
-        for name, fn in (("ours", ours), ("generate", generate), ("stream", stream)):
-            runs[name].append(fn(args.model, args.n_ctx, threads, args.tokens))
+        names = list(fns)
+        order.shuffle(names)  # a fixed position in the round biased the figures by ~5%
+        for name in names:
+            runs[name].append(fns[name](args.model, args.n_ctx, threads, args.tokens))
     for name, rows in runs.items():
         results[name] = {
             "load_s": statistics.median(r[0] for r in rows),
