@@ -242,3 +242,9 @@ def test_deletion_diff_quoting_other_content_is_refused(tmp_path):
 def test_missing_file_failure_suggests_same_named_file(tmp_path):
     write(tmp_path, "src/pkg/app.py", "a\n")
     assert "did you mean src/pkg/app.py?" in failure_of(tmp_path, sr("app.py", "a\n", "b\n"))
+
+
+def test_echoed_example_path_from_the_instructions_is_refused(tmp_path):
+    reply = "path/to/file.py\n```\nthe complete new content of the file\n```\n"
+    assert "example path from the instructions" in failure_of(tmp_path, reply)
+    assert not (tmp_path / "path").exists()

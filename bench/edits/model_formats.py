@@ -67,7 +67,8 @@ def main() -> None:
                     plan = plan_edits(root, edits)
                     changes = plan.changes()
                     formed = bool(edits) and not problems
-                    clean = formed and not plan.failures and bool(changes)
+                    # "applies" means it changes the task's file and nothing else
+                    clean = formed and not plan.failures and [c.path for c in changes] == [path]
                     right = clean and len(changes) == 1 and changes[0].path == path and \
                         changes[0].new == after.encode()
                 rows.append({"format": fmt, "file": path, "well_formed": formed, "applies": clean,
@@ -76,7 +77,7 @@ def main() -> None:
         engine.close()
     print(f"model {engine.info.name} ({engine.info.backend}), {len(TASKS)} tasks per format, "
           f"greedy, max_tokens {args.max_tokens}, {time.perf_counter() - start:.0f} s")
-    print("| format | well-formed | applies cleanly | correct |\n|---|---|---|---|")
+    print("| format | well-formed | applies cleanly to the task's file | correct |\n|---|---|---|---|")
     for fmt in FORMATS:
         mine = [r for r in rows if r["format"] == fmt]
         cells = [f"{sum(r[k] for r in mine)}/{len(mine)}" for k in ("well_formed", "applies", "correct")]

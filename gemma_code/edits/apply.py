@@ -24,6 +24,8 @@ _ELISION = re.compile(
     re.IGNORECASE,
 )
 _ELLIPSIS_ONLY = re.compile(r"^\s*(?:#|//|/\*|--|<!--)?\s*(?:\.\.\.|…)\s*(?:\*/|-->)?\s*$")
+# the example path in our own format instructions: a model that echoes them must not create it
+PLACEHOLDER_PATHS = frozenset({"path/to/file.py"})
 SHRINK_LIMIT = 0.4  # a whole-file reply under 40% of a 10+ line file is taken for a fragment
 
 
@@ -81,6 +83,10 @@ def _load(plan: Plan, edit: Edit) -> _FileState | None:
         real = resolve_inside(plan.root, rel)
     except UnsafePathError as exc:
         _fail(plan, edit, f"refused: {exc}")
+        return None
+    if rel in PLACEHOLDER_PATHS and not real.exists():
+        _fail(plan, edit, f"refused: {rel} is the example path from the instructions; "
+              "name a file of this repository")
         return None
     if real.is_dir():
         _fail(plan, edit, "refused: the path is a directory")
