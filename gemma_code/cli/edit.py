@@ -265,6 +265,8 @@ def run_edit_command(
     if len(outcome.rounds) > 1:
         err.print(f"{len(outcome.rounds) - 1} correction round(s) with the model", style="dim")
     changes = outcome.changes()
+    for note in outcome.plan.notes:
+        err.print(note, style="dim")
     out = stdout_console()
     for change in changes:
         print_change(out, change)
