@@ -18,6 +18,7 @@ from gemma_code.engine.fit import (
 )
 from gemma_code.engine.ggufmeta import read_metadata
 from gemma_code.engine.hardware import parse_nvidia_smi
+from gemma_code.errors import ConfigError
 from gemma_code.synthetic import find_gemma4_vocab
 
 Q4_K_M_FILE = 16_800_000_000  # published Gemma 4 26B A4B Q4_K_M (gemma4-facts.md)
@@ -136,3 +137,9 @@ def test_parse_nvidia_smi_reads_free_memory() -> None:
     assert gpus[0].name == "NVIDIA GeForce RTX 4090"
     assert gpus[0].free == 23800 * 2**20
     assert gpus[0].driver == "550.54"
+
+
+@pytest.mark.parametrize(("kv", "moe"), [("f32", "auto"), ("auto", "maybe")])
+def test_unknown_settings_are_config_errors(gemma4: ModelFacts, kv: str, moe: str) -> None:
+    with pytest.raises(ConfigError, match="is not one of"):
+        plan(gemma4, Memory(None), kv_type=kv, cpu_moe=moe)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gemma_code.errors import ConfigError
+
 GiB = 1024**3
 MiB = 1024**2
 
@@ -141,6 +143,20 @@ def gpu_bytes(facts: ModelFacts, n_ctx: int, kv_type: str, *, cpu_moe: bool) -> 
     return total
 
 
+def check_choices(kv_type: str, cpu_moe: str) -> None:
+    """ConfigError for a kv_type or cpu_moe setting the planner does not know."""
+    if kv_type not in ("auto", *KV_TYPES):
+        raise ConfigError(
+            f"kv_type {kv_type!r} is not one of auto, {', '.join(KV_TYPES)}",
+            "fix `kv_type` (gemma-code config show says where it is set)",
+        )
+    if cpu_moe not in ("auto", "on", "off"):
+        raise ConfigError(
+            f"cpu_moe {cpu_moe!r} is not one of auto, on, off",
+            "fix `cpu_moe` (gemma-code config show says where it is set)",
+        )
+
+
 def plan(
     facts: ModelFacts,
     memory: Memory,
@@ -150,6 +166,7 @@ def plan(
     cpu_moe: str = "auto",
 ) -> Plan:
     """Choose n_ctx, KV type and expert placement; user settings (non-zero/non-auto) win."""
+    check_choices(kv_type, cpu_moe)
     want = min(n_ctx, facts.context_length) if n_ctx else facts.context_length
     notes: list[str] = []
     if n_ctx > facts.context_length:
