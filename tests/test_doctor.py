@@ -67,3 +67,12 @@ def test_version_comparison() -> None:
     assert _version_tuple("0.3.36") >= (0, 3, 36)
     assert _version_tuple("0.3.9") < (0, 3, 36)
     assert _version_tuple("0.4.0rc1") > (0, 3, 36)
+
+
+def test_doctor_reports_a_bad_kv_type_setting_with_its_fix(
+    tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEMMA_CODE_KV_TYPE", "f32")
+    result = runner.invoke(app, ["doctor", "--model", str(tiny_model_path)])
+    assert result.exit_code == 1
+    assert "kv_type 'f32'" in result.output and "fix:" in result.output

@@ -190,8 +190,12 @@ def _check_models(report: Report, settings: Settings) -> None:
         ))
     facts = facts_from_metadata(meta, path.stat().st_size, experts)
     gpu = report.gpu_offload and settings.n_gpu_layers != 0
-    chosen = plan(facts, memory_for(gpu), n_ctx=settings.n_ctx, kv_type=settings.kv_type,
-                  cpu_moe=settings.cpu_moe)
+    try:
+        chosen = plan(facts, memory_for(gpu), n_ctx=settings.n_ctx, kv_type=settings.kv_type,
+                      cpu_moe=settings.cpu_moe)
+    except GemmaCodeError as exc:
+        report.problems.append(Problem(exc.message, exc.hint or "fix the setting"))
+        return
     report.plan = chosen.to_dict()
     if chosen.cpu_moe:
         report.plan["notes"].append(
