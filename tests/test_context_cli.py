@@ -47,7 +47,7 @@ def test_context_table_shows_files_skipped_and_time(git_repo: Path, monkeypatch)
     result = runner.invoke(app, ["context", "main"])
     assert result.exit_code == 0, result.output
     assert "app.py" in result.stdout
-    assert ".env: secret-looking name" in result.stdout
+    assert "secret-looking name (1): .env" in result.stdout
     assert " s" in result.stdout.split("tokens;")[1]
     assert "estimates" in result.stdout
 

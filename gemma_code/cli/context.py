@@ -105,11 +105,12 @@ def _print_table(packed: Any, base: Path) -> None:
         f"{packed.ranked:,} ranked, {len(packed.skipped):,} skipped; {packed.elapsed_s:.2f} s"
     )
     if packed.skipped:
-        shown = packed.skipped[:15]
-        console.print("Skipped:", style="bold")
-        for path, reason in shown:
-            console.print(f"  {path}: {reason}", style="dim", markup=False)
-        if len(packed.skipped) > len(shown):
-            console.print(f"  ... and {len(packed.skipped) - len(shown):,} more (see --json)", style="dim")
+        by_reason: dict[str, list[str]] = {}
+        for path, reason in packed.skipped:
+            by_reason.setdefault(reason, []).append(path)
+        console.print(f"Skipped {len(packed.skipped):,} files:", style="bold")
+        for reason, paths in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            examples = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+            console.print(f"  {reason} ({len(paths):,}): {examples}", style="dim", markup=False)
     for note in packed.notes:
         console.print(f"note: {note}", style="yellow", markup=False)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from gemma_code.context.cache import ContextCache
@@ -80,6 +82,23 @@ def lazy_counter(load: Callable[[], CountFn]) -> CountFn:
     return count
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Hide llama.cpp's C-level warnings (a vocab-only load warns about its unused context)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def gguf_counter(path: Path) -> CountFn:
     """Count with the vocabulary of a GGUF file (llama.cpp, vocab only: no weights are read)."""
     from llama_cpp import Llama
@@ -87,7 +106,8 @@ def gguf_counter(path: Path) -> CountFn:
     from gemma_code.errors import ModelError
 
     try:
-        vocab = Llama(str(path), vocab_only=True, verbose=False)
+        with _native_stderr_silenced():
+            vocab = Llama(str(path), vocab_only=True, verbose=False)
     except Exception as exc:  # llama.cpp raises ValueError or RuntimeError for unreadable files
         raise ModelError(f"cannot read the tokenizer in {path} ({exc})") from None
 
