@@ -49,3 +49,32 @@ def test_a_new_chat_restores_the_system_prefix_from_disk(tiny_model_path, tmp_pa
     assert "prompt cache: restored" in out
     assert stats.prompt_tokens_reused > 0
     assert stats.prompt_tokens_evaluated < stats.prompt_tokens_reused
+
+
+def test_gemma4_long_answer_is_re_read_while_idle_not_on_the_next_turn(tmp_path, monkeypatch):
+    """Gemma 4 renders earlier answers without their thought channel; after a long answer the
+    sliding-window layers cannot roll back, so the chat re-reads the conversation in the
+    background and the next turn evaluates only its own tokens."""
+    from gemma_code.engine.llamacpp import load_llamacpp_engine
+    from gemma_code.synthetic import cached_gemma4
+
+    # a small batch keeps the sliding-window cache's slack (n_swa + n_ubatch cells, padded to 256)
+    # small, so a 300-token answer makes the cut back impossible, as ~520 tokens would by default
+    settings = Settings(model=str(cached_gemma4()), n_ctx=4096, n_threads=1, temperature=0.0,
+                        max_tokens=300, n_batch=64, context=False)
+    engine = load_llamacpp_engine(settings)
+    assert engine.info.chat_format == "gemma4" and engine.n_swa > 0
+    monkeypatch.setattr(engine, "close", lambda: None)  # read its counters after the chat
+    long_message = "Summarize: " + " ".join(f"item{i}" for i in range(400))
+    try:
+        _, repl = drive(lines(long_message, "Shorter, please."), engine, tmp_path, settings=settings)
+        reprocessed = engine.full_reprocesses
+    finally:
+        type(engine).close(engine)
+    first, second = repl.conv.turns
+    # prompt + answer outgrow the sliding-window cache: it cannot be cut back to before the answer
+    assert first.stats.prompt_tokens + first.stats.completion_tokens > engine.n_swa + 256
+    assert reprocessed >= 1  # ... so the whole conversation was evaluated again, while idle
+    assert first.idle_tokens > first.stats.prompt_tokens
+    assert second.stats.prompt_tokens_evaluated < 40
+    assert second.stats.prompt_tokens_reused >= first.stats.prompt_tokens

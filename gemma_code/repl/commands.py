@@ -265,7 +265,8 @@ class Commands(CodeCommands):
             self.repl.notice("no turns yet")
             return
         table = Table(box=None)
-        titles = ("turn", "mode", "prompt", "evaluated", "reused", "first token s", "decode tok/s", "out")
+        titles = ("turn", "mode", "prompt", "evaluated", "reused", "first token s", "decode tok/s", "out",
+                  "re-read idle")
         for title in titles:
             table.add_column(title, justify="left" if title == "mode" else "right")
         for t in turns:
@@ -274,8 +275,14 @@ class Commands(CodeCommands):
                 str(t.number), t.mode, f"{s.prompt_tokens:,}", f"{s.prompt_tokens_evaluated:,}",
                 f"{s.prompt_tokens_reused:,}", f"{s.time_to_first_token_s:.2f}",
                 f"{s.decode_tok_s:.1f}", f"{s.completion_tokens:,} ({s.stop_reason})",
+                f"{t.idle_tokens:,} ({t.idle_s:.2f} s)" if t.idle_tokens else "",
             )
         self.repl.console.print(table)
+        self.repl.console.print(
+            "[dim]evaluated: prompt tokens computed for the turn; reused: taken from the KV cache "
+            "(or restored from disk); re-read idle: evaluated in the background after the answer, "
+            "while you typed[/]"
+        )
 
     # ----- sessions ---------------------------------------------------------------------------
     def cmd_save(self, args: str) -> None:

@@ -41,6 +41,8 @@ class TurnStats:
     number: int
     mode: str
     stats: GenerationStats
+    idle_tokens: int = 0  # re-read in the background after the answer, while the user typed
+    idle_s: float = 0.0
 
 
 @dataclass

@@ -15,6 +15,7 @@ from gemma_code.errors import GemmaCodeError, PromptTooLongError
 from gemma_code.repl.conversation import Conversation, fit_to_window, partial_reply
 from gemma_code.repl.repo import FileWatch, PackedView, find_root
 from gemma_code.repl.store import SessionFile, SessionInfo, new_session_id
+from gemma_code.repl.warm import Warmer
 from gemma_code.tasks.prompting import fence
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class Repl:
         self.context_used = 0
         self.running = True
         self.cache: PrefixCache | None = None
+        self.warmer = Warmer()
         self._files: list[str] | None = None
         self._symbols: list[str] | None = None
         if resume is not None:
@@ -256,6 +258,9 @@ class Repl:
                     f"context {self.context_used:,}/{n_ctx:,} tokens; the oldest exchanges will be "
                     "dropped when the next turn does not fit (/clear starts afresh)"
                 )
+        # re-read the conversation as the next prompt will render it, while the user types
+        self.warmer.start(self.engine, [Message("system", self.conv.system), *self.conv.history],
+                          think=self.settings.think)
         return None if interrupted else answer
 
     def stream(self, messages: list[Message]) -> tuple[str, GenerationStats | None, bool]:
@@ -299,6 +304,7 @@ class Repl:
         if not text:
             return
         try:
+            self._join_warmer()
             if text.startswith("/"):
                 self.commands.run(text)
             elif text.startswith("!"):
@@ -312,6 +318,13 @@ class Repl:
         except Exception as exc:  # a bug in a command must not end the session
             self.error(f"{text.split()[0]} failed: {type(exc).__name__}: {exc}",
                        "the session goes on; please report this with the command you ran")
+
+    def _join_warmer(self) -> None:
+        """Let the background re-read finish before the engine is used again; note what it did."""
+        done = self.warmer.take()
+        if done.tokens and self.conv.turns:
+            self.conv.turns[-1].idle_tokens += done.tokens
+            self.conv.turns[-1].idle_s += done.seconds
 
     def greet(self) -> None:
         info = self.engine.info
@@ -341,6 +354,7 @@ class Repl:
                     break
                 self.handle(line)
         finally:
+            self.warmer.stop()
             self.engine.close()
         if self.session.path.exists():
             self.console.print(f"[dim]session saved: gemma-code chat --resume {self.session.id}[/]")
