@@ -216,3 +216,18 @@ def test_cache_on_unwritable_location_degrades_to_no_cache(tmp_path: Path) -> No
     scan = scan_tags(root, scan_files(root).files, cache=cache)
     assert list(scan.tags) == ["a.py"]
     assert any("cache disabled" in n for n in scan.notes)
+
+
+def test_a_file_changing_during_the_scan_is_noted_and_not_cached(tmp_path: Path) -> None:
+    from gemma_code.context.files import RepoFile
+
+    root = _repo(tmp_path, {"a.py": "def a():\n    pass\n"})
+    listed = scan_files(root).files
+    (root / "a.py").write_text("def a():\n    pass\n\n\ndef grown():\n    pass\n", encoding="utf-8")
+    stale = [RepoFile(f.path, f.size, f.mtime_ns) for f in listed]  # the stat from before the change
+    with ContextCache() as cache:
+        first = scan_tags(root, stale, cache=cache)
+        assert any("changed while it was read" in n for n in first.notes)
+        assert "grown" in {t.name for t in first.tags["a.py"].definitions}
+        again = scan_tags(root, stale, cache=cache)
+        assert again.parsed == ["a.py"]  # not cached under the stale stat

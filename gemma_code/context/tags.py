@@ -348,22 +348,22 @@ def references_in(root: Path | str, path: str, name: str | None = None) -> list[
     return sorted(set(refs), key=lambda t: (t.line, t.name))
 
 
-def _repo_tags(root: Path | str) -> tuple[Path, TagScan]:
+def _repo_tags(root: Path | str, *, identifiers: bool) -> tuple[Path, TagScan]:
     base = Path(root).resolve()
     files = scan_files(base)
-    return base, scan_tags(base, files.files)
+    return base, scan_tags(base, files.files, identifiers=identifiers, terms=False)
 
 
 def find_definitions(root: Path | str, name: str) -> list[Tag]:
     """Every definition of `name` in the repository, by path then line."""
-    _, scan = _repo_tags(root)
-    found = [t for tags in scan.tags.values() for t in tags.definitions if t.name == name]
+    _, scan = _repo_tags(root, identifiers=False)
+    found = [Tag(tags.path, *row) for tags in scan.tags.values() for row in tags.rows if row[0] == name]
     return sorted(found, key=lambda t: (t.path, t.line))
 
 
 def find_references(root: Path | str, name: str) -> list[Tag]:
     """Every use of `name` (identifier nodes, not comments or strings where parsed), by path then line."""
-    base, scan = _repo_tags(root)
+    base, scan = _repo_tags(root, identifiers=True)
     found: list[Tag] = []
     for path in sorted(scan.tags):
         if name in scan.tags[path].identifiers:
