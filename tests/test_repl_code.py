@@ -135,3 +135,15 @@ def test_review_prints_findings_and_the_chat_goes_on(git_repo):
     assert "Subtraction instead of addition" in out
     assert "after review" in out and repl.engine is engine
     assert [m.content for m in repl.conv.history] == ["thanks", "after review"]
+
+
+def test_reset_forgets_files_and_history_and_repacks_the_context(git_repo):
+    engine = ScriptedEngine(replies=["one", "two"])
+    settings = Settings(context=True, max_tokens=64)
+    (git_repo / "notes.txt").write_text("remember me\n")
+    out, repl = drive(lines("/add notes.txt", "first", "/reset", "/files", "second"), engine, git_repo,
+                      settings=settings)
+    assert "conversation and files reset; repository context rebuilt" in out
+    assert repl.added == [] and [m.content for m in engine.calls[1].messages[1:]] == ["second"]
+    assert engine.calls[1].messages[0].content == engine.calls[0].messages[0].content
+    assert repl.packed.files and "repository context (" in out.split("repository context rebuilt")[-1]

@@ -59,7 +59,8 @@ class Repl:
         self.cwd = cwd
         self.root, self.in_repo = find_root(cwd)
         self._load_engine = engine_loader
-        self.engine: Engine = engine_loader(settings)
+        with self.console.status(f"loading {settings.model} …"):
+            self.engine: Engine = engine_loader(settings)
         self.conv = Conversation()
         self.watch = FileWatch(self.root)
         self.added: list[str] = []
@@ -83,7 +84,8 @@ class Repl:
 
         self.commands: Commands = Commands(self)
         self._prompt: PromptSession[str] | None = None
-        self.build_context()
+        with self.console.status("packing the repository context …"):
+            self.build_context()
 
     # ----- output helpers -------------------------------------------------------------------
     def notice(self, text: str) -> None:
@@ -215,6 +217,7 @@ class Repl:
 
     def turn(self, text: str, *, mode: str = "chat") -> str | None:
         """Send one user turn and stream the reply; returns the reply (None if cancelled)."""
+        self._join_warmer()  # a command may chain turns (/edit retries): one engine user at a time
         note = self.changed_files_note()
         if note:
             self.conv.pending.insert(0, note)
@@ -322,6 +325,9 @@ class Repl:
     def _join_warmer(self) -> None:
         """Let the background re-read finish before the engine is used again; note what it did."""
         done = self.warmer.take()
+        if done.error:
+            self.notice(f"the background re-read failed ({done.error}); this turn evaluates the "
+                        "conversation itself")
         if done.tokens and self.conv.turns:
             self.conv.turns[-1].idle_tokens += done.tokens
             self.conv.turns[-1].idle_s += done.seconds
