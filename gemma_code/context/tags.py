@@ -33,6 +33,7 @@ _LEXICAL_DEF = re.compile(
 # A line over this length, on average, means minified or machine-written text.
 MINIFIED_LINE = 300
 MAX_SIGNATURE = 160
+GROWN_LIMIT = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,8 @@ def read_file(root: Path, rel: str, size: int) -> tuple[bytes | None, str]:
     try:
         with open(root / rel, "rb") as handle:
             data = handle.read(size + 1)
+            if len(data) > size:
+                data += handle.read(GROWN_LIMIT)  # it grew since it was listed: take what is there
     except OSError as exc:
         return None, f"unreadable ({exc.strerror or type(exc).__name__})"
     if len(data) != size:
