@@ -205,11 +205,13 @@ def test_full_context_drops_the_oldest_exchanges_with_a_notice(tmp_path):
     assert [m.content for m in stored] == [m.content for m in repl.conv.history]
 
 
-def test_a_turn_that_cannot_fit_says_so_and_nothing_is_sent(tmp_path):
+def test_a_turn_that_cannot_fit_says_so_and_dropping_the_file_recovers(tmp_path):
     (tmp_path / "big.txt").write_text("word " * 3000)
-    engine = ScriptedEngine(replies=["unused"], n_ctx=1000)
-    out, _ = drive(lines("/add big.txt", "summarize"), engine, tmp_path)
-    assert "exceeds the 1,000-token context window" in out and engine.calls == []
+    engine = ScriptedEngine(replies=["fits now"], n_ctx=1000)
+    out, _ = drive(lines("/add big.txt", "summarize", "/drop big.txt", "summarize"), engine, tmp_path)
+    assert "exceeds the 1,000-token context window" in out
+    assert len(engine.calls) == 1 and engine.calls[0].messages[-1].content == "summarize"
+    assert "fits now" in out
 
 
 def test_think_toggle_reaches_the_engine(tmp_path):

@@ -166,8 +166,11 @@ class Commands(CodeCommands):
         missing = [t for t in targets if t not in self.repl.added]
         if missing:
             raise UsageError(f"not added: {', '.join(missing)}", "/files lists the added files")
+        conv = self.repl.conv
         for rel in targets:
             self.repl.added.remove(rel)
+            # not sent yet: take it out of the next message too
+            conv.pending = [p for p in conv.pending if not p.startswith(f"{rel}\n`")]
         self.repl.watch.forget(targets)
         self.repl.watch.remember(p for p, _, _ in self.repl.packed.files)
         self.repl.notice(
