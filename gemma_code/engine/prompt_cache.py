@@ -293,9 +293,12 @@ class PrefixCache:
         if not callable(getattr(engine, "generate_tokens", None)):
             return None  # after() saves the whole state instead
         start = time.perf_counter()
-        for _ in engine.generate_tokens(prefix, max_tokens=0, temperature=0.0):
-            pass  # evaluates the prefix only: the state then ends exactly at the system turn
-        self.prefill_tokens = len(prefix) - in_memory
+        evaluated = len(prefix) - in_memory
+        # evaluates the prefix only: the state then ends exactly at the system turn
+        for chunk in engine.generate_tokens(prefix, max_tokens=0, temperature=0.0):
+            if chunk.stats is not None:
+                evaluated = chunk.stats.prompt_tokens_evaluated
+        self.prefill_tokens = evaluated
         self.prefill_s = time.perf_counter() - start
         return self._save(list(engine.kv_tokens()))
 
@@ -325,7 +328,9 @@ class PrefixCache:
                         self.notes.append(note)
                 yield chunk
         finally:
-            chunks.close()  # type: ignore[attr-defined]
+            close = getattr(chunks, "close", None)  # stop the engine's generator with ours
+            if close is not None:
+                close()
 
     def after(self) -> str | None:
         """For engines that cannot evaluate a bare prefix: save the whole state once."""
