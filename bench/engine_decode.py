@@ -70,7 +70,7 @@ def _llama(model: Path, n_ctx: int, threads: int) -> tuple[Any, float]:
     start = time.perf_counter()
     llm = llama_cpp.Llama(
         str(model), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, flash_attn=True,
-        swa_full=False, verbose=False,
+        swa_full=False, verbose=False, n_gpu_layers=-1,  # like our engine: all layers offloaded
     )
     return llm, time.perf_counter() - start
 
