@@ -10,7 +10,6 @@ and decode) and otherwise `benchmark_raw.RawLlama`, a minimal loop over the C AP
 from __future__ import annotations
 
 import inspect
-import json
 import shutil
 import subprocess
 import time
@@ -38,6 +37,7 @@ class BenchPlan:
     edit_tokens: int = 128
     max_draft: int = 8
     edit_chars: int = 6 * K  # of source in the edit prompt: about 1.7K tokens
+    repeats: int = 1  # each figure is the best of this many runs
 
     @property
     def n_ctx(self) -> int:
@@ -58,8 +58,9 @@ def make_plan(*, quick: bool, gpu: bool, n_ctx_limit: int = 0) -> BenchPlan:
     if quick or not gpu:
         # a CPU prefills a few hundred tokens a second: keep a run within a few minutes
         sizes: tuple[int, ...] = (256, 1 * K) if quick else (1 * K, 4 * K)
+        # a shared CPU is noisy: each figure is the best of 3 runs
         return BenchPlan(sizes, decode_tokens=32 if quick else 64, deep=sizes[-1],
-                         edit_tokens=64 if quick else 128)
+                         edit_tokens=64 if quick else 128, repeats=3)
     sizes = (1 * K, 8 * K, 32 * K)
     limit = n_ctx_limit or 128 * K
     size = 64 * K
@@ -171,8 +172,9 @@ def _supports_speculative(engine: Any) -> bool:
     return gen is not None and "speculative" in inspect.signature(gen).parameters
 
 
-def _generate(engine: Any, prompt: Sequence[int], max_tokens: int, **extra: Any) -> Any:
+def _generate(engine: Any, prompt: Sequence[int], max_tokens: int, *, speculative: bool = False) -> Any:
     """Run the engine's token-level decode loop greedily; return its GenerationStats."""
+    extra = {"speculative": speculative} if _supports_speculative(engine) else {}
     stats = None
     for chunk in engine.generate_tokens(prompt, max_tokens=max_tokens, temperature=0.0, **extra):
         if chunk.stats is not None:
@@ -184,7 +186,7 @@ def _generate(engine: Any, prompt: Sequence[int], max_tokens: int, **extra: Any)
 
 def measure_ours(path: Path, settings: Settings, plan: BenchPlan, report: BenchReport,
                  progress: Progress) -> None:
-    """Load our engine and fill in the `ours` column."""
+    """Load our engine and fill in the `ours` column (best of plan.repeats for each figure)."""
     from gemma_code.engine.llamacpp import LlamaCppEngine
 
     progress("ours: load")
@@ -192,47 +194,49 @@ def measure_ours(path: Path, settings: Settings, plan: BenchPlan, report: BenchR
     engine = LlamaCppEngine(path, settings)
     report.figure("load", "load time", "s").ours = time.perf_counter() - began
     report.backend, report.device = engine.info.backend, _device_name(engine.info.backend)
+    reps = range(plan.repeats)
     try:
         tok = engine.tokenize
         bos = tok("<bos>")[:1]
-        for salt, size in enumerate(plan.prefill_sizes):
+        for index, size in enumerate(plan.prefill_sizes):
             progress(f"ours: prefill {size_label(size)}")
-            prompt = bos + corpus_tokens(tok, size - len(bos), salt=salt)
-            stats = _generate(engine, prompt, 1)
-            report.figure(f"prefill_{size}", f"prefill {size_label(size)}", "tok/s").ours = (
-                stats.prefill_tok_s)
+            prompts = [bos + corpus_tokens(tok, size - len(bos), salt=index * 100 + r) for r in reps]
+            runs = [_generate(engine, prompt, 1) for prompt in prompts]
+            report.figure(f"prefill_{size}", f"prefill {size_label(size)}", "tok/s").ours = max(
+                r.prefill_tok_s for r in runs)
             if size == plan.ttft_size:
-                report.figure("ttft", f"first token, {size_label(size)} prompt", "s").ours = (
-                    stats.time_to_first_token_s)
+                report.figure("ttft", f"first token, {size_label(size)} prompt", "s").ours = min(
+                    r.time_to_first_token_s for r in runs)
                 progress("ours: follow-up")
-                more = prompt + corpus_tokens(tok, plan.followup_tokens, salt=999)
-                follow = _generate(engine, more, 1)
+                follows = [_generate(engine, prompts[-1] + corpus_tokens(
+                    tok, plan.followup_tokens, salt=999 + r), 1) for r in reps]
                 fig = report.figure("followup_ttft", f"first token, follow-up (+{plan.followup_tokens})", "s")
-                fig.ours = follow.time_to_first_token_s
-                fig.note = f"{follow.prompt_tokens_reused:,} tokens reused"
+                fig.ours = min(f.time_to_first_token_s for f in follows)
+                fig.note = f"{follows[-1].prompt_tokens_reused:,} tokens reused"
         for depth in (0, plan.deep):
             progress(f"ours: decode at depth {size_label(depth)}")
-            prompt = bos + corpus_tokens(tok, max(depth, 16), salt=depth + 7)
-            stats = _generate(engine, prompt, plan.decode_tokens)
+            runs = [_generate(engine, bos + corpus_tokens(tok, max(depth, 16), salt=depth + 7 + r),
+                              plan.decode_tokens) for r in reps]
             fig = report.figure(f"decode_{depth}", f"decode at depth {size_label(depth)}", "tok/s")
-            fig.ours = stats.decode_tok_s
-            if stats.completion_tokens < plan.decode_tokens:
-                fig.note = f"stopped after {stats.completion_tokens} tokens"
-        if _supports_speculative(engine):
-            progress("ours: edit task")
-            edit = tok(edit_prompt(engine.info.chat_format, plan.edit_chars))
-            plain = _generate(engine, edit, plan.edit_tokens)
-            spec = _generate(engine, edit, plan.edit_tokens, speculative=True)
-            fig = report.figure("edit_plain", "edit reply, plain decode", "tok/s")
-            fig.ours = plain.decode_tok_s
-            fig = report.figure("edit_spec", "edit reply, speculative", "tok/s")
-            fig.ours = spec.decode_tok_s
-            fig.note = f"{spec.draft_accepted}/{spec.draft_tokens} draft tokens accepted"
-            if plain.decode_tok_s:
-                report.figure("spec_speedup", "speculative speed-up (edit)", "x").ours = (
-                    spec.decode_tok_s / plain.decode_tok_s)
-        else:
+            fig.ours = max(r.decode_tok_s for r in runs)
+            if min(r.completion_tokens for r in runs) < plan.decode_tokens:
+                fig.note = f"stopped after {min(r.completion_tokens for r in runs)} tokens"
+        if not _supports_speculative(engine):
             report.notes.append("the engine has no speculative option: edit figures from the raw loop")
+            return
+        progress("ours: edit task")
+        edit = tok(edit_prompt(engine.info.chat_format, plan.edit_chars))
+        plain = max((_generate(engine, edit, plan.edit_tokens) for _ in reps),
+                    key=lambda st: st.decode_tok_s)
+        spec = max((_generate(engine, edit, plan.edit_tokens, speculative=True) for _ in reps),
+                   key=lambda st: st.decode_tok_s)
+        report.figure("edit_plain", "edit reply, plain decode", "tok/s").ours = plain.decode_tok_s
+        fig = report.figure("edit_spec", "edit reply, speculative", "tok/s")
+        fig.ours = spec.decode_tok_s
+        fig.note = f"{spec.draft_accepted}/{spec.draft_tokens} draft tokens accepted"
+        if plain.decode_tok_s:
+            report.figure("spec_speedup", "speculative speed-up (edit)", "x").ours = (
+                spec.decode_tok_s / plain.decode_tok_s)
     finally:
         engine.close()
 
@@ -254,72 +258,90 @@ def _device_name(backend: str) -> str:
 
 def measure_reference(path: Path, settings: Settings, plan: BenchPlan, report: BenchReport,
                       progress: Progress, *, n_ctx: int) -> None:
-    """Fill in the `reference` column with RawLlama (load, first-token times, the edit task)."""
+    """Fill in the `reference` column with RawLlama (best of plan.repeats for each figure)."""
     from gemma_code.benchmark_raw import RawLlama
-    from gemma_code.engine.speculative import PromptLookupDecoder
 
     progress("llama.cpp: load")
     raw = RawLlama(path, n_ctx=n_ctx, n_batch=settings.n_batch, n_threads=settings.n_threads,
                    n_gpu_layers=settings.n_gpu_layers, flash_attn=settings.flash_attn,
                    swa_full=settings.swa_full)
+    reps = range(plan.repeats)
     try:
         report.figure("load", "load time", "s").reference = raw.load_s
-        tok = raw.tokenize
-        bos = tok("<bos>", add_special=False)[:1]
-        for salt, size in enumerate(plan.prefill_sizes):
+
+        def tok(text: str) -> list[int]:
+            return raw.tokenize(text, add_special=False)
+
+        bos = tok("<bos>")[:1]
+        for index, size in enumerate(plan.prefill_sizes):
             progress(f"llama.cpp: prefill {size_label(size)}")
-            prompt = bos + corpus_tokens(lambda t: raw.tokenize(t, add_special=False), size - 1, salt=salt)
-            raw.clear()
-            began = time.perf_counter()
-            raw.prefill(prompt)
-            raw.sample(-1)
-            took = time.perf_counter() - began
+            prompt: list[int] = []
+            times = []
+            for r in reps:
+                prompt = bos + corpus_tokens(tok, size - 1, salt=index * 100 + r)
+                raw.clear()
+                times.append(_timed_prefill(raw, prompt, 0))
             report.figure(f"prefill_{size}", f"prefill {size_label(size)}", "tok/s").reference = (
-                len(prompt) / took)
+                len(prompt) / min(times))
             if size == plan.ttft_size:
-                report.figure("ttft", "", "s").reference = took
-                more = corpus_tokens(lambda t: raw.tokenize(t, add_special=False),
-                                     plan.followup_tokens, salt=999)
-                began = time.perf_counter()
-                raw.prefill(more, start=len(prompt))
-                raw.sample(-1)
-                report.figure("followup_ttft", "", "s").reference = time.perf_counter() - began
+                report.figure("ttft", "", "s").reference = min(times)
+                follow = []
+                for r in reps:  # each follow-up replaces the last one after the cached prompt
+                    raw.trim(len(prompt))
+                    more = corpus_tokens(tok, plan.followup_tokens, salt=999 + r)
+                    follow.append(_timed_prefill(raw, more, len(prompt)))
+                report.figure("followup_ttft", "", "s").reference = min(follow)
         for depth in (0, plan.deep):
             progress(f"llama.cpp: decode at depth {size_label(depth)}")
-            prompt = bos + corpus_tokens(lambda t: raw.tokenize(t, add_special=False),
-                                         max(depth, 16), salt=depth + 7)
-            raw.clear()
-            raw.prefill(prompt)
-            began = time.perf_counter()
-            out = raw.decode(raw.sample(-1), len(prompt), plan.decode_tokens, stop_at_eog=False)
-            rate = (len(out) - 1) / (time.perf_counter() - began)
-            report.figure(f"decode_{depth}", "", "tok/s").reference = rate
+            rates = [_raw_decode(raw, bos + corpus_tokens(tok, max(depth, 16), salt=depth + 7 + r),
+                                 plan.decode_tokens, stop_at_eog=False)[0] for r in reps]
+            report.figure(f"decode_{depth}", "", "tok/s").reference = max(rates)
         progress("llama.cpp: edit task")
-        edit = tok(edit_prompt(_raw_format(raw), plan.edit_chars), add_special=False)
-        raw.clear()
-        raw.prefill(edit)
-        began = time.perf_counter()
-        out = raw.decode(raw.sample(-1), len(edit), plan.edit_tokens)
-        plain_rate = (len(out) - 1) / (time.perf_counter() - began)
+        edit = tok(edit_prompt(_raw_format(raw), plan.edit_chars))
+        plain_rate = max(_raw_decode(raw, edit, plan.edit_tokens)[0] for _ in reps)
+        specs = [_raw_decode(raw, edit, plan.edit_tokens, max_draft=plan.max_draft) for _ in reps]
+        spec_rate, accepted, drafted = max(specs)
         report.figure("edit_plain", "edit reply, plain decode", "tok/s").reference = plain_rate
-        raw.clear()
-        raw.prefill(edit)
-        decoder = PromptLookupDecoder(raw.ctx, raw.sampler, raw.vocab, max_draft=plan.max_draft)
-        try:
-            first = raw.sample(-1)
-            began = time.perf_counter()
-            out = list(decoder.tokens(edit, first, n_past=len(edit), max_tokens=plan.edit_tokens))
-            spec_rate = (len(out) - 1) / (time.perf_counter() - began)
-        finally:
-            decoder.close()
         fig = report.figure("edit_spec", "edit reply, speculative", "tok/s")
         fig.reference = spec_rate
         if not fig.note:
-            fig.note = f"{decoder.stats.draft_accepted}/{decoder.stats.draft_tokens} accepted (raw loop)"
+            fig.note = f"{accepted}/{drafted} accepted (raw loop)"
         report.figure("spec_speedup", "speculative speed-up (edit)", "x").reference = (
             spec_rate / plain_rate)
     finally:
         raw.close()
+
+
+def _timed_prefill(raw: Any, tokens: Sequence[int], start: int) -> float:
+    """Seconds to prefill `tokens` at `start` and sample the first token."""
+    began = time.perf_counter()
+    raw.prefill(tokens, start=start)
+    raw.sample(-1)
+    return time.perf_counter() - began
+
+
+def _raw_decode(raw: Any, prompt: Sequence[int], n: int, *, max_draft: int = 0,
+                stop_at_eog: bool = True) -> tuple[float, int, int]:
+    """Greedy decode rate after `prompt` on the C-API loop (speculative when max_draft > 0).
+
+    Returns (tokens/s after the first token, draft tokens accepted, draft tokens proposed).
+    """
+    from gemma_code.engine.speculative import PromptLookupDecoder
+
+    raw.clear()
+    raw.prefill(prompt)
+    first = raw.sample(-1)
+    began = time.perf_counter()
+    if max_draft <= 0:
+        out = raw.decode(first, len(prompt), n, stop_at_eog=stop_at_eog)
+        return (len(out) - 1) / (time.perf_counter() - began), 0, 0
+    decoder = PromptLookupDecoder(raw.ctx, raw.sampler, raw.vocab, max_draft=max_draft)
+    try:
+        out = list(decoder.tokens(prompt, first, n_past=len(prompt), max_tokens=n))
+    finally:
+        decoder.close()
+    rate = (len(out) - 1) / (time.perf_counter() - began)
+    return rate, decoder.stats.draft_accepted, decoder.stats.draft_tokens
 
 
 def _raw_format(raw: Any) -> str:
@@ -339,35 +361,11 @@ def _raw_format(raw: Any) -> str:
 # -- llama-bench -------------------------------------------------------------------------------
 
 
-def llama_bench_args(exe: str, path: Path, plan: BenchPlan, settings: Settings) -> list[list[str]]:
-    """Two llama-bench runs: prefill sizes at depth 0; decode at depth 0 and deep."""
-    common = [exe, "-m", str(path), "-o", "json", "-r", "2", "-b", str(settings.n_batch),
-              "-ub", str(settings.n_batch), "-fa", "1" if settings.flash_attn else "0",
-              "-ngl", "99" if settings.n_gpu_layers != 0 else "0"]
-    if settings.n_threads > 0:
-        common += ["-t", str(settings.n_threads)]
-    sizes = ",".join(str(s) for s in plan.prefill_sizes)
-    return [[*common, "-p", sizes, "-n", "0"],
-            [*common, "-p", "0", "-n", str(plan.decode_tokens), "-d", f"0,{plan.deep}"]]
-
-
-def parse_llama_bench(text: str) -> dict[str, float]:
-    """llama-bench -o json -> {"prefill_N": tok/s, "decode_D": tok/s}."""
-    out: dict[str, float] = {}
-    for row in json.loads(text):
-        n_prompt, n_gen = int(row.get("n_prompt", 0)), int(row.get("n_gen", 0))
-        depth = int(row.get("n_depth", 0))
-        rate = float(row["avg_ts"])
-        if n_prompt and not n_gen and not depth:
-            out[f"prefill_{n_prompt}"] = rate
-        elif n_gen and not n_prompt:
-            out[f"decode_{depth}"] = rate
-    return out
-
-
 def measure_llama_bench(exe: str, path: Path, plan: BenchPlan, settings: Settings,
                         report: BenchReport, progress: Progress) -> bool:
     """Overwrite prefill/decode references with llama-bench's figures; False if it failed."""
+    from gemma_code.benchmark_raw import llama_bench_args, parse_llama_bench
+
     found: dict[str, float] = {}
     for args in llama_bench_args(exe, path, plan, settings):
         progress("llama-bench " + " ".join(args[-4:]))

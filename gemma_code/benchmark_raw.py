@@ -1,4 +1,4 @@
-"""llama.cpp's own decode loop, written against llama-cpp-python's low-level C API.
+"""llama.cpp's own loop: a minimal decode loop over the C API, and llama-bench's command line.
 
 The reference `gemma-code bench` compares the engine against when no `llama-bench` binary is
 on PATH: model load, batched prefill with logits only at the end, then one `llama_decode`
@@ -8,12 +8,17 @@ It also serves as a minimal host for the speculative decoder's tests.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gemma_code.errors import EngineError, ModelError
+
+if TYPE_CHECKING:
+    from gemma_code.benchmark import BenchPlan
+    from gemma_code.config import Settings
 
 
 class RawLlama:
@@ -108,6 +113,11 @@ class RawLlama:
         lib.llama_memory_clear(lib.llama_get_memory(self.ctx), True)
         lib.llama_sampler_reset(self.sampler)
 
+    def trim(self, keep: int) -> None:
+        """Drop every KV cell at position `keep` or later."""
+        lib = self._lib
+        lib.llama_memory_seq_rm(lib.llama_get_memory(self.ctx), 0, keep, -1)
+
     def prefill(self, tokens: Sequence[int], start: int = 0) -> float:
         """Decode `tokens` at positions start.. in n_batch chunks; return the seconds taken."""
         lib = self._lib
@@ -172,3 +182,32 @@ class RawLlama:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- llama-bench ---------------------------------------------------------------------------------
+
+
+def llama_bench_args(exe: str, path: Path, plan: BenchPlan, settings: Settings) -> list[list[str]]:
+    """Two llama-bench runs: prefill sizes at depth 0; decode at depth 0 and deep."""
+    common = [exe, "-m", str(path), "-o", "json", "-r", "2", "-b", str(settings.n_batch),
+              "-ub", str(settings.n_batch), "-fa", "1" if settings.flash_attn else "0",
+              "-ngl", "99" if settings.n_gpu_layers != 0 else "0"]
+    if settings.n_threads > 0:
+        common += ["-t", str(settings.n_threads)]
+    sizes = ",".join(str(s) for s in plan.prefill_sizes)
+    return [[*common, "-p", sizes, "-n", "0"],
+            [*common, "-p", "0", "-n", str(plan.decode_tokens), "-d", f"0,{plan.deep}"]]
+
+
+def parse_llama_bench(text: str) -> dict[str, float]:
+    """llama-bench -o json -> {"prefill_N": tok/s, "decode_D": tok/s}."""
+    out: dict[str, float] = {}
+    for row in json.loads(text):
+        n_prompt, n_gen = int(row.get("n_prompt", 0)), int(row.get("n_gen", 0))
+        depth = int(row.get("n_depth", 0))
+        rate = float(row["avg_ts"])
+        if n_prompt and not n_gen and not depth:
+            out[f"prefill_{n_prompt}"] = rate
+        elif n_gen and not n_prompt:
+            out[f"decode_{depth}"] = rate
+    return out

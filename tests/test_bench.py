@@ -17,11 +17,10 @@ from gemma_code.benchmark import (
     K,
     corpus_tokens,
     edit_prompt,
-    llama_bench_args,
     make_plan,
     measure_llama_bench,
-    parse_llama_bench,
 )
+from gemma_code.benchmark_raw import llama_bench_args, parse_llama_bench
 from gemma_code.cli import app
 from gemma_code.config import Settings
 
