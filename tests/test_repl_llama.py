@@ -78,3 +78,20 @@ def test_gemma4_long_answer_is_re_read_while_idle_not_on_the_next_turn(tmp_path,
     assert first.idle_tokens > first.stats.prompt_tokens
     assert second.stats.prompt_tokens_evaluated < 40
     assert second.stats.prompt_tokens_reused >= first.stats.prompt_tokens
+
+
+def test_continue_restores_the_whole_conversation_from_disk(tiny_model_path, tmp_path):
+    from gemma_code.engine.llamacpp import load_llamacpp_engine
+    from gemma_code.repl.store import latest_session
+
+    settings = settings_for(tiny_model_path)
+    out, first = drive(lines("Name a fruit.", "Another one."), load_llamacpp_engine(settings), tmp_path,
+                       settings=settings)
+    assert "saved the conversation's" in out
+    before = first.conv.turns[-1].stats
+    out, again = drive(lines("And a third?"), load_llamacpp_engine(settings), tmp_path,
+                       settings=settings, resume=latest_session(tmp_path))
+    stats = again.conv.turns[0].stats
+    assert "prompt cache: restored" in out
+    assert stats.prompt_tokens_reused >= before.prompt_tokens + before.completion_tokens - 2
+    assert stats.prompt_tokens_evaluated < 30

@@ -247,8 +247,8 @@ class PrefixCache:
         limit = int(getattr(settings, "prompt_cache_mb", 8192)) << 20
         return cls(engine, settings, store or PromptCacheStore(max_bytes=limit))
 
-    def _prefix_of(self, messages: Sequence[Message], think: bool) -> list[int] | None:
-        """Tokens of the prompt up to the end of the system text; None without a system turn."""
+    def _prefix_of(self, messages: Sequence[Message], think: bool) -> tuple[list[int], list[int]] | None:
+        """The prompt's tokens up to the end of the system text, and all its tokens."""
         if not messages or messages[0].role != "system":
             return None
         full = render(messages, self.engine.info.chat_format, think=think)
@@ -261,24 +261,26 @@ class PrefixCache:
             return None  # the prompt does not fit; the task reports that itself
         head = list(self.engine.tokenize(full[: at + len(system)]))
         # tokens at the cut may merge differently; keep only what the full prompt agrees on
-        return tokens[: common_prefix(head, tokens)]
+        return tokens[: common_prefix(head, tokens)], tokens
 
     def before(self, messages: Sequence[Message], *, think: bool) -> str | None:
-        """Restore (or build and save) the prompt's prefix state; a notice saying what happened."""
+        """Restore the longest saved start of the prompt, or build and save its system prefix.
+
+        Returns a notice saying what happened, or None.
+        """
         if self.store is None:
             return None
-        prefix = self._prefix_of(messages, think)
-        if prefix is None or len(prefix) < MIN_PREFIX_TOKENS:
+        found = self._prefix_of(messages, think)
+        if found is None or len(found[0]) < MIN_PREFIX_TOKENS:
             self.store = None
             return None
+        prefix, tokens = found
         engine = self.engine
         self.prefix = prefix
         self.sig = signature(engine, self.settings)
-        in_memory = common_prefix(list(engine.kv_tokens()), prefix)
-        if in_memory == len(prefix):
-            self.saved = True  # already evaluated in this process
-            return None
-        entry = self.store.lookup(self.sig, prefix)
+        in_memory = common_prefix(list(engine.kv_tokens()), tokens)
+        # a saved conversation (chat --continue) or system prefix; one token must stay to evaluate
+        entry = self.store.lookup(self.sig, tokens[:-1])
         if entry is not None and len(entry.tokens) > in_memory:
             try:
                 ok = bool(engine.load_kv(str(entry.state_path), entry.tokens))
@@ -286,10 +288,14 @@ class PrefixCache:
                 ok = False
             if ok:
                 self.store.touch(entry)
-                self.restored_tokens = len(entry.tokens)
-                self.saved = True
-                return f"prompt cache: restored {len(entry.tokens):,} prompt tokens from disk"
-            self.store.remove(entry)
+                self.restored_tokens = in_memory = len(entry.tokens)
+            else:
+                self.store.remove(entry)
+        if in_memory >= len(prefix):
+            self.saved = True  # already evaluated, in this process or restored from disk
+            if self.restored_tokens:
+                return f"prompt cache: restored {self.restored_tokens:,} prompt tokens from disk"
+            return None
         if not callable(getattr(engine, "generate_tokens", None)):
             return None  # after() saves the whole state instead
         start = time.perf_counter()
@@ -301,6 +307,21 @@ class PrefixCache:
         self.prefill_tokens = evaluated
         self.prefill_s = time.perf_counter() - start
         return self._save(list(engine.kv_tokens()))
+
+    def save_state(self) -> str | None:
+        """Save the engine's whole KV state (a chat's conversation, for `chat --continue`)."""
+        if self.store is None or not self.sig:
+            return None
+        kv = list(self.engine.kv_tokens())
+        if len(kv) <= len(self.prefix) or kv[: len(self.prefix)] != self.prefix:
+            return None
+        if any(e.tokens == kv for e in self.store.entries()):
+            return None
+        try:
+            entry = self.store.put(self.engine, self.sig, kv, kv)
+        except Exception as exc:  # the chat is ending anyway; say so and go
+            return f"prompt cache: could not save the conversation ({type(exc).__name__}: {exc})"
+        return f"prompt cache: saved the conversation's {len(entry.tokens):,} tokens for --continue"
 
     def account(self, stats: GenerationStats) -> None:
         """Count a prefix evaluated by `before()` as evaluated by the turn, not reused."""

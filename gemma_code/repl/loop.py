@@ -322,6 +322,18 @@ class Repl:
             self.error(f"{text.split()[0]} failed: {type(exc).__name__}: {exc}",
                        "the session goes on; please report this with the command you ran")
 
+    def _save_conversation_state(self) -> None:
+        """Keep the conversation's KV state on disk, so `chat --continue` starts warm."""
+        if self.cache is None or not self.conv.history:
+            return
+        try:
+            with self.console.status("saving the conversation's KV state …"):
+                note = self.cache.save_state()
+        except KeyboardInterrupt:
+            return
+        if note:
+            self.notice(note)
+
     def _join_warmer(self) -> None:
         """Let the background re-read finish before the engine is used again; note what it did."""
         done = self.warmer.take()
@@ -360,7 +372,8 @@ class Repl:
                     break
                 self.handle(line)
         finally:
-            self.warmer.stop()
+            self.warmer.wait()
+            self._save_conversation_state()
             self.engine.close()
         if self.session.path.exists():
             self.console.print(f"[dim]session saved: gemma-code chat --resume {self.session.id}[/]")

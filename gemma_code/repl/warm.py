@@ -43,7 +43,6 @@ class Warmer:
     def __init__(self) -> None:
         self.last = WarmResult()
         self._thread: threading.Thread | None = None
-        self._stop = False
 
     def start(self, engine: Any, messages: Sequence[Message], *, think: bool) -> None:
         """Evaluate `messages` (no generation prompt) once the engine is free."""
@@ -55,8 +54,6 @@ class Warmer:
         self._thread.start()
 
     def _run(self, engine: Any, text: str) -> None:
-        if self._stop:
-            return
         start = time.perf_counter()
         try:
             target = list(engine.tokenize(text))
@@ -81,8 +78,3 @@ class Warmer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-
-    def stop(self) -> None:
-        """Skip work not yet started and wait for work in progress (before closing the engine)."""
-        self._stop = True
-        self.wait()
