@@ -170,14 +170,13 @@ def verify(
 class PromptLookupDecoder:
     """Generates tokens with prompt-lookup speculation; one per plain decode loop's step.
 
-    Usage from a decode loop, after the prompt is in the KV cache and `first` was sampled
-    from its last logits::
+    Usage from a decode loop, once the prompt is in the KV cache::
 
         decoder = PromptLookupDecoder(ctx, sampler, vocab)
-        for token in decoder.tokens(prompt_tokens, first, n_past=len(prompt_tokens),
-                                    max_tokens=256):
+        tokens = decoder.generate(prompt_tokens, max_tokens=256)  # samples the first token
+        for token in tokens:
             ...  # detokenize, check stop strings; `break` is fine
-        decoder.close()
+        tokens.close()  # frees the verify batch now rather than at garbage collection
 
     After the loop, `decoder.n_past` cells are in the KV cache: the prompt, then the emitted
     tokens in order (the last emitted token is not decoded yet, as in a plain loop; after a
@@ -204,7 +203,6 @@ class PromptLookupDecoder:
         self.ngram_min = ngram_min
         self.n_ctx = int(llama_cpp.llama_n_ctx(ctx))
         self._is_eog = is_eog or (lambda t: bool(llama_cpp.llama_vocab_is_eog(vocab, t)))
-        self.batch = VerifyBatch(max_draft)
         self.stats = DraftStats()
         self.n_past = 0
 
@@ -224,9 +222,15 @@ class PromptLookupDecoder:
         self.n_past = n_past
         drafter = NgramDrafter(history, ngram_max=self.ngram_max, ngram_min=self.ngram_min)
         drafter.append(first)
-        last = first
-        produced = 1
         yield first
+        # the batch lives as long as this generator: closing it (or running out) frees it
+        with VerifyBatch(self.max_draft) as batch:
+            yield from self._speculate(drafter, batch, first, max_tokens)
+
+    def _speculate(
+        self, drafter: NgramDrafter, batch: VerifyBatch, last: int, max_tokens: int
+    ) -> Iterator[int]:
+        produced = 1
         want = self.max_draft
         while produced < max_tokens and not self._is_eog(last):
             room = min(
@@ -237,7 +241,7 @@ class PromptLookupDecoder:
             if room < 0:
                 return
             draft = drafter.draft(room)
-            emitted = verify(self.ctx, self.sampler, self.batch, last, draft, self.n_past)
+            emitted = verify(self.ctx, self.sampler, batch, last, draft, self.n_past)
             self.stats.verify_calls += 1
             self.stats.draft_tokens += len(draft)
             self.stats.draft_accepted += len(emitted) - 1
@@ -256,4 +260,4 @@ class PromptLookupDecoder:
                     return
 
     def close(self) -> None:
-        self.batch.close()
+        """Nothing to free: each generation's batch is freed when its generator ends."""
