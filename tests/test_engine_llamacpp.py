@@ -217,3 +217,15 @@ def test_checkpoint_brings_back_a_sliding_window_after_a_long_answer(tiny_model_
         assert run(fresh.stream(follow, max_tokens=4, temperature=0))[0] == text
     finally:
         fresh.close()
+
+
+def test_speculative_decoding_gives_the_same_greedy_answer(engine: LlamaCppEngine) -> None:
+    copy = [Message("user", "Repeat exactly: def add(a, b):\n    return a + b\n\ndef sub(a, b):")]
+    plain, plain_stats = run(engine.stream(copy, max_tokens=24, temperature=0))
+    fast, stats = run(engine.stream(copy, max_tokens=24, temperature=0, speculative=True))
+    assert fast == plain
+    assert stats.completion_tokens == plain_stats.completion_tokens
+    assert stats.draft_tokens > 0 and 0 < stats.draft_accepted <= stats.draft_tokens
+    # the cache is consistent afterwards: the same prompt reuses all but its last token
+    _, again = run(engine.stream(copy, max_tokens=1, temperature=0))
+    assert again.prompt_tokens_reused == again.prompt_tokens - 1

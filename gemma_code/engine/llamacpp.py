@@ -12,7 +12,7 @@ import contextlib
 import ctypes
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from gemma_code.engine.fit import Memory, Plan, facts_from_metadata, plan
 from gemma_code.engine.gemma import STOP_STRINGS, ThoughtSplitter, detect_format, render
 from gemma_code.engine.ggufmeta import read_metadata, tensor_sizes
 from gemma_code.engine.hardware import default_threads, nvidia_gpus, ram_available
+from gemma_code.engine.stops import StopScanner
 from gemma_code.errors import EngineError, PromptTooLongError, UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -316,8 +317,12 @@ class LlamaCppEngine:
         grammar: str | None = None,
         stop: Sequence[str] = (),
         temperature: float | None = None,
+        speculative: bool = False,
     ) -> Iterator[Chunk]:
-        """Render, tokenize and generate; the last chunk is the stats."""
+        """Render, tokenize and generate; the last chunk is the stats.
+
+        `speculative` (not in the Engine protocol): prompt-lookup decoding for edit replies.
+        """
         fmt = self.info.chat_format
         prompt = self.tokenize(render(messages, fmt, think=think))
         if len(prompt) + max_tokens > self.info.n_ctx:
@@ -325,7 +330,7 @@ class LlamaCppEngine:
         stops = tuple(s for s in (*STOP_STRINGS.get(fmt, ()), *stop) if s)
         temp = self.settings.temperature if temperature is None else temperature
         yield from self.generate_tokens(prompt, max_tokens=max_tokens, temperature=temp,
-                                        grammar=grammar, stop=stops)
+                                        grammar=grammar, stop=stops, speculative=speculative)
 
     def generate_tokens(
         self,
@@ -335,9 +340,13 @@ class LlamaCppEngine:
         temperature: float,
         grammar: str | None = None,
         stop: Sequence[str] = (),
+        speculative: bool = False,
     ) -> Iterator[Chunk]:
-        """The decode loop over an already tokenized prompt (benchmarks call it directly)."""
-        lc = self._lc
+        """The decode loop over an already tokenized prompt (benchmarks call it directly).
+
+        `speculative`: prompt-lookup drafts verified in batches (engine/speculative.py),
+        for replies that copy from the prompt (edits); same tokens as plain decoding.
+        """
         if not prompt:
             raise EngineError("empty prompt")
         s = self.settings
@@ -347,12 +356,15 @@ class LlamaCppEngine:
         )
         stats = GenerationStats(prompt_tokens=len(prompt))
         splitter = ThoughtSplitter()
+        scanner = StopScanner(stop)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        held = ""  # text that may be the start of a stop string
-        longest_stop = max((len(x) for x in stop), default=0)
         start = time.perf_counter()
         first_at = start
         stats.stop_reason = "length"
+        spec: Any = None
+        tokens: Generator[int, None, None] | None = None
+        consumed: list[int] = []
+        stopped = False
         try:
             keep = self._reuse_prefix(prompt)
             stats.prompt_tokens_reused = keep
@@ -361,50 +373,64 @@ class LlamaCppEngine:
             if self._window_limited and stats.prompt_tokens_evaluated:
                 self._checkpoint.take(self.ctx, SEQ, len(self._tokens))
             stats.prefill_s = time.perf_counter() - start
-            sample, is_eog, piece, decode_one = (
-                lc.llama_sampler_sample, lc.llama_vocab_is_eog, self._piece_bytes, self._decode_one
-            )
-            ctx, vocab = self.ctx, self.vocab
-            while stats.completion_tokens < max_tokens:
-                token = sample(sampler, ctx, -1)
-                if stats.completion_tokens == 0:
+            if speculative:
+                from gemma_code.engine.speculative import PromptLookupDecoder
+
+                spec = PromptLookupDecoder(self.ctx, sampler, self.vocab)
+                tokens = spec.generate(list(prompt), max_tokens=max_tokens)
+            else:
+                tokens = self._plain_tokens(sampler, max_tokens)
+            is_eog, piece, vocab = self._lc.llama_vocab_is_eog, self._piece_bytes, self.vocab
+            for token in tokens:
+                if not consumed:
                     first_at = time.perf_counter()
                     stats.time_to_first_token_s = first_at - start
+                consumed.append(token)
                 if is_eog(vocab, token):
                     stats.stop_reason = "stop"
                     break
                 stats.completion_tokens += 1
-                if stats.completion_tokens < max_tokens:
-                    # on a GPU llama_decode may return before the graph finishes: the text work
-                    # below (and the consumer's rendering) overlaps it until the next sample
-                    decode_one(token)
-                held += decoder.decode(piece(token))
-                if longest_stop:
-                    cut = _find_stop(held, stop)
-                    if cut >= 0:
-                        yield from splitter.feed(held[:cut])
-                        held = ""
-                        stats.stop_reason = "stop"
-                        break
-                    safe = len(held) - _stop_prefix_len(held, stop, longest_stop)
-                    if safe > 0:
-                        yield from splitter.feed(held[:safe])
-                        held = held[safe:]
-                elif held:
-                    yield from splitter.feed(held)
-                    held = ""
-            held += decoder.decode(b"", final=True)
-            if held:
-                yield from splitter.feed(held)
+                text, stopped = scanner.feed(decoder.decode(piece(token)))
+                if text:
+                    yield from splitter.feed(text)
+                if stopped:
+                    stats.stop_reason = "stop"
+                    break
+            if not stopped:
+                tail = scanner.feed(decoder.decode(b"", final=True))[0] + scanner.flush()
+                if tail:
+                    yield from splitter.feed(tail)
             yield from splitter.finish()
         except GeneratorExit:
             stats.stop_reason = "interrupted"
             raise
         finally:
-            lc.llama_sampler_free(sampler)
+            if tokens is not None:
+                tokens.close()
+            self._lc.llama_sampler_free(sampler)
+            if spec is not None:
+                # the cache holds the prompt, then the emitted tokens (maybe a few verified
+                # ones past what was consumed); keep exactly what we know
+                self._tokens = ([*prompt, *consumed])[: spec.n_past]
+                stats.draft_tokens = spec.stats.draft_tokens
+                stats.draft_accepted = spec.stats.draft_accepted
             self._resync()
         stats.decode_s = time.perf_counter() - first_at if stats.completion_tokens else 0.0
         yield Chunk("stats", stats=stats)
+
+    def _plain_tokens(self, sampler: Any, max_tokens: int) -> Generator[int, None, None]:
+        """Sample, and decode each token before handing it out (see the comment below)."""
+        sample, is_eog, decode_one = (
+            self._lc.llama_sampler_sample, self._lc.llama_vocab_is_eog, self._decode_one
+        )
+        ctx, vocab = self.ctx, self.vocab
+        for count in range(1, max_tokens + 1):
+            token = sample(sampler, ctx, -1)
+            if count < max_tokens and not is_eog(vocab, token):
+                # on a GPU llama_decode may return before the graph finishes: the caller's
+                # text work (and the consumer's rendering) overlaps it until the next sample
+                decode_one(token)
+            yield token
 
     def _decode_one(self, token: int) -> None:
         self._one[0] = token
@@ -427,17 +453,3 @@ class LlamaCppEngine:
         with contextlib.suppress(Exception):
             self.close()
 
-
-def _find_stop(text: str, stops: Sequence[str]) -> int:
-    """Index of the earliest stop string in `text`, or -1."""
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(found) if found else -1
-
-
-def _stop_prefix_len(text: str, stops: Sequence[str], longest: int) -> int:
-    """Length of the longest suffix of `text` that begins some stop string."""
-    for size in range(min(len(text), longest - 1), 0, -1):
-        tail = text[-size:]
-        if any(s.startswith(tail) for s in stops):
-            return size
-    return 0
