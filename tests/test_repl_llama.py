@@ -51,6 +51,7 @@ def test_a_new_chat_restores_the_system_prefix_from_disk(tiny_model_path, tmp_pa
     assert stats.prompt_tokens_evaluated < stats.prompt_tokens_reused
 
 
+@pytest.mark.slow  # two 300-token answers: the sliding-window cache must overflow
 def test_gemma4_long_answer_is_re_read_while_idle_not_on_the_next_turn(tmp_path, monkeypatch):
     """Gemma 4 renders earlier answers without their thought channel; after a long answer the
     sliding-window layers cannot roll back, so the chat re-reads the conversation in the
