@@ -151,8 +151,9 @@ def _check_models(report: Report, settings: Settings) -> None:
     from gemma_code.engine.fit import facts_from_metadata, plan
     from gemma_code.engine.gemma import detect_format
     from gemma_code.engine.ggufmeta import read_metadata, tensor_sizes
-    from gemma_code.engine.llamacpp import memory_for, resolve_model_path
+    from gemma_code.engine.hardware import memory_for
     from gemma_code.errors import GemmaCodeError
+    from gemma_code.models import resolve_model
 
     try:
         from gemma_code.models import list_local
@@ -168,7 +169,7 @@ def _check_models(report: Report, settings: Settings) -> None:
         report.model["note"] = f"engine is {settings.engine!r}: no local model needed"
         return
     try:
-        path = resolve_model_path(settings.model)
+        path = resolve_model(settings.model)
         meta = read_metadata(path)
         experts = sum(n for name, n in tensor_sizes(path).items() if "_exps." in name)
     except GemmaCodeError as exc:

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from gemma_code.engine.fit import Memory
+
 MiB = 1024**2
 
 
@@ -88,3 +90,19 @@ def default_threads() -> int:
 def GiB_of(size: int) -> float:
     """Bytes as GiB, rounded for display."""
     return round(size / 1024**3, 1)
+
+
+def memory_for(gpu_offload: bool) -> Memory:
+    """Free memory to plan against: the first NVIDIA GPU, else llama.cpp's GPU device, else RAM."""
+    ram = ram_available()
+    if not gpu_offload:
+        return Memory(None, ram_free=ram)
+    gpus = nvidia_gpus()
+    if gpus:
+        return Memory(gpus[0].free, gpus[0].name, ram)
+    from gemma_code.engine.lowlevel import devices  # imports llama_cpp: only on this path
+
+    for dev in devices():
+        if dev.kind in {"gpu", "igpu"}:
+            return Memory(dev.free, dev.description or dev.name, ram)
+    return Memory(None, ram_free=ram)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
-import os
 import time
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
@@ -18,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
-from gemma_code.engine.fit import Memory, Plan, facts_from_metadata, plan
+from gemma_code.engine.fit import Plan, facts_from_metadata, plan
 from gemma_code.engine.gemma import STOP_STRINGS, ThoughtSplitter, detect_format, render
 from gemma_code.engine.ggufmeta import read_metadata, tensor_sizes
-from gemma_code.engine.hardware import default_threads, nvidia_gpus, ram_available
+from gemma_code.engine.hardware import default_threads, memory_for
 from gemma_code.engine.stops import StopScanner
 from gemma_code.errors import EngineError, PromptTooLongError, UnsupportedModelError
 
 if TYPE_CHECKING:
-    from gemma_code.engine.checkpoint import SwaCheckpoint
+    from gemma_code.engine.kvstate import SwaCheckpoint
 
 SEQ = 0  # the one sequence we use
 N_OUTPUTS_MAX = 16  # logits rows llama.cpp reserves per ubatch (512 would cost 512 MiB at 262K vocab)
@@ -40,24 +39,8 @@ def resolve_model_path(spec: str) -> Path:
     return resolve_model(spec)
 
 
-def memory_for(gpu_offload: bool) -> Memory:
-    """Free memory to plan against: the first NVIDIA GPU, else llama.cpp's GPU device, else RAM."""
-    ram = ram_available()
-    if not gpu_offload:
-        return Memory(None, ram_free=ram)
-    gpus = nvidia_gpus()
-    if gpus:
-        return Memory(gpus[0].free, gpus[0].name, ram)
-    from gemma_code.engine.lowlevel import devices
-
-    for dev in devices():
-        if dev.kind in {"gpu", "igpu"}:
-            return Memory(dev.free, dev.description or dev.name, ram)
-    return Memory(None, ram_free=ram)
-
-
 def load_llamacpp_engine(settings: Settings) -> LlamaCppEngine:
-    """Resolve the model, plan the memory, load it."""
+    """Resolve the model (registry name or path), plan the memory, load it."""
     return LlamaCppEngine(resolve_model_path(settings.model), settings)
 
 
@@ -68,7 +51,7 @@ class LlamaCppEngine:
         import llama_cpp as lc
 
         from gemma_code.engine import lowlevel
-        from gemma_code.engine.checkpoint import SwaCheckpoint
+        from gemma_code.engine.kvstate import SwaCheckpoint
 
         self._lc = lc
         self._ll = lowlevel
@@ -269,39 +252,26 @@ class LlamaCppEngine:
 
     def save_kv(self, path: str | Path) -> int:
         """Write the KV cache and its tokens with llama.cpp's file format; bytes written."""
-        lc = self._lc
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        arr = (lc.llama_token * max(len(self._tokens), 1))(*self._tokens)
-        written = int(lc.llama_state_seq_save_file(
-            self.ctx, str(partial).encode(), SEQ, arr, len(self._tokens)
-        ))
+        from gemma_code.engine.kvstate import save_seq_file
+
+        written = save_seq_file(self.ctx, SEQ, Path(path), self._tokens)
         if written == 0:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-            raise EngineError(f"could not save the KV cache to {target}")
-        os.replace(partial, target)
+            raise EngineError(f"could not save the KV cache to {path}")
         return written
 
     def load_kv(self, path: str | Path, tokens: Sequence[int]) -> bool:
         """Restore a cache saved by save_kv if it holds exactly `tokens`; False otherwise."""
-        lc = self._lc
+        from gemma_code.engine.kvstate import load_seq_file
+
         file = Path(path)
         if not file.is_file() or len(tokens) > self.info.n_ctx:
             return False
-        capacity = self.info.n_ctx
-        out = (lc.llama_token * capacity)()
-        n_out = ctypes.c_size_t(0)
-        lc.llama_memory_clear(self.memory, True)
+        self._lc.llama_memory_clear(self.memory, True)
         self._tokens = []
         self._checkpoint.invalidate()
-        read = lc.llama_state_seq_load_file(
-            self.ctx, str(file).encode(), SEQ, out, capacity, ctypes.byref(n_out)
-        )
-        loaded = list(out[: n_out.value])
-        if read == 0 or loaded != list(tokens):
-            lc.llama_memory_clear(self.memory, True)
+        loaded = load_seq_file(self.ctx, SEQ, file, self.info.n_ctx)
+        if loaded is None or loaded != list(tokens):
+            self._lc.llama_memory_clear(self.memory, True)
             return False
         self._tokens = loaded
         return True

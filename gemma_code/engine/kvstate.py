@@ -1,4 +1,8 @@
-"""Sliding-window checkpoints: go back behind a sliding window that has moved on.
+"""KV cache state outside the context: llama.cpp's state files, and sliding-window checkpoints.
+
+State files (`save_seq_file` / `load_seq_file`) hold a sequence's cache and its tokens in
+llama.cpp's own format, for the prompt cache. Checkpoints let a prompt go back behind a
+sliding window that has moved on:
 
 With ``swa_full=False`` llama.cpp keeps only about window + batch cells for the sliding
 layers. A chat turn renders the previous answer differently from how it was generated (the
@@ -11,7 +15,11 @@ memory after each prompt and restore it when a later prompt goes back into that 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import llama_cpp as lc
@@ -53,3 +61,27 @@ class SwaCheckpoint:
 
     def invalidate(self) -> None:
         self.n_tokens = 0
+
+
+def save_seq_file(ctx: Any, seq: int, path: Path, tokens: Sequence[int]) -> int:
+    """Write `seq`'s cache and `tokens` to `path` atomically; bytes written (0: failed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    arr = (lc.llama_token * max(len(tokens), 1))(*tokens)
+    written = int(lc.llama_state_seq_save_file(ctx, str(partial).encode(), seq, arr, len(tokens)))
+    if written == 0:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        return 0
+    os.replace(partial, path)
+    return written
+
+
+def load_seq_file(ctx: Any, seq: int, path: Path, capacity: int) -> list[int] | None:
+    """Load a state file into `seq` (which must be empty); its tokens, or None when unreadable."""
+    out = (lc.llama_token * capacity)()
+    n_out = ctypes.c_size_t(0)
+    read = lc.llama_state_seq_load_file(
+        ctx, str(path).encode(), seq, out, capacity, ctypes.byref(n_out)
+    )
+    return list(out[: n_out.value]) if read else None
