@@ -15,8 +15,8 @@ from gemma_code.context.tags import (
     find_definitions,
     find_references,
     references_in,
-    scan_tags,
 )
+from gemma_code.context.tagscan import scan_tags
 
 # language: (defining file, its source, using file, its source, {name: kind} that must be found)
 FIXTURES: dict[str, tuple[str, str, str, str, dict[str, str]]] = {
@@ -231,3 +231,17 @@ def test_a_file_changing_during_the_scan_is_noted_and_not_cached(tmp_path: Path)
         assert "grown" in {t.name for t in first.tags["a.py"].definitions}
         again = scan_tags(root, stale, cache=cache)
         assert again.parsed == ["a.py"]  # not cached under the stale stat
+
+
+def test_parallel_parse_gives_the_same_tags_as_serial(tmp_path: Path, monkeypatch) -> None:
+    from gemma_code.context import tagscan
+
+    files = {f"p{i}.py": f"def f{i}(x):\n    return g{i}(x)\n" for i in range(30)}
+    root = _repo(tmp_path, files)
+    listed = scan_files(root).files
+    serial = scan_tags(root, listed, cache=ContextCache(tmp_path / "a.sqlite"))
+    monkeypatch.setattr(tagscan, "PARALLEL_FROM", 2)
+    parallel = scan_tags(root, listed, cache=ContextCache(tmp_path / "b.sqlite"))
+    assert sorted(parallel.parsed) == sorted(serial.parsed) == sorted(files)
+    for path in files:
+        assert parallel.tags[path] == serial.tags[path]

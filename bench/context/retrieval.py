@@ -84,7 +84,8 @@ def main() -> int:
     from gemma_code.context.files import scan_files
     from gemma_code.context.pack import full_block, pack
     from gemma_code.context.rank import STOPWORDS, Graph, rank_files, reference_graph
-    from gemma_code.context.tags import decode, scan_tags, stem
+    from gemma_code.context.tags import decode, stem
+    from gemma_code.context.tagscan import scan_tags
     from gemma_code.context.tokens import TokenCounter, gguf_counter
 
     budgets = [int(b) for b in args.budgets.split(",")]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -27,33 +28,47 @@ from pathlib import Path
 QUESTION = "Password reset emails are still sent to users whose account has been deactivated"
 
 
-def run(repo: Path, home: Path, budget: int, tokenizer: str) -> tuple[float, dict[str, object]]:
+def run(
+    repo: Path, home: Path, budget: int, tokenizer: str
+) -> tuple[tuple[float, float], dict[str, object]]:
+    """(wall seconds, CPU seconds) of one `gemma-code context` process, and its JSON."""
     env = dict(os.environ, GEMMA_CODE_HOME=str(home))
     if tokenizer:
         env["GEMMA_CODE_TOKENIZER"] = tokenizer
     exe = Path(sys.executable).with_name("gemma-code")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     out = subprocess.run([str(exe), "context", QUESTION, "--json", "--budget", str(budget)],
                          cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
-    return time.perf_counter() - start, json.loads(out)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return (wall, cpu), json.loads(out)
 
 
-def measure(repo: Path, budget: int, tokenizer: str, warm_runs: int = 3) -> dict[str, float]:
+def measure(repo: Path, budget: int, tokenizer: str, warm_runs: int = 3) -> dict[str, tuple[float, float]]:
+    """Cold, best-of-N warm, and after-one-edit timings, each (wall, CPU)."""
     home = Path(tempfile.mkdtemp(prefix="gc-speed-home-"))
     try:
         cold, payload = run(repo, home, budget, tokenizer)
-        warm = min(run(repo, home, budget, tokenizer)[0] for _ in range(warm_runs))
-        target = repo / str(payload["files"][0]["path"]) if payload["files"] else None
-        edit = float("nan")
-        if target is not None:
-            os.utime(target, None)
+        warm = min((run(repo, home, budget, tokenizer)[0] for _ in range(warm_runs)), key=lambda t: t[0])
+        files = payload["files"]
+        assert isinstance(files, list)
+        edit = (float("nan"), float("nan"))
+        if files:
+            target = repo / str(files[0]["path"])
             with target.open("a", encoding="utf-8") as handle:
                 handle.write("\n")
             edit = run(repo, home, budget, tokenizer)[0]
             subprocess.run(["git", "checkout", "-q", "--", str(target)], cwd=repo, check=False)
-        return {"files": int(payload["ranked"]), "cold_s": cold, "warm_s": warm, "edit_s": edit}
+        return {"files": (float(payload["ranked"]), 0.0), "cold": cold, "warm": warm, "edit": edit}  # type: ignore[arg-type]
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def line(name: str, r: dict[str, tuple[float, float]]) -> str:
+    cells = " ".join(f"{r[k][0]:>7.2f} {r[k][1]:>6.2f}" for k in ("cold", "warm", "edit"))
+    return f"{name:<14} {int(r['files'][0]):>7} {cells}  (load {os.getloadavg()[0]:.1f})"
 
 
 def synthetic(source: Path, count: int) -> Path:
@@ -81,16 +96,15 @@ def main() -> int:
     parser.add_argument("--growth", default="", help="file counts, e.g. 2500,5000,10000,20000")
     args = parser.parse_args()
     repo = Path(args.repo).resolve()
-    print(f"{'repository':<28} {'files':>7} {'cold s':>8} {'warm s':>8} {'1 edit s':>9}")
-    result = measure(repo, args.budget, args.tokenizer)
-    print(f"{repo.name:<28} {result['files']:>7} {result['cold_s']:>8.2f} {result['warm_s']:>8.2f} "
-          f"{result['edit_s']:>9.2f}")
+    print("wall and CPU (user+sys) seconds of one `gemma-code context` process; load = 1-min load average")
+    heads = " ".join(f"{k:>7} {'cpu':>6}" for k in ("cold", "warm", "edit"))
+    print(f"{'repository':<14} {'files':>7} {heads}")
+    print(line(repo.name, measure(repo, args.budget, args.tokenizer)), flush=True)
     for count in [int(c) for c in args.growth.split(",") if c]:
         root = synthetic(repo, count)
         try:
-            r = measure(root, args.budget, args.tokenizer, warm_runs=2)
-            print(f"{'synthetic':<28} {r['files']:>7} {r['cold_s']:>8.2f} {r['warm_s']:>8.2f} "
-                  f"{r['edit_s']:>9.2f}")
+            result = measure(root, args.budget, args.tokenizer, warm_runs=2)
+            print(line(f"synthetic-{count}", result), flush=True)
         finally:
             shutil.rmtree(root, ignore_errors=True)
     return 0

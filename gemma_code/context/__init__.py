@@ -20,7 +20,7 @@ from gemma_code.context.rank import (
     reference_graph,
     shard_of,
 )
-from gemma_code.context.tags import scan_tags
+from gemma_code.context.tagscan import scan_tags
 from gemma_code.context.tokens import CountFn, TokenCounter
 
 __all__ = [

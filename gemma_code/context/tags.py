@@ -6,6 +6,7 @@ Public API (used by context ranking, edit/refactor/explain and review):
   find_definitions(root, name) -> [Tag]        where a name is defined, across the repository
   find_references(root, name) -> [Tag]         where it is used (definitions excluded)
   scan_tags(root, files, ...) -> TagScan       every candidate file, through the sqlite cache
+                                               (in tagscan.py)
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from __future__ import annotations
 import marshal
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gemma_code.context.cache import ContextCache
-from gemma_code.context.files import RepoFile, has_private_key, scan_files
+from gemma_code.context.files import has_private_key, scan_files
 from gemma_code.context.languages import IDENTIFIER_TYPES, language_for, parser_and_query
+
+if TYPE_CHECKING:
+    from gemma_code.context.tagscan import TagScan
 
 IDENT = re.compile(r"[^\W\d]\w+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -33,7 +36,8 @@ _LEXICAL_DEF = re.compile(
 # A line over this length, on average, means minified or machine-written text.
 MINIFIED_LINE = 300
 MAX_SIGNATURE = 160
-GROWN_LIMIT = 4_000_000
+# identifier -> its stemmed words; the same names recur across thousands of files
+_STEMMED_WORDS: dict[str, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -91,17 +95,6 @@ class FileTags:
         lang, rows, lines, words, skip, path_terms = marshal.loads(meta)
         return cls(path, lang, rows, marshal.loads(ids) if ids is not None else {},
                    marshal.loads(terms) if terms is not None else {}, lines, words, skip, path_terms)
-
-
-@dataclass
-class TagScan:
-    """Tags of every candidate file, with cache statistics and what had to be skipped."""
-
-    tags: dict[str, FileTags] = field(default_factory=dict)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    parsed: list[str] = field(default_factory=list)  # re-read this run (new or changed files)
-    reused: int = 0  # taken from the cache
 
 
 def split_words(identifier: str) -> list[str]:
@@ -165,15 +158,17 @@ def extract_tags(path: str, data: bytes, *, check_content: bool = True) -> FileT
     tags.path_terms = path_words(path)
     idents = Counter(IDENT.findall(text))
     tags.identifiers = dict(idents)
-    terms: Counter[str] = Counter()
-    stems: dict[str, str] = {}
+    terms: dict[str, int] = {}
+    memo = _STEMMED_WORDS
     for ident, count in idents.items():
-        for word in split_words(ident):
-            s = stems.get(word)
-            if s is None:
-                s = stems[word] = stem(word)
-            terms[s] += count
-    tags.terms = dict(terms)
+        words = memo.get(ident)
+        if words is None:
+            if len(memo) > 500_000:
+                memo.clear()  # bound the memory of a very long-lived process
+            words = memo[ident] = tuple(stem(w) for w in split_words(ident))
+        for s in words:
+            terms[s] = terms.get(s, 0) + count
+    tags.terms = terms
     tags.words = sum(terms.values())
     lang = language_for(path)
     tools = parser_and_query(lang) if lang else None
@@ -240,77 +235,6 @@ def _lexical_definitions(path: str, text: str, lines: list[str]) -> list[Tag]:
     return tags
 
 
-def read_file(root: Path, rel: str, size: int) -> tuple[bytes | None, str]:
-    """A file's bytes (None with a reason when unreadable); a size change is reported."""
-    try:
-        with open(root / rel, "rb") as handle:
-            data = handle.read(size + 1)
-            if len(data) > size:
-                data += handle.read(GROWN_LIMIT)  # it grew since it was listed: take what is there
-    except OSError as exc:
-        return None, f"unreadable ({exc.strerror or type(exc).__name__})"
-    if len(data) != size:
-        return data, "changed during the scan"
-    return data, ""
-
-
-def scan_tags(
-    root: Path,
-    files: Sequence[RepoFile],
-    *,
-    cache: ContextCache | None = None,
-    trusted: Iterable[str] = (),
-    identifiers: bool = True,
-    terms: bool = True,
-) -> TagScan:
-    """Tags for every file: cached rows whose mtime and size still match, the rest re-read.
-
-    `identifiers` and `terms` of cached files are loaded only when asked for (graph and
-    word-index rebuilds); freshly parsed files always carry them.
-    """
-    root = Path(root).resolve()
-    key = str(root)
-    scan = TagScan()
-    own = cache is None
-    cache = cache or ContextCache()
-    trusted_set = set(trusted)
-    try:
-        rows = cache.load_tags(key, terms=terms)
-        id_rows = cache.load_identifiers(key) if identifiers else {}
-        fresh: list[tuple[str, int, int, bytes, bytes, bytes]] = []
-        for item in files:
-            row = rows.get(item.path)
-            if row is not None and row[0] == item.mtime_ns and row[1] == item.size:
-                tags = FileTags.load(item.path, row[2], row[3], id_rows.get(item.path))
-                scan.reused += 1
-            else:
-                data, problem = read_file(root, item.path, item.size)
-                if data is None:
-                    scan.skipped.append((item.path, problem))
-                    continue
-                tags = extract_tags(item.path, data, check_content=item.path not in trusted_set)
-                scan.parsed.append(item.path)
-                if problem:
-                    scan.notes.append(f"{item.path} changed while it was read; its tags may be stale")
-                else:
-                    fresh.append((item.path, item.mtime_ns, item.size, *tags.dump()))
-            if tags.skip and item.path not in trusted_set:
-                scan.skipped.append((item.path, tags.skip))
-                continue
-            scan.tags[item.path] = tags
-        cache.store_tags(key, fresh)
-        listed = {f.path for f in files}
-        gone = [p for p in rows if p not in listed and not (root / p).exists()]
-        if gone:
-            cache.forget_tags(key, gone)
-        if not cache.ok:
-            scan.notes.append(cache.error)
-    finally:
-        if own:
-            cache.close()
-    return scan
-
-
 def file_tags(root: Path | str, path: str) -> FileTags:
     """Definitions and identifier counts of one file (relative POSIX path), uncached."""
     data = (Path(root) / path).read_bytes()
@@ -352,6 +276,8 @@ def references_in(root: Path | str, path: str, name: str | None = None) -> list[
 
 
 def _repo_tags(root: Path | str, *, identifiers: bool) -> tuple[Path, TagScan]:
+    from gemma_code.context.tagscan import scan_tags
+
     base = Path(root).resolve()
     files = scan_files(base)
     return base, scan_tags(base, files.files, identifiers=identifiers, terms=False)
