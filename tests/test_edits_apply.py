@@ -248,3 +248,23 @@ def test_echoed_example_path_from_the_instructions_is_refused(tmp_path):
     reply = "path/to/file.py\n```\nthe complete new content of the file\n```\n"
     assert "example path from the instructions" in failure_of(tmp_path, reply)
     assert not (tmp_path / "path").exists()
+
+
+def test_hunk_without_context_or_removed_lines_is_refused(tmp_path):
+    write(tmp_path, "a.py", "a\nb\n")
+    assert "nothing to anchor" in failure_of(tmp_path, "--- a/a.py\n+++ b/a.py\n@@ -1,0 +2 @@\n+new\n")
+    assert (tmp_path / "a.py").read_text() == "a\nb\n"
+
+
+def test_symlink_into_git_folder_is_refused(tmp_path):
+    (tmp_path / ".git" / "hooks").mkdir(parents=True)
+    (tmp_path / "hooks").symlink_to(tmp_path / ".git" / "hooks")
+    assert "into .git/" in failure_of(tmp_path, sr("hooks/post-checkout", "", "echo owned\n"))
+    assert not (tmp_path / ".git" / "hooks" / "post-checkout").exists()
+
+
+def test_text_the_files_encoding_cannot_hold_is_refused(tmp_path):
+    write(tmp_path, "a.txt", "caf\xe9\n".encode("latin-1"))
+    assert "cannot be written in the file's encoding" in failure_of(
+        tmp_path, sr("a.txt", "caf\xe9\n", "café ☕\n"))
+    assert (tmp_path / "a.txt").read_bytes() == "caf\xe9\n".encode("latin-1")
