@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 
 import pytest
@@ -282,3 +283,20 @@ def test_completion_of_commands_paths_and_symbols(git_repo):
     assert "add" in _complete(repl, "what does ad")
     assert "main" in _complete(repl, "/explain app.py::ma")
     assert _complete(repl, "!ech") == []
+
+
+def test_chat_command_reads_piped_lines_and_asks_confirmations_from_them(tmp_path):
+    import subprocess
+
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"replies": ["piped answer"], "log": str(tmp_path / "seen.jsonl")}))
+    env = {**os.environ, "GEMMA_CODE_ENGINE": "scripted", "GEMMA_CODE_SCRIPT": str(script)}
+    done = subprocess.run(
+        [sys.executable, "-m", "gemma_code", "chat"], input="!echo from-shell\ny\ny\nwhat now?\n/stats\n",
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "piped answer" in done.stdout and "from-shell" in done.stdout
+    seen = json.loads((tmp_path / "seen.jsonl").read_text().splitlines()[0])
+    assert "$ echo from-shell" in seen["messages"][-1]["content"]
+    assert "Traceback" not in done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,9 +129,18 @@ class Repl:
             )
         return self._prompt
 
+    @property
+    def piped(self) -> bool:
+        """Input comes from a pipe or file, not a terminal or a test's pipe input."""
+        return self.io.input is None and not sys.stdin.isatty()
+
     def ask_line(self, question: str) -> str:
         """A one-line answer from the user (confirmations); Ctrl-C or Ctrl-D answer "no"."""
         from prompt_toolkit import PromptSession
+
+        if self.piped:
+            self.console.print(question, end="", markup=False)
+            return sys.stdin.readline().strip()
 
         session: PromptSession[str] = PromptSession(input=self.io.input, output=self.io.output)
         try:
@@ -358,14 +368,27 @@ class Repl:
             self.notice(f"resumed with {len(self.conv.history) // 2} earlier exchange(s) (/history)")
         self.console.print("[dim]Enter sends · Alt-Enter (or Esc Enter) new line · /help · Ctrl-D quits[/]")
 
+    def _line_reader(self) -> Callable[[], str]:
+        """The prompt on a terminal; plain lines when input is piped (`gemma-code chat < script`)."""
+        if self.piped:
+            def read_piped() -> str:
+                line = sys.stdin.readline()
+                if not line:
+                    raise EOFError
+                return line.rstrip("\n")
+
+            return read_piped
+        session = self.prompt_session()
+        return lambda: session.prompt("› ")
+
     def run(self) -> int:
         """Read and run lines until /exit or Ctrl-D."""
         self.greet()
-        session = self.prompt_session()
+        read = self._line_reader()
         try:
             while self.running:
                 try:
-                    line = session.prompt("› ")
+                    line = read()
                 except KeyboardInterrupt:
                     continue  # Ctrl-C at the prompt clears the line
                 except EOFError:
