@@ -323,6 +323,7 @@ class Commands(CodeCommands):
         repl.conv.clear()
         repl.conv.history = list(info.messages)
         repl.session = SessionFile(info.id, cwd=repl.cwd, model=repl.engine.info.name)
+        repl.cache = None  # its conversation's KV state may be on disk (saved when it ended)
         repl.notice(f"loaded session {info.id}: {len(info.messages) // 2} exchange(s)")
 
     # ----- shell ------------------------------------------------------------------------------

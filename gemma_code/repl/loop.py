@@ -198,6 +198,7 @@ class Repl:
             self.packed = PackedView(notes=[f"the context builder failed: {exc.message}"])
         self.conv.repo_context = self.packed.text
         self.watch.remember(path for path, _, _ in self.packed.files)
+        self.context_used = self.engine.count_tokens(self.conv.system)
 
     def changed_files_note(self) -> str | None:
         """The new text of files changed since the model saw them, for the next user turn."""
