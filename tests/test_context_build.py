@@ -268,3 +268,12 @@ def test_token_counts_are_cached_by_content(project: Path) -> None:
     (project / "src/billing/tax.py").write_text("def compute_tax(a):\n    return 0\n", encoding="utf-8")
     build_context(project, "billing tax", budget=3000, count_tokens=counting, tokenizer_id="t1")
     assert calls and all("compute_tax(a)" in c or "Repository map" in c for c in calls)
+
+
+def test_over_the_limit_a_named_symbol_still_finds_its_file(tmp_path: Path) -> None:
+    files = {f"pkg/m{i:03}.py": f"def f{i}():\n    return {i}\n" for i in range(40)}
+    files["zzz/late.py"] = "def very_specific_handler():\n    return 1\n"
+    root = make_repo(tmp_path / "many", files)
+    packed = build_context(root, "where is very_specific_handler?", budget=3000, count_tokens=words,
+                           max_ranked=10)
+    assert packed.files[0].path == "zzz/late.py"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gemma_code.context.cache import TAGS_VERSION, ContextCache
-from gemma_code.context.files import FileScan, RepoFile, find_repo_root, scan_files
+from gemma_code.context.files import FileScan, RepoFile, find_repo_root, grep_files, scan_files
 from gemma_code.context.pack import PackedContext, PackedFile, pack
 from gemma_code.context.rank import (
     Graph,
@@ -53,7 +53,10 @@ def _bounded(scan: FileScan, question: str, keep: set[str], limit: int) -> list[
     """At most `limit` files to parse: named, mentioned and dirty ones first, then by path."""
     if len(scan.files) <= limit:
         return scan.files
-    mentioned = analyze_question(question).paths
+    q = analyze_question(question)
+    mentioned = q.paths
+    # files containing a code-looking name from the question, found by git's own grep (fast, C)
+    keep = keep | set(grep_files(scan.root, q.code_names)) if scan.in_git else keep
     first = [f for f in scan.files
              if f.path in keep or any(f.path.endswith(m) for m in mentioned)]
     chosen = {f.path for f in first}

@@ -170,6 +170,23 @@ def _git_listing(root: Path, scan: FileScan) -> list[str] | None:
     return listed
 
 
+def grep_files(root: Path, names: Iterable[str], limit: int = 2_000) -> list[str]:
+    """Files of a git work tree that contain any of `names` as a whole word (git grep)."""
+    words = sorted({n for n in names if n.isidentifier()})
+    if not words:
+        return []
+    try:
+        import git
+
+        args = ["-l", "-w", "-F", "-I", "--untracked"]
+        for word in words[:20]:
+            args += ["-e", word]
+        out = git.Repo(root).git.grep(*args)
+    except Exception:  # no match exits 1, which gitpython raises; either way: nothing found
+        return []
+    return sorted(out.splitlines())[:limit]
+
+
 class _Ignore:
     """The subset of .gitignore rules that matters for a walk: globs, dir/, /anchored, **, !negation."""
 
