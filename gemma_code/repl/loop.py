@@ -17,7 +17,6 @@ from gemma_code.repl.conversation import Conversation, fit_to_window, partial_re
 from gemma_code.repl.repo import FileWatch, PackedView, find_root
 from gemma_code.repl.store import SessionFile, SessionInfo, new_session_id
 from gemma_code.repl.warm import Warmer
-from gemma_code.tasks.prompting import fence
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     from gemma_code.engine.prompt_cache import PrefixCache
     from gemma_code.repl.commands import Commands
 
-MAX_CHANGED_BYTES = 64_000
 WARN_FILL = 0.85  # tell the user before the oldest turns have to go
 
 
@@ -202,24 +200,14 @@ class Repl:
 
     def changed_files_note(self) -> str | None:
         """The new text of files changed since the model saw them, for the next user turn."""
+        from gemma_code.repl.repo import changed_files_text
+
         changed = self.watch.changed()
         if not changed:
             return None
-        parts = ["These files changed since you last saw them; their current content:"]
-        for rel in changed:
-            path = self.root / rel
-            try:
-                data = path.read_bytes()
-            except OSError:
-                parts.append(f"{rel}: deleted")
-                continue
-            if len(data) > MAX_CHANGED_BYTES:
-                parts.append(f"{rel}: changed ({len(data):,} bytes, too large to repeat here)")
-            else:
-                parts.append(fence(rel, data.decode("utf-8", errors="replace")))
         self.watch.remember(changed)
         self.notice("changed since the model saw them: " + ", ".join(changed))
-        return "\n".join(parts)
+        return changed_files_text(self.root, changed)
 
     # ----- turns ----------------------------------------------------------------------------
     def count_prompt(self, messages: Sequence[Message]) -> int:

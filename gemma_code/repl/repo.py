@@ -12,6 +12,7 @@ from typing import Any
 SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", ".venv", "venv", "__pycache__", ".mypy_cache",
              ".pytest_cache", ".ruff_cache", "dist", "build", ".tox", "target"}
 MAX_LISTED = 5000
+MAX_CHANGED_BYTES = 64_000  # a changed file larger than this is named, not repeated
 _SYMBOL = re.compile(
     r"^\s*(?:export\s+)?(?:async\s+)?(?:def|class|function|func|fn|struct|interface|type|enum)\s+"
     r"([A-Za-z_]\w*)", re.MULTILINE,
@@ -126,3 +127,21 @@ def scan_symbols(root: Path, files: Iterable[str], limit: int = 20000) -> list[s
         if len(names) >= limit:
             break
     return sorted(names)
+
+
+def changed_files_text(root: Path, changed: Iterable[str]) -> str:
+    """Current content of changed files (fenced), or a line saying deleted or too large."""
+    from gemma_code.tasks.prompting import fence
+
+    parts = ["These files changed since you last saw them; their current content:"]
+    for rel in changed:
+        try:
+            data = (root / rel).read_bytes()
+        except OSError:
+            parts.append(f"{rel}: deleted")
+            continue
+        if len(data) > MAX_CHANGED_BYTES:
+            parts.append(f"{rel}: changed ({len(data):,} bytes, too large to repeat here)")
+        else:
+            parts.append(fence(rel, data.decode("utf-8", errors="replace")))
+    return "\n".join(parts)
