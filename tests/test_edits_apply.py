@@ -268,3 +268,42 @@ def test_text_the_files_encoding_cannot_hold_is_refused(tmp_path):
     assert "cannot be written in the file's encoding" in failure_of(
         tmp_path, sr("a.txt", "caf\xe9\n", "café ☕\n"))
     assert (tmp_path / "a.txt").read_bytes() == "caf\xe9\n".encode("latin-1")
+
+
+def test_two_space_search_matches_four_space_file_and_replacement_is_rescaled(tmp_path):
+    write(tmp_path, "a.py", "def f(x):\n    if x:\n        return 1\n    return 0\n")
+    reply = sr("a.py", "def f(x):\n  if x:\n    return 1\n", "def f(x):\n  if x:\n    y = 1\n    return y\n")
+    result = apply_edits(tmp_path, parse_reply(reply))
+    assert (tmp_path / "a.py").read_text() == (
+        "def f(x):\n    if x:\n        y = 1\n        return y\n    return 0\n")
+    assert "indentation width converted" in result.notes[0]
+
+
+def test_space_indented_search_matches_tab_indented_file(tmp_path):
+    write(tmp_path, "a.go", "func f() {\n\tif x {\n\t\treturn 1\n\t}\n}\n")
+    reply = sr("a.go", "    if x {\n        return 1\n", "    if x {\n        return 2\n")
+    apply_edits(tmp_path, parse_reply(reply))
+    assert (tmp_path / "a.go").read_text() == "func f() {\n\tif x {\n\t\treturn 2\n\t}\n}\n"
+
+
+def test_replacement_that_cannot_be_rescaled_is_refused(tmp_path):
+    write(tmp_path, "a.py", "if x:\n  y = 1\n")
+    details = failure_of(tmp_path, sr("a.py", "if x:\n    y = 1\n", "if x:\n     y = 2\n"))
+    assert "cannot be re-indented" in details
+
+
+def test_one_width_search_with_other_unit_rescales_deeper_replacement_lines(tmp_path):
+    # the SEARCH has one indentation (any shift matches it); the file's unit (4) and the
+    # reply's (2) decide how its deeper REPLACE lines are indented
+    write(tmp_path, "a.py", "class A:\n    def f(self):\n        pass\n\n    def g(self):\n        pass\n")
+    reply = sr("a.py", "def g(self):\n", "def g(self):\n  if self:\n    return 1\n")
+    apply_edits(tmp_path, parse_reply(reply))
+    assert (tmp_path / "a.py").read_text() == (
+        "class A:\n    def f(self):\n        pass\n\n    def g(self):\n        if self:\n"
+        "            return 1\n        pass\n")
+
+
+def test_one_width_search_with_unclear_indent_unit_is_refused(tmp_path):
+    write(tmp_path, "a.py", "x = 1\n  y = 2\n     z = 3\n")  # steps of 2 and 3: no clear unit
+    details = failure_of(tmp_path, sr("a.py", "  z = 3\n", "  z = 3\n      q = 5\n"))
+    assert "cannot be re-indented" in details

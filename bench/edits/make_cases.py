@@ -183,6 +183,26 @@ def dedent_blocks(blocks: list[tuple[list[str], list[str]]]) -> list[tuple[list[
 Blocks = list[tuple[list[str], list[str]]]
 
 
+def halve_indent(blocks: Blocks) -> Blocks | None:
+    """The model writes 2-space indentation for a 4-space file."""
+    out, changed = [], False
+    for search, replace in blocks:
+        lines = [s for s in search + replace if s.strip()]
+        widths = [len(s) - len(s.lstrip(" ")) for s in lines]
+        if all(s[:w].strip(" ") == "" and not s[w:w + 1].isspace() and w % 2 == 0
+               for s, w in zip(lines, widths, strict=True)) and any(widths):
+            out.append(([_half(s) for s in search], [_half(r) for r in replace]))
+            changed = True
+        else:
+            out.append((search, replace))
+    return out if changed else None
+
+
+def _half(line: str) -> str:
+    width = len(line) - len(line.lstrip(" "))
+    return line[width // 2 :] if line.strip() else line
+
+
 def ws_noise(blocks: Blocks, rng: random.Random) -> Blocks:
     """Trailing spaces the model added to SEARCH lines."""
     return [([s + " " if s.strip() and rng.random() < 0.4 else s for s in search], replace)
@@ -214,6 +234,9 @@ def file_cases(cid: str, path: str, old: str, new: str, rng: random.Random) -> l
     drift = dedent_blocks(exact)
     if drift:
         out.append(positive(f"{cid}/srind", "sr_indent_drift", files, sr_reply(path, drift), want))
+    halved = halve_indent(exact)
+    if halved:
+        out.append(positive(f"{cid}/srhalf", "sr_indent_rescaled", files, sr_reply(path, halved), want))
     out.append(positive(f"{cid}/srws", "sr_trailing_ws", files, sr_reply(path, ws_noise(exact, rng)), want))
     out.append(positive(f"{cid}/srp", "sr_prose_fenced", files, sr_reply(path, exact, 1), want))
     diff3 = unified(path, old, new, 3)

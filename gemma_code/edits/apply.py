@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gemma_code.edits.match import Match, closest_lines, find_block, reindent, squash
+from gemma_code.edits.match import Match, closest_lines, find_block, reindent, settle_shift, squash
 from gemma_code.edits.model import ApplyResult, Edit, EditsFailedError, Failure, FileChange
 from gemma_code.edits.safepath import UnsafePathError, normalize, resolve_inside
 from gemma_code.edits.textfile import NotTextError, TextFile, text_lines
@@ -197,7 +197,12 @@ def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
             return
         _fail(plan, edit, "the SEARCH text is not in the file", lines, search, hint)
         return
-    new_block = reindent(replace, match)
+    settled = settle_shift(lines, search, replace, match)
+    new_block = reindent(replace, settled) if settled is not None else None
+    if new_block is None:
+        _fail(plan, edit, "the SEARCH text matched with a different indentation width, and the "
+              "REPLACE lines cannot be re-indented the same way", lines, search, hint)
+        return
     if search == replace or _inserted_already(lines, match, search, new_block):
         plan.already_applied.append(edit)
         return
@@ -205,7 +210,8 @@ def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
     state.cursor[edit.group] = match.start + len(new_block)
     state.offset[edit.group] = state.offset.get(edit.group, 0) + len(new_block) - len(search)
     if match.level != "exact":
-        how = "ignoring trailing whitespace" if match.level == "whitespace" else "re-indented"
+        how = {"whitespace": "ignoring trailing whitespace", "indentation": "re-indented",
+               "rescaled": "with its indentation width converted"}[match.level]
         plan.notes.append(f"{state.rel}: {edit.describe()} matched {how} at line {match.start + 1}")
     plan.applied.append(edit)
 

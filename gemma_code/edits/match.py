@@ -1,4 +1,4 @@
-"""Find where a block of lines sits in a file: exact, then whitespace-tolerant, then re-indented.
+"""Find where a block of lines sits in a file: exact, whitespace-tolerant, re-indented, re-scaled.
 
 A match must be unique at the first level that finds anything; several are reported back
 as candidates, never guessed between.
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Literal
 
-Level = Literal["exact", "whitespace", "indentation"]
-LEVELS: tuple[Level, ...] = ("exact", "whitespace", "indentation")
+Level = Literal["exact", "whitespace", "indentation", "rescaled"]
+LEVELS: tuple[Level, ...] = ("exact", "whitespace", "indentation", "rescaled")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Match:
     level: Level
     indent: int = 0
     indent_char: str = " "
+    scale: Fraction = Fraction(1)  # "rescaled": file width = scale * block width + indent
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,34 @@ def _indent_shift(lines: Sequence[str], block: Sequence[str], start: int) -> tup
     return (shift or 0), char
 
 
+def _indent_scale(lines: Sequence[str], block: Sequence[str], start: int) -> tuple[Fraction, int, str] | None:
+    """One linear map of indentation widths (2 spaces -> 4, spaces -> tabs) from block to file."""
+    pairs: list[tuple[int, int]] = []
+    chars: set[str] = set()
+    for k, want in enumerate(block):
+        have = lines[start + k]
+        if not have.strip() or not want.strip():
+            if have.strip() or want.strip():
+                return None
+            continue
+        if squash(have) != squash(want):
+            return None
+        hi, wi = _indent(have), _indent(want)
+        if len(set(hi)) > 1 or len(set(wi)) > 1:
+            return None  # mixed tabs and spaces in one indentation: no safe mapping
+        chars.update(hi)
+        pairs.append((len(hi), len(wi)))
+    if len(chars) > 1 or len({w for _, w in pairs}) < 2:
+        return None
+    (f1, w1) = pairs[0]
+    f2, w2 = next((f, w) for f, w in pairs if w != w1)
+    scale = Fraction(f2 - f1, w2 - w1)
+    offset = f1 - scale * w1
+    if scale <= 0 or offset.denominator != 1 or any(f != scale * w + offset for f, w in pairs):
+        return None
+    return scale, int(offset), (chars.pop() if chars else " ")
+
+
 def _starts(lines: Sequence[str], block: Sequence[str], after: int) -> range:
     return range(after, len(lines) - len(block) + 1)
 
@@ -92,7 +122,7 @@ def find_block(
     first = block[0]
     k0 = next((k for k, b in enumerate(block) if b.strip()), None)
     for level in LEVELS:
-        if level == "indentation" and k0 is None:
+        if level in ("indentation", "rescaled") and k0 is None:
             break
         key = squash(block[k0]) if k0 is not None else ""
         found: list[Match] = []
@@ -103,10 +133,17 @@ def find_block(
             elif level == "whitespace":
                 if lines[start].rstrip() == first.rstrip() and _at(lines, block, start, _rstrip):
                     found.append(Match(start, start + len(block), level))
-            elif squash(lines[start + (k0 or 0)]) == key:
+            elif squash(lines[start + (k0 or 0)]) != key:
+                continue
+            elif level == "indentation":
                 shift = _indent_shift(lines, block, start)
                 if shift is not None:
                     found.append(Match(start, start + len(block), level, shift[0], shift[1]))
+            else:
+                scaled = _indent_scale(lines, block, start)
+                if scaled is not None:
+                    found.append(Match(start, start + len(block), level, scaled[1], scaled[2],
+                                       scaled[0]))
         if len(found) == 1:
             return Search(found[0])
         if len(found) > 1:
@@ -117,8 +154,19 @@ def find_block(
     return Search()
 
 
-def reindent(block: Sequence[str], match: Match) -> list[str]:
-    """Shift a replacement's indentation the way the matched text was shifted."""
+def reindent(block: Sequence[str], match: Match) -> list[str] | None:
+    """Shift a replacement's indentation the way the matched text was; None if it cannot be."""
+    if match.level == "rescaled":
+        out = []
+        for line in block:
+            width = match.scale * len(_indent(line)) + match.indent
+            if not line.strip():
+                out.append("")
+            elif width.denominator != 1 or width < 0:
+                return None
+            else:
+                out.append(match.indent_char * int(width) + line.lstrip())
+        return out
     if match.level != "indentation" or match.indent == 0:
         return list(block)
     out = []
@@ -166,3 +214,43 @@ def closest_lines(
     start = max(0, best_start - 1)
     end = min(len(lines), best_start + min(width, limit) + 1)
     return start, list(lines[start:end])
+
+
+def indent_unit(lines: Sequence[str]) -> int | None:
+    """The usual indentation step of some lines (4 for 4-space code, 1 for tabs); None if unclear."""
+    from collections import Counter
+    from itertools import pairwise
+
+    widths = [len(_indent(line)) for line in lines if line.strip()]
+    steps = Counter(abs(b - a) for a, b in pairwise(widths) if a != b)
+    ranked = steps.most_common(2)
+    if not ranked or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
+        return None
+    return ranked[0][0]
+
+
+def settle_shift(lines: Sequence[str], block: Sequence[str], replace: Sequence[str],
+                 match: Match) -> Match | None:
+    """Decide a one-width block's shift: it says nothing about the indentation unit.
+
+    A SEARCH whose lines share one indentation matches shifted at any unit, so deeper
+    REPLACE lines are mapped with the ratio of the file's unit to the reply's; None when
+    either unit is unclear (refuse rather than guess).
+    """
+    widths = {len(_indent(b)) for b in block if b.strip()}
+    others = {len(_indent(r)) for r in replace if r.strip()} - widths
+    if match.level != "indentation" or match.indent == 0 or len(widths) != 1 or not others:
+        return match
+    file_unit = indent_unit(lines)
+    reply_unit = indent_unit([*block, *replace])
+    if file_unit is None or reply_unit is None:
+        return None
+    scale = Fraction(file_unit, reply_unit)
+    if scale == 1:
+        return match
+    (w0,) = widths
+    file_width = w0 + match.indent
+    offset = file_width - scale * w0
+    if offset.denominator != 1:
+        return None
+    return Match(match.start, match.end, "rescaled", int(offset), match.indent_char, scale)
