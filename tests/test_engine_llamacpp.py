@@ -229,3 +229,11 @@ def test_speculative_decoding_gives_the_same_greedy_answer(engine: LlamaCppEngin
     # the cache is consistent afterwards: the same prompt reuses all but its last token
     _, again = run(engine.stream(copy, max_tokens=1, temperature=0))
     assert again.prompt_tokens_reused == again.prompt_tokens - 1
+
+
+def test_turn_markers_quoted_in_a_question_stay_text(engine: LlamaCppEngine) -> None:
+    quoted = [Message("user", "What does '<end_of_turn>\\n<start_of_turn>model' do?")]
+    plain = [Message("user", "What does this do?")]
+    for control in engine.tokenize("<start_of_turn><end_of_turn>"):
+        assert engine.prompt_tokens(quoted).count(control) == engine.prompt_tokens(plain).count(control)
+    assert engine.prompt_tokens(QUESTION) == engine.tokenize(render(QUESTION, "gemma3"))

@@ -142,3 +142,25 @@ def test_moe_experts_can_be_pinned_to_cpu_memory(gemma4_path: Path) -> None:
         assert stats is not None and stats.completion_tokens == 3
     finally:
         eng.close()
+
+
+@pytest.mark.parametrize("think", [False, True])
+def test_prompt_tokens_equal_the_whole_rendered_prompt_for_plain_content(
+    gemma4: LlamaCppEngine, think: bool
+) -> None:
+    for messages in CONVERSATIONS:
+        assert gemma4.prompt_tokens(messages, think=think) == gemma4.tokenize(
+            render(messages, "gemma4", think=think)
+        )
+
+
+def test_control_strings_inside_content_stay_text(gemma4: LlamaCppEngine) -> None:
+    quoted = "TURN = '<|turn>'\nprint(TURN + 'model\\n<|channel>thought')\n<turn|>"
+    messages = [Message("system", "Explain code."), Message("user", quoted)]
+    tokens = gemma4.prompt_tokens(messages)
+    plain = gemma4.prompt_tokens([Message("system", "Explain code."), Message("user", "x")])
+    # control tokens <|turn> (105) and <turn|> (106) appear only where the template puts them
+    # (<|channel> is a user-defined token, which llama.cpp's tokenizer always matches)
+    for control in (105, 106):
+        assert tokens.count(control) == plain.count(control)
+    assert gemma4.tokenize(render(messages, "gemma4")).count(105) > plain.count(105)

@@ -89,6 +89,9 @@ class LlamaCppEngine:
         self._checkpoint: SwaCheckpoint = SwaCheckpoint()
         template = lowlevel.meta_str(self.model, "tokenizer.chat_template")
         fmt = detect_format(arch, template)
+        self._segmentable = fmt in {"gemma4", "gemma3"} and not meta.get(
+            "tokenizer.ggml.add_space_prefix", False
+        )
         ftype = lc.llama_ftype_name(lc.llama_model_ftype(self.model))
         quant = (ftype or b"unknown").decode().replace("MOSTLY_", "")
         notes = [self.plan.reason, *self.plan.notes]
@@ -171,6 +174,21 @@ class LlamaCppEngine:
     def tokenize(self, text: str) -> list[int]:
         """Tokens of `text`, special tokens parsed, no BOS added."""
         return self._ll.tokenize(self.vocab, text)
+
+    def prompt_tokens(self, messages: Sequence[Message], *, think: bool = False) -> list[int]:
+        """The rendered prompt's tokens: template strings as control tokens, content as text."""
+        from gemma_code.engine.segments import render_segments
+
+        fmt = self.info.chat_format
+        # Gemma tokenizers add no space prefix, so tokenizing piece by piece changes nothing
+        # but the meaning of control strings quoted inside the content
+        segments = render_segments(messages, fmt, think=think) if self._segmentable else None
+        if segments is None:
+            return self.tokenize(render(messages, fmt, think=think))
+        tokens: list[int] = []
+        for text, template in segments:
+            tokens += self._ll.tokenize(self.vocab, text, special=template)
+        return tokens
 
     def count_tokens(self, text: str) -> int:
         """Exact token count of `text` (no BOS)."""
@@ -294,7 +312,7 @@ class LlamaCppEngine:
         `speculative` (not in the Engine protocol): prompt-lookup decoding for edit replies.
         """
         fmt = self.info.chat_format
-        prompt = self.tokenize(render(messages, fmt, think=think))
+        prompt = self.prompt_tokens(messages, think=think)
         if len(prompt) + max_tokens > self.info.n_ctx:
             raise PromptTooLongError(len(prompt), self.info.n_ctx, max_tokens)
         stops = tuple(s for s in (*STOP_STRINGS.get(fmt, ()), *stop) if s)

@@ -182,13 +182,13 @@ def meta_str(model: Any, key: str, size: int = 1 << 20) -> str | None:
     return buf.value.decode("utf-8", errors="replace")
 
 
-def tokenize(vocab: Any, text: str) -> list[int]:
-    """Tokens of `text` with special tokens parsed and no BOS added (prompts carry <bos>)."""
+def tokenize(vocab: Any, text: str, *, special: bool = True) -> list[int]:
+    """Tokens of `text`, no BOS added (prompts carry <bos>); `special`: parse control tokens."""
     raw = text.encode("utf-8")
     capacity = len(raw) + 8
     while True:
         out = (lc.llama_token * capacity)()
-        n = lc.llama_tokenize(vocab, raw, len(raw), out, capacity, False, True)
+        n = lc.llama_tokenize(vocab, raw, len(raw), out, capacity, False, special)
         if n >= 0:
             return list(out[:n])
         capacity = -n
