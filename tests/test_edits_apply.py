@@ -307,3 +307,10 @@ def test_one_width_search_with_unclear_indent_unit_is_refused(tmp_path):
     write(tmp_path, "a.py", "x = 1\n  y = 2\n     z = 3\n")  # steps of 2 and 3: no clear unit
     details = failure_of(tmp_path, sr("a.py", "  z = 3\n", "  z = 3\n      q = 5\n"))
     assert "cannot be re-indented" in details
+
+
+def test_tolerant_match_keeps_the_files_own_context_lines(tmp_path):
+    write(tmp_path, "a.py", 'msg = "a  b"   \nx = 1\n')
+    reply = sr("a.py", 'msg = "a b"\nx = 1\n', 'msg = "a b"\nx = 2\n')
+    apply_edits(tmp_path, parse_reply(reply))
+    assert (tmp_path / "a.py").read_text() == 'msg = "a  b"   \nx = 2\n'

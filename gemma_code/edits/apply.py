@@ -130,6 +130,18 @@ def _inserted_already(lines: list[str], match: Match, search: list[str], replace
     return False
 
 
+def _keep_file_context(lines: Sequence[str], match: Match, search: Sequence[str],
+                       replace: Sequence[str], new_block: list[str]) -> None:
+    """Unchanged context lines keep the file's own bytes, not the model's tolerated copy."""
+    import difflib
+
+    ops = difflib.SequenceMatcher(None, search, replace, autojunk=False).get_opcodes()
+    for tag, i1, i2, j1, _ in ops:
+        if tag == "equal":
+            for t in range(i2 - i1):
+                new_block[j1 + t] = lines[match.start + i1 + t]
+
+
 def _trim_blank_ends(search: list[str], replace: list[str]) -> tuple[list[str], list[str]]:
     """Drop blank lines at the ends of a SEARCH (and the matching ones of its REPLACE)."""
     s, r = list(search), list(replace)
@@ -203,6 +215,8 @@ def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
         _fail(plan, edit, "the SEARCH text matched with a different indentation width, and the "
               "REPLACE lines cannot be re-indented the same way", lines, search, hint)
         return
+    if match.level != "exact":
+        _keep_file_context(lines, match, search, replace, new_block)
     if search == replace or _inserted_already(lines, match, search, new_block):
         plan.already_applied.append(edit)
         return
