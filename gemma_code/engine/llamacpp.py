@@ -20,16 +20,15 @@ from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
 from gemma_code.engine.fit import Plan, facts_from_metadata, plan
 from gemma_code.engine.gemma import STOP_STRINGS, ThoughtSplitter, detect_format, render
 from gemma_code.engine.ggufmeta import read_metadata, tensor_sizes
-from gemma_code.engine.hardware import default_threads, memory_for
+from gemma_code.engine.hardware import memory_for
 from gemma_code.engine.stops import StopScanner
-from gemma_code.errors import EngineError, PromptTooLongError, UnsupportedModelError
+from gemma_code.errors import EngineError, PromptTooLongError
 
 if TYPE_CHECKING:
     from gemma_code.engine.kvstate import SwaCheckpoint
 
 SEQ = 0  # the one sequence we use
 N_OUTPUTS_MAX = 16  # logits rows llama.cpp reserves per ubatch (512 would cost 512 MiB at 262K vocab)
-NEEDED = "llama-cpp-python 0.3.36 or later (it runs gemma4)"
 
 
 def resolve_model_path(spec: str) -> Path:
@@ -52,6 +51,7 @@ class LlamaCppEngine:
 
         from gemma_code.engine import lowlevel
         from gemma_code.engine.kvstate import SwaCheckpoint
+        from gemma_code.engine.loading import create_context, load_model
 
         self._lc = lc
         self._ll = lowlevel
@@ -63,7 +63,6 @@ class LlamaCppEngine:
         self.overridden: list[str] = []  # tensors placed by the expert override
         self.full_reprocesses = 0  # prefix reuse refused (sliding window), prompt re-evaluated
         self.checkpoint_restores = 0  # ... made possible by a sliding-window checkpoint
-        self._n_outputs_max = n_outputs_max
         meta = read_metadata(self.path)
         arch = str(meta.get("general.architecture", "unknown"))
         lowlevel.init_backend()
@@ -81,8 +80,16 @@ class LlamaCppEngine:
         n_gpu_layers = settings.n_gpu_layers if self.plan.n_gpu_layers < 0 else self.plan.n_gpu_layers
         # "on" forces the override even without a GPU (a no-op there, but it proves the path)
         self.cpu_moe = (self.plan.cpu_moe and gpu) or settings.cpu_moe == "on"
-        self._load_model(arch, n_gpu_layers if gpu else 0, self.cpu_moe)
-        self._create_context()
+        self.model, self.overridden = load_model(
+            self.path, arch, n_gpu_layers if gpu else 0, self.cpu_moe
+        )
+        try:
+            self.ctx, self.n_batch = create_context(self.model, self.plan, settings, n_outputs_max)
+        except EngineError:
+            lc.llama_model_free(self.model)
+            self.model = None
+            raise
+        self.memory = lc.llama_get_memory(self.ctx)
         self.vocab = lc.llama_model_get_vocab(self.model)
         self.n_swa = int(lc.llama_model_n_swa(self.model))
         self._window_limited = self.n_swa > 0 and not settings.swa_full
@@ -108,66 +115,6 @@ class LlamaCppEngine:
         self._one = (lc.llama_token * 1)()
 
     # -- loading -----------------------------------------------------------------------------
-
-    def _load_model(self, arch: str, n_gpu_layers: int, cpu_moe: bool) -> None:
-        lc, ll = self._lc, self._ll
-        params = lc.llama_model_default_params()
-        params.n_gpu_layers = n_gpu_layers  # negative: every layer
-        overrides = ll.ExpertOverrides() if cpu_moe else None
-        if overrides is not None:
-            params.tensor_buft_overrides = overrides.pointer
-        ll.clear_log()
-        self.model = lc.llama_model_load_from_file(str(self.path).encode(), params)
-        if self.model:
-            # llama.cpp's own confirmation, e.g. "tensor blk.0.ffn_down_exps.weight (...)
-            # buffer type overridden to CPU"
-            self.overridden = ll.log_tail(10_000, contains="buffer type overridden")
-            return
-        unknown = ll.log_tail(1, contains="unknown model architecture")
-        if unknown:
-            raise UnsupportedModelError(
-                f"this llama.cpp build cannot run {self.path.name} (architecture {arch!r})",
-                f"install {NEEDED}: pip install -U 'llama-cpp-python>=0.3.36'",
-            )
-        detail = "; ".join(ll.log_tail(2, contains="error")) or "see GEMMA_CODE_LLAMA_LOG=1"
-        raise EngineError(
-            f"llama.cpp could not load {self.path.name}: {detail}",
-            "the file may be truncated or made for another llama.cpp; download it again "
-            "or run with GEMMA_CODE_LLAMA_LOG=1 for llama.cpp's log",
-        )
-
-    def _create_context(self) -> None:
-        lc, ll, s = self._lc, self._ll, self.settings
-        if self.plan.kv_type not in ll.KV_GGML_TYPES:
-            raise EngineError(f"unknown KV cache type {self.plan.kv_type!r}", "use f16, q8_0 or q4_0")
-        if self.plan.kv_type != "f16" and not s.flash_attn:
-            raise EngineError(
-                f"a {self.plan.kv_type} KV cache needs flash attention", "set flash_attn = true"
-            )
-        params = lc.llama_context_default_params()
-        params.n_ctx = self.plan.n_ctx
-        params.n_batch = params.n_ubatch = max(32, min(s.n_batch, self.plan.n_ctx))
-        params.n_outputs_max = self._n_outputs_max
-        threads = s.n_threads if s.n_threads > 0 else default_threads()
-        params.n_threads = params.n_threads_batch = threads
-        params.flash_attn_type = (
-            lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if s.flash_attn else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
-        params.swa_full = s.swa_full
-        params.type_k = params.type_v = ll.KV_GGML_TYPES[self.plan.kv_type]
-        params.no_perf = True
-        ll.clear_log()
-        self.ctx = lc.llama_init_from_model(self.model, params)
-        self.n_batch = int(params.n_batch)
-        if not self.ctx:
-            lc.llama_model_free(self.model)
-            self.model = None
-            detail = "; ".join(ll.log_tail(2)) or "no detail"
-            raise EngineError(
-                f"llama.cpp could not create a {self.plan.n_ctx:,}-token context ({detail})",
-                "lower --n-ctx or set kv_type = \"q8_0\" (out of memory is the usual cause)",
-            )
-        self.memory = lc.llama_get_memory(self.ctx)
 
     # -- tokens ------------------------------------------------------------------------------
 
