@@ -237,3 +237,12 @@ def test_turn_markers_quoted_in_a_question_stay_text(engine: LlamaCppEngine) -> 
     for control in engine.tokenize("<start_of_turn><end_of_turn>"):
         assert engine.prompt_tokens(quoted).count(control) == engine.prompt_tokens(plain).count(control)
     assert engine.prompt_tokens(QUESTION) == engine.tokenize(render(QUESTION, "gemma3"))
+
+
+def test_zero_max_tokens_only_prefills_the_cache(engine: LlamaCppEngine) -> None:
+    tokens = engine.prompt_tokens(QUESTION)
+    _, stats = run(engine.generate_tokens(tokens, max_tokens=0, temperature=0))
+    assert stats.completion_tokens == 0
+    assert engine.kv_tokens() == tokens
+    _, after = run(engine.stream(QUESTION, max_tokens=1, temperature=0))
+    assert after.prompt_tokens_reused == len(tokens) - 1
