@@ -15,7 +15,7 @@ from typing import Any
 from gemma_code import paths
 
 # Bump when the stored tag format or the extraction changes: old rows are then ignored.
-TAGS_VERSION = 7
+TAGS_VERSION = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS file_tags (

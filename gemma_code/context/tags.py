@@ -36,8 +36,8 @@ _LEXICAL_DEF = re.compile(
 # A line over this length, on average, means minified or machine-written text.
 MINIFIED_LINE = 300
 MAX_SIGNATURE = 160
-# identifier -> its stemmed words; the same names recur across thousands of files
-_STEMMED_WORDS: dict[str, tuple[str, ...]] = {}
+# word as written -> its stem; the same words recur across thousands of files
+_STEMMED_WORDS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -158,15 +158,16 @@ def extract_tags(path: str, data: bytes, *, check_content: bool = True) -> FileT
     tags.path_terms = path_words(path)
     idents = Counter(IDENT.findall(text))
     tags.identifiers = dict(idents)
+    # words straight from the text (identifiers split at `_` and camelCase), counted in C
     terms: dict[str, int] = {}
     memo = _STEMMED_WORDS
-    for ident, count in idents.items():
-        words = memo.get(ident)
-        if words is None:
-            if len(memo) > 500_000:
-                memo.clear()  # bound the memory of a very long-lived process
-            words = memo[ident] = tuple(stem(w) for w in split_words(ident))
-        for s in words:
+    if len(memo) > 500_000:
+        memo.clear()  # bound the memory of a very long-lived process
+    for word, count in Counter(_CAMEL.findall(text)).items():
+        s = memo.get(word)
+        if s is None:
+            s = memo[word] = stem(word) if len(word) > 1 else ""
+        if s:
             terms[s] = terms.get(s, 0) + count
     tags.terms = terms
     tags.words = sum(terms.values())
