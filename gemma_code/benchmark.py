@@ -141,7 +141,8 @@ def corpus_text() -> str:
 def corpus_tokens(tokenize: Callable[[str], list[int]], n: int, *, salt: int = 0) -> list[int]:
     """`n` tokens of corpus text; `salt` changes the first line so no cached prefix applies."""
     text = corpus_text()
-    head = f"{salt}: a benchmark prompt\n"  # the salt leads, so no two prompts share a prefix
+    # a letter leads (digits are single tokens): consecutive prompts share no prefix
+    head = f"{chr(65 + salt % 26)}{salt}: a benchmark prompt\n"
     chars = 4 * n + 256  # code runs 3-4 characters a token: tokenize only about what is needed
     tokens = tokenize(head + text[:chars])
     while len(tokens) < n:
