@@ -189,7 +189,10 @@ def halve_indent(blocks: Blocks) -> Blocks | None:
     for search, replace in blocks:
         lines = [s for s in search + replace if s.strip()]
         widths = [len(s) - len(s.lstrip(" ")) for s in lines]
-        if all(s[:w].strip(" ") == "" and not s[w:w + 1].isspace() and w % 2 == 0
+        # a SEARCH all at column 0 matches exactly and its REPLACE is valid as written:
+        # only an indented SEARCH shows the reply's indentation is off
+        indented = any(s.strip() and s[0] == " " for s in search)
+        if indented and all(s[:w].strip(" ") == "" and not s[w:w + 1].isspace() and w % 2 == 0
                for s, w in zip(lines, widths, strict=True)) and any(widths):
             out.append(([_half(s) for s in search], [_half(r) for r in replace]))
             changed = True
