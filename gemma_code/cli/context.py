@@ -20,17 +20,18 @@ Examples:
 
   gemma-code context "why does login fail?" --budget 8000
 
-  gemma-code context "explain the cache" -f src/cache.py --json | jq '.files[].path'
+  gemma-code context "explain the cache" -f src/cache.py --json
 
   gemma-code context "how are plugins loaded?" --show | less
 
-Files are ranked by what the question mentions (paths, names), by the reference graph
-(PageRank) and by word overlap; the top ones go in full, the next as outlines
-(signatures with line numbers), within --budget tokens. Counts use the model's tokenizer
-(the `tokenizer` setting or the downloaded model file); without one they are estimates,
-flagged as such. --json prints {"budget", "used", "files": [{"path", "tokens", "mode"}],
-...} most relevant first. Nothing is written to the repository; caches live in the
-user cache folder.
+Files are ranked by what the question mentions (paths, names), by the reference \
+graph (PageRank) and by word overlap; the top ones go in full, the next as outlines \
+(signatures with line numbers), within --budget tokens.
+
+Counts use the model's tokenizer (the `tokenizer` setting, or the model file once \
+pulled); without one they are estimates, flagged as such. --json prints {"budget", \
+"used", "files": [{"path", "tokens", "mode"}], ...}, most relevant first. Nothing is \
+written to the repository; caches live in the user cache folder.
 """
 
 
