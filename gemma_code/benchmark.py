@@ -192,6 +192,8 @@ def _generate(engine: Any, prompt: Sequence[int], max_tokens: int, *, speculativ
 def measure_ours(path: Path, settings: Settings, plan: BenchPlan, report: BenchReport,
                  progress: Progress) -> None:
     """Load our engine and fill in the `ours` column (best of plan.repeats for each figure)."""
+    import llama_cpp  # noqa: F401  # imported untimed, as on the reference side
+
     from gemma_code.engine.llamacpp import LlamaCppEngine
 
     progress("ours: load")
