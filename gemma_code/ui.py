@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
@@ -106,6 +107,25 @@ class StreamPrinter:
             return
         if self._live is not None:
             self._live.update(self._renderable())
+
+    def play(self, chunks: Iterator[Chunk]) -> tuple[GenerationStats | None, bool]:
+        """Show a whole stream; Ctrl-C closes it (the engine stops decoding) instead of raising.
+
+        Returns the final stats (None if the stream ended early) and whether it was interrupted.
+        """
+        stats: GenerationStats | None = None
+        with self:
+            try:
+                for chunk in chunks:
+                    self.add(chunk)
+                    if chunk.stats is not None:
+                        stats = chunk.stats
+            except KeyboardInterrupt:
+                close = getattr(chunks, "close", None)  # engines stream from generators
+                if close is not None:
+                    close()
+                return stats, True
+        return stats, False
 
     def __exit__(
         self,

@@ -121,16 +121,9 @@ def ask(
             typer.echo(json.dumps(payload, ensure_ascii=False))
             return
         printer = StreamPrinter(stdout_console(), show_thoughts=settings.show_thoughts)
-        final = None
-        with printer:
-            try:
-                for chunk in chunks:
-                    printer.add(chunk)
-                    if chunk.stats is not None:
-                        final = chunk.stats
-            except KeyboardInterrupt:
-                chunks.close()
-                raise Interrupted("interrupted; the answer above is incomplete") from None
+        final, interrupted = printer.play(chunks)
+        if interrupted:
+            raise Interrupted("interrupted; the answer above is incomplete")
         if stats and final is not None:
             for note in cache.notes:
                 stderr_console().print(note, style="dim")

@@ -69,16 +69,9 @@ def explain_cmd(
         chunks = stream_ask(eng, messages, max_tokens=settings.max_tokens, think=settings.think,
                             temperature=settings.temperature)
         printer = StreamPrinter(stdout_console(), show_thoughts=settings.show_thoughts)
-        final = None
-        with printer:
-            try:
-                for chunk in chunks:
-                    printer.add(chunk)
-                    if chunk.stats is not None:
-                        final = chunk.stats
-            except KeyboardInterrupt:
-                chunks.close()
-                raise Interrupted("interrupted; the explanation above is incomplete") from None
+        final, interrupted = printer.play(chunks)
+        if interrupted:
+            raise Interrupted("interrupted; the explanation above is incomplete")
         if stats and final is not None:
             stderr_console().print(format_stats(final), style="dim")
     finally:

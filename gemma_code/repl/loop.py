@@ -280,19 +280,8 @@ class Repl:
             self.cache = PrefixCache.open(self.engine, self.settings)
             chunks = self.cache.wrap(chunks, messages, think=self.settings.think)
         printer = StreamPrinter(self.console, show_thoughts=self.settings.show_thoughts)
-        stats: GenerationStats | None = None
-        interrupted = False
-        with printer:
-            try:
-                for chunk in chunks:
-                    printer.add(chunk)
-                    if chunk.stats is not None:
-                        stats = chunk.stats
-            except KeyboardInterrupt:
-                interrupted = True
-                close = getattr(chunks, "close", None)  # engines stream from generators
-                if close is not None:
-                    close()  # the engine stops decoding; its KV cache keeps what was evaluated
+        # on Ctrl-C the engine stops decoding; its KV cache keeps what was evaluated
+        stats, interrupted = printer.play(chunks)
         for note in self.cache.notes if self.cache is not None else []:
             self.notice(note)
         if self.cache is not None:
