@@ -23,7 +23,7 @@ OUT=${OUT:-$ROOT/.bench-out}
 PYTHON=${PYTHON:-python3}
 LLAMA_CPP_PYTHON=0.3.36
 BENCH_N_CTX=${BENCH_N_CTX:-67584}  # prefill up to 64K: the run stays well within 10 minutes
-PY_NEEDS=(numpy jinja2 diskcache typer rich)
+PY_NEEDS=(numpy jinja2 diskcache typing_extensions typer rich)
 
 MODE=run DRY=0 SMALL=0
 for arg in "$@"; do
