@@ -270,3 +270,10 @@ def test_explain_from_a_subfolder_uses_repo_root(repo, scripted, monkeypatch):
     assert result.exit_code == 0, result.output
     user = engine.calls[0].messages[-1].content
     assert "pkg/m.py (lines 4-5)" in user and "util.py:1: def add(a, b):" in user
+
+
+def test_edit_asks_the_engine_for_speculative_decoding_and_ask_does_not(repo, scripted):
+    engine = scripted(SR_UTIL, "an answer")
+    assert runner.invoke(app, ["edit", "--yes", "--no-context", "swap", "util.py"]).exit_code == 0
+    assert runner.invoke(app, ["ask", "--no-context", "why?"]).exit_code == 0
+    assert [call.speculative for call in engine.calls] == [True, False]

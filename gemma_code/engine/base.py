@@ -98,8 +98,13 @@ class Engine(Protocol):
         grammar: str | None = None,
         stop: Sequence[str] = (),
         temperature: float | None = None,
+        speculative: bool = False,
     ) -> Iterator[Chunk]:
-        """Generate a reply; the last chunk is always kind="stats"."""
+        """Generate a reply; the last chunk is always kind="stats".
+
+        `speculative` asks for prompt-lookup speculative decoding (replies that copy the prompt,
+        such as edits); engines without it decode normally, with the same output.
+        """
         ...
 
     def close(self) -> None:

@@ -256,7 +256,7 @@ class LlamaCppEngine:
     ) -> Iterator[Chunk]:
         """Render, tokenize and generate; the last chunk is the stats.
 
-        `speculative` (not in the Engine protocol): prompt-lookup decoding for edit replies.
+        `speculative`: prompt-lookup decoding for edit replies.
         """
         fmt = self.info.chat_format
         prompt = self.prompt_tokens(messages, think=think)

@@ -276,6 +276,7 @@ class OpenAIEngine:
         grammar: str | None = None,
         stop: Sequence[str] = (),
         temperature: float | None = None,
+        speculative: bool = False,  # the server decides how it decodes
     ) -> Iterator[Chunk]:
         s = self.settings
         body = request_body(

@@ -37,6 +37,7 @@ class ScriptedCall:
     think: bool
     grammar: str | None
     stop: list[str]
+    speculative: bool = False
 
 
 @dataclass
@@ -92,12 +93,13 @@ class ScriptedEngine:
         grammar: str | None = None,
         stop: Sequence[str] = (),
         temperature: float | None = None,
+        speculative: bool = False,
     ) -> Iterator[Chunk]:
         prompt = render(messages, self.chat_format, think=think)
         prompt_tokens = self.count_tokens(prompt)
         if prompt_tokens + max_tokens > self.n_ctx:
             raise PromptTooLongError(prompt_tokens, self.n_ctx, max_tokens)
-        call = ScriptedCall(list(messages), prompt, max_tokens, think, grammar, list(stop))
+        call = ScriptedCall(list(messages), prompt, max_tokens, think, grammar, list(stop), speculative)
         self.calls.append(call)
         self._log(call)
         if not self.replies:

@@ -115,11 +115,14 @@ def edit_messages(
 
 def generate(engine: Engine, messages: Sequence[Message], *, max_tokens: int, think: bool = False,
              temperature: float | None = None) -> tuple[str, GenerationStats | None]:
-    """The model's whole reply text (thoughts dropped) and its stats."""
+    """The model's whole reply text (thoughts dropped) and its stats.
+
+    Edit replies mostly copy code from the prompt, so prompt-lookup speculative decoding is on.
+    """
     check_fits(engine, messages, max_tokens=max_tokens, think=think)
     text, stats = "", None
     for chunk in engine.stream(messages, max_tokens=max_tokens, think=think,
-                               temperature=temperature):
+                               temperature=temperature, speculative=True):
         if chunk.kind == "text":
             text += chunk.text
         elif chunk.stats is not None:
