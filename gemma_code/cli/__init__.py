@@ -50,17 +50,43 @@ def _root(
         ctx.invoke(chat)
 
 
-# Command modules register themselves on `app` (order = order in --help).
+# Command modules register themselves on `app` when imported.
 from gemma_code.cli import ask as _ask  # noqa: E402,F401
 from gemma_code.cli import bench as _bench  # noqa: E402,F401
 from gemma_code.cli import chat as _chat  # noqa: E402,F401
 from gemma_code.cli import config_cmd as _config_cmd  # noqa: E402,F401
-from gemma_code.cli import doctor as _doctor  # noqa: E402,F401
 from gemma_code.cli import context as _context  # noqa: E402,F401
+from gemma_code.cli import doctor as _doctor  # noqa: E402,F401
 from gemma_code.cli import edit as _edit  # noqa: E402,F401
 from gemma_code.cli import models as _models  # noqa: E402,F401
 from gemma_code.cli import review as _review  # noqa: E402,F401
 from gemma_code.cli import serve as _serve  # noqa: E402,F401
+
+# --help groups the commands into panels, in this order
+PANELS: dict[str, tuple[str, ...]] = {
+    "Ask and chat": ("chat", "ask", "context", "explain"),
+    "Change code": ("edit", "refactor", "apply", "undo"),
+    "Review": ("review", "hook"),
+    "Models and setup": ("models", "doctor", "config", "cache", "bench", "serve"),
+}
+
+
+def _arrange_help() -> None:
+    order = [name for names in PANELS.values() for name in names]
+    panel_of = {name: panel for panel, names in PANELS.items() for name in names}
+
+    def key(name: str | None) -> int:
+        return order.index(name) if name in order else len(order)
+
+    for info in app.registered_commands:
+        info.rich_help_panel = panel_of.get(info.name or "")
+    for group in app.registered_groups:
+        group.rich_help_panel = panel_of.get(group.name or "")
+    app.registered_commands.sort(key=lambda info: key(info.name))
+    app.registered_groups.sort(key=lambda group: key(group.name))
+
+
+_arrange_help()
 
 
 def main() -> None:

@@ -10,8 +10,9 @@ import typer
 from gemma_code.cli import app
 from gemma_code.cli.common import JsonOpt, command, settings_from
 
-CACHE_HELP = """The prompt cache: saved KV states that let `ask` and `chat` skip re-reading
-the same system prompt and repository context.
+CACHE_HELP = """The prompt cache: saved KV states, so `ask` and `chat` skip re-reading the context.
+
+Each entry is the model's state after the same system prompt and repository context.
 
 Examples:
 

@@ -16,9 +16,10 @@ from gemma_code.cli import app
 from gemma_code.cli.common import ModelOpt, NCtxOpt, command, settings_from
 from gemma_code.config import Settings
 
-DOCTOR_HELP = """Check the set-up: Python, the llama.cpp build (GPU offload or not), GPUs and free
-memory, downloaded models, and the context window and KV cache the engine would choose.
-Each problem comes with its fix. Exit 0 when gemma-code can run, 1 when something blocks it.
+DOCTOR_HELP = """Check the set-up and show the memory plan; each problem comes with its fix.
+
+Checks Python, the llama.cpp build (GPU offload or not), GPUs and free memory, downloaded
+models, and the context window and KV cache the engine would choose. Exit 0 when gemma-code can run, 1 when something blocks it.
 
 Examples:
 
