@@ -158,3 +158,18 @@ def test_files_in_prompt_are_fenced_safely(tmp_path: Path):
     from gemma_code.tasks.prompting import fence
 
     assert fence("a.md", "```py\nx\n```") == "a.md\n````\n```py\nx\n```\n````\n"
+
+
+def test_options_before_the_command_apply_to_it(scripted, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    engine = scripted("ok")
+    result = runner.invoke(app, ["--think", "ask", "--no-context", "q"])
+    assert result.exit_code == 0, result.output
+    assert engine.calls[0].think is True
+
+
+def test_continue_only_goes_with_the_chat(scripted, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scripted("ok")
+    result = runner.invoke(app, ["--continue", "ask", "--no-context", "q"])
+    assert result.exit_code == 2

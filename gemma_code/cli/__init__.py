@@ -10,6 +10,8 @@ from __future__ import annotations
 import typer
 
 from gemma_code import __version__
+from gemma_code.cli import common
+from gemma_code.cli.common import BaseUrlOpt, EngineOpt, ModelOpt, ThinkOpt
 
 app = typer.Typer(
     name="gemma-code",
@@ -40,14 +42,25 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    model: ModelOpt = None,
+    engine: EngineOpt = None,
+    base_url: BaseUrlOpt = None,
+    think: ThinkOpt = None,
+    cont: bool = typer.Option(
+        False, "--continue", "-c", help="With no command: continue the last chat in this folder."
+    ),
 ) -> None:
     """A private coding assistant: Gemma 4 on your own GPU through llama.cpp."""
+    # options given before the command apply to it: `gemma-code --model tiny ask "..."`
+    common.ROOT_FLAGS = {"model": model, "engine": engine, "base_url": base_url, "think": think}
     if ctx.invoked_subcommand is None:
         chat = ctx.command.get_command(ctx, "chat") if hasattr(ctx.command, "get_command") else None
         if chat is None:
             typer.echo(ctx.get_help())
             raise typer.Exit()
-        ctx.invoke(chat)
+        ctx.invoke(chat, cont=cont)
+    elif cont:
+        raise typer.BadParameter("it goes with the chat: gemma-code --continue", param_hint="--continue")
 
 
 # Command modules register themselves on `app` when imported.

@@ -55,8 +55,19 @@ FilesOpt = Annotated[
 ]
 
 
+# Options given before the command; the root callback sets them on every invocation.
+ROOT_FLAGS: dict[str, Any] = {}
+
+
 def settings_from(**flags: Any) -> LoadedSettings:
-    """Load the layered settings with command-line `flags` on top (None = not given)."""
+    """Load the layered settings with command-line `flags` on top (None = not given).
+
+    Options given before the command (`gemma-code --model M ask ...`) fill flags the command
+    itself left unset.
+    """
+    for key, value in ROOT_FLAGS.items():
+        if value is not None and flags.get(key) is None:
+            flags[key] = value
     return load_settings(flags)
 
 
