@@ -1,15 +1,21 @@
-"""Pure-Python reader of a GGUF file's header key/values: no numpy, no tensor data read."""
+"""Pure-Python reader of a GGUF file's header (key/values, tensor sizes): no numpy, no llama.cpp.
+
+Used to plan the context window and KV cache before anything heavy loads, and by `models`.
+Large arrays (the vocabulary, merges, scores) are stepped over and kept as their length only.
+"""
 
 from __future__ import annotations
 
 import mmap
 import re
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gemma_code.errors import BadModelFileError
+from gemma_code.errors import BadModelFileError, ModelNotFoundError
 
 GGUF_MAGIC = b"GGUF"
 
@@ -113,7 +119,8 @@ class _Cursor:
     def _need(self, n: int) -> None:
         if self.pos + n > self.end:
             raise BadModelFileError(
-                f"{self.path}: the GGUF header is truncated (needed {n} bytes at offset {self.pos})",
+                f"{self.path}: the GGUF file is truncated or corrupt"
+                f" (needed {n} bytes at offset {self.pos})",
                 "the file is incomplete or damaged; download it again (`models pull NAME --force`)",
             )
 
@@ -123,6 +130,10 @@ class _Cursor:
         (value,) = struct.unpack_from(fmt, self.buf, self.pos)
         self.pos += size
         return value
+
+    def skip(self, n: int) -> None:
+        self._need(n)
+        self.pos += n
 
     def u32(self) -> int:
         return int(self.scalar(4))
@@ -202,11 +213,58 @@ def is_gguf(path: Path) -> bool:
         return False
 
 
-def read_metadata(path: Path) -> tuple[int, int, dict[str, Any]]:
-    """(version, tensor_count, key/values) of a GGUF file; long arrays become SkippedArray."""
-    path = Path(path)
+def read_metadata(path: str | Path, *, stop_at: str | None = None) -> dict[str, Any]:
+    """Every key/value of the GGUF at `path`, plus "GGUF.version" and "GGUF.tensor_count".
+
+    `stop_at`: stop before the first key with that prefix (e.g. "tokenizer.").
+    """
+    with _mapped(Path(path)) as cur:
+        version, tensor_count = _preamble(cur)
+        meta: dict[str, Any] = {"GGUF.version": version, "GGUF.tensor_count": tensor_count}
+        for key, value, _, _ in _entries(cur, stop_at):
+            meta[key] = value
+        return meta
+
+
+def raw_entries(path: str | Path, prefix: str) -> list[bytes]:
+    """The encoded key/value entries whose key starts with `prefix`, to copy into another GGUF."""
+    with _mapped(Path(path)) as cur:
+        _preamble(cur)
+        return [bytes(cur.buf[start:end]) for key, _, start, end in _entries(cur) if key.startswith(prefix)]
+
+
+def tensor_sizes(path: str | Path) -> dict[str, int]:
+    """Bytes of each tensor's data, from the gaps between data offsets (no type table needed)."""
+    with _mapped(Path(path)) as cur:
+        _, tensor_count = _preamble(cur)
+        alignment = 32
+        for key, value, _, _ in _entries(cur):
+            if key == "general.alignment" and isinstance(value, int):
+                alignment = value
+        starts: list[tuple[int, str]] = []
+        for _ in range(tensor_count):
+            name = cur.string()
+            n_dims = cur.u32()
+            cur.skip(8 * n_dims + 4)  # the shape and the GGML type: not needed for sizes
+            starts.append((cur.u64(), name))
+        data_start = (cur.pos + alignment - 1) // alignment * alignment
+        starts.sort()
+        ends = [s for s, _ in starts[1:]] + [cur.end - data_start]
+        return {name: end - start for (start, name), end in zip(starts, ends, strict=False)}
+
+
+@contextmanager
+def _mapped(path: Path) -> Iterator[_Cursor]:
+    """The file mmapped read-only behind a _Cursor; ModelNotFoundError/BadModelFileError on failure."""
     try:
         handle = path.open("rb")
+    except FileNotFoundError:
+        raise ModelNotFoundError(
+            f"model file {path} does not exist",
+            "check the path, or `gemma-code models list` for downloaded models",
+        ) from None
+    except IsADirectoryError:
+        raise BadModelFileError(f"{path} is a directory, not a GGUF file") from None
     except OSError as exc:
         raise BadModelFileError(
             f"{path}: cannot read the model file ({exc.strerror})", "check the path and its permissions"
@@ -225,19 +283,20 @@ def read_metadata(path: Path) -> tuple[int, int, dict[str, Any]]:
             raise BadModelFileError(
                 f"{path}: cannot read the model file ({exc.strerror})", "check the file"
             ) from None
-        try:
-            return _parse(buf, path)
-        finally:
-            buf.close()
+    try:
+        yield _Cursor(buf, path)
+    finally:
+        buf.close()
 
 
-def _parse(buf: Any, path: Path) -> tuple[int, int, dict[str, Any]]:
+def _preamble(cur: _Cursor) -> tuple[int, int]:
+    """Check the magic and version; (version, tensor_count), the cursor left on the first key."""
+    buf, path = cur.buf, cur.path
     if bytes(buf[:4]) != GGUF_MAGIC:
         raise BadModelFileError(
             f"{path}: not a GGUF model file (it starts with {bytes(buf[:4])!r}, not b'GGUF')",
             "pass a .gguf file, or a name from `gemma-code models list`",
         )
-    cur = _Cursor(buf, path)
     cur.pos = 4
     version = cur.u32()
     if version < 2:
@@ -246,15 +305,24 @@ def _parse(buf: Any, path: Path) -> tuple[int, int, dict[str, Any]]:
             "convert the model again with a current llama.cpp, or download a newer file",
         )
     tensor_count = cur.u64()
+    return version, tensor_count
+
+
+def _entries(cur: _Cursor, stop_at: str | None = None) -> Iterator[tuple[str, Any, int, int]]:
+    """(key, value, start, end) of each key/value entry, in file order; `stop_at` as in read_metadata."""
     kv_count = cur.u64()
     if kv_count > 1_000_000:
-        raise BadModelFileError(f"{path}: implausible GGUF header ({kv_count} keys)", "the file is damaged")
-    metadata: dict[str, Any] = {}
+        raise BadModelFileError(
+            f"{cur.path}: implausible GGUF header ({kv_count} keys)", "the file is damaged"
+        )
     for _ in range(kv_count):
+        start = cur.pos
         key = cur.string()
+        if stop_at is not None and key.startswith(stop_at):
+            return
         kind = cur.u32()
-        metadata[key] = cur.value(kind)
-    return version, tensor_count, metadata
+        value = cur.value(kind)
+        yield key, value, start, cur.pos
 
 
 def _int(value: Any) -> int | None:
@@ -270,7 +338,8 @@ def _int_or_list(value: Any) -> int | list[int] | None:
 def inspect_gguf(path: Path | str) -> GGUFInfo:
     """Read a GGUF file's header: architecture, context, template, quant and attention shapes."""
     path = Path(path)
-    version, tensor_count, md = read_metadata(path)
+    md = read_metadata(path)
+    version, tensor_count = md.pop("GGUF.version"), md.pop("GGUF.tensor_count")
     arch = md.get("general.architecture")
     arch = arch if isinstance(arch, str) else None
 

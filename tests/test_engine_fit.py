@@ -16,9 +16,9 @@ from gemma_code.engine.fit import (
     kv_bytes,
     plan,
 )
-from gemma_code.engine.ggufmeta import read_metadata
 from gemma_code.engine.hardware import parse_nvidia_smi
 from gemma_code.errors import ConfigError
+from gemma_code.gguf_header import read_metadata
 from gemma_code.synthetic import find_gemma4_vocab
 
 Q4_K_M_FILE = 16_800_000_000  # published Gemma 4 26B A4B Q4_K_M (gemma4-facts.md)

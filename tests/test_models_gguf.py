@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gemma_code.errors import BadModelFileError
+from gemma_code.errors import BadModelFileError, ModelNotFoundError
 from gemma_code.gguf_header import SkippedArray, inspect_gguf, quant_from_filename
 
 VOCAB_GGUF = Path("/work/shared/data/ggml-vocab-gemma-4.gguf")
@@ -97,8 +97,8 @@ def test_inspect_refuses_gguf_version_1(tmp_path: Path) -> None:
         inspect_gguf(path)
 
 
-def test_inspect_missing_file_is_bad_model_file(tmp_path: Path) -> None:
-    with pytest.raises(BadModelFileError, match="cannot read"):
+def test_inspect_missing_file_is_model_not_found(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
         inspect_gguf(tmp_path / "absent.gguf")
 
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from gemma_code.engine.ggufmeta import SkippedArray, read_metadata, tensor_sizes
 from gemma_code.errors import BadModelFileError, ModelNotFoundError
+from gemma_code.gguf_header import SkippedArray, read_metadata, tensor_sizes
 
 
 def test_reads_metadata_and_skips_the_vocabulary(tiny_model_path: Path) -> None:
     meta = read_metadata(tiny_model_path)
     assert meta["general.architecture"] == "gemma3"
     assert meta["gemma3.context_length"] == 32768
-    assert meta["tokenizer.ggml.tokens"] == SkippedArray(262144)
+    assert meta["tokenizer.ggml.tokens"] == SkippedArray(8, 262144)
 
 
 def test_stop_at_ends_before_the_tokenizer(tiny_model_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_missing_file_is_model_not_found(tmp_path: Path) -> None:
 def test_non_gguf_file_is_rejected(tmp_path: Path) -> None:
     bad = tmp_path / "model.gguf"
     bad.write_bytes(b"<html>not a model</html>")
-    with pytest.raises(BadModelFileError, match="not a GGUF file"):
+    with pytest.raises(BadModelFileError, match="not a GGUF"):
         read_metadata(bad)
 
 
