@@ -173,3 +173,13 @@ def test_continue_only_goes_with_the_chat(scripted, tmp_path, monkeypatch):
     scripted("ok")
     result = runner.invoke(app, ["--continue", "ask", "--no-context", "q"])
     assert result.exit_code == 2
+
+
+def test_bare_command_with_options_starts_the_chat(scripted, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    engine = scripted("hi there")
+    result = runner.invoke(app, ["--think", "--engine", "scripted"], input="hello\n/exit\n")
+    assert result.exit_code == 0, result.output
+    assert "hi there" in result.stdout
+    assert engine.calls[0].think is True
+    assert engine.calls[0].messages[-1].content.endswith("hello")

@@ -54,11 +54,11 @@ def _root(
     # options given before the command apply to it: `gemma-code --model tiny ask "..."`
     common.ROOT_FLAGS = {"model": model, "engine": engine, "base_url": base_url, "think": think}
     if ctx.invoked_subcommand is None:
-        chat = ctx.command.get_command(ctx, "chat") if hasattr(ctx.command, "get_command") else None
-        if chat is None:
-            typer.echo(ctx.get_help())
-            raise typer.Exit()
-        ctx.invoke(chat, cont=cont)
+        from gemma_code.cli.chat import chat
+
+        with common.handle_errors():
+            chat(cont=cont)
+        raise typer.Exit()
     elif cont:
         raise typer.BadParameter("it goes with the chat: gemma-code --continue", param_hint="--continue")
 
