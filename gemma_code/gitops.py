@@ -1,11 +1,16 @@
-"""Every git call gemma-code makes, in one place (gitpython, imported lazily).
+"""Every git call gemma-code makes, in one place (gitpython, imported lazily; the git CLI).
 
 Functions take the repository root (or a folder inside it) and raise GitError with a hint
-when git fails; "not a repository" is an answer (None / False), not an error.
+when git fails; "not a repository" is an answer (None / False), not an error, except for
+`work_tree_root`, which the review and the hook call when they need a repository.
+
+The review and the hook use the git CLI (`_cli`): a hook must start fast, and the CLI honours
+GIT_INDEX_FILE, which `git commit -a` sets for its hooks.
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,3 +104,70 @@ def tracked_files(root: Path) -> list[str]:
     with _git_errors("ls-files"):
         out = repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard")
     return sorted({p for p in out.split("\0") if p})
+
+
+# --- the git CLI: the review, the hook and the REPL's /diff -------------------------------
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree, HEAD before a first commit
+
+
+def _cli(root: Path, *args: str) -> str:
+    """Run git in `root`; GitError with git's own message when it fails."""
+    try:
+        proc = subprocess.run(
+            ["git", "-c", "core.quotePath=false", *args], cwd=root, capture_output=True,
+            text=True, encoding="utf-8", errors="replace", check=False,
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed", "install git and try again") from None
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        raise GitError(f"git {args[0]}: {detail}")
+    return proc.stdout
+
+
+def work_tree_root(start: Path | None = None) -> Path:
+    """The top of the work tree containing `start` (default: cwd); GitError outside a repository."""
+    here = (start or Path.cwd()).resolve()
+    try:
+        top = _cli(here, "rev-parse", "--show-toplevel").strip()
+    except GitError:
+        raise GitError(
+            f"{here} is not inside a git repository",
+            "run this in a repository, or name FILES to review them as they are",
+        ) from None
+    return Path(top)
+
+
+def staged_tree(root: Path) -> str:
+    """The tree id of exactly what is staged (`git write-tree`: the index, not the work tree)."""
+    return _cli(root, "write-tree").strip()
+
+
+def head_tree(root: Path) -> str:
+    """HEAD's tree id, or git's empty tree before the first commit."""
+    try:
+        return _cli(root, "rev-parse", "--verify", "-q", "HEAD^{tree}").strip()
+    except GitError:
+        return EMPTY_TREE
+
+
+def rev_parse(root: Path, spec: str) -> list[str]:
+    """The commit ids `spec` names (`A..B` gives two); GitError for an unknown name."""
+    return _cli(root, "rev-parse", spec).split()
+
+
+def diff_text(root: Path, *args: str) -> str:
+    """`git diff ARGS` as patch text (paths unquoted: core.quotePath=false)."""
+    return _cli(root, "diff", *args)
+
+
+def uncommitted_diff(root: Path, paths: Sequence[str] = ()) -> str:
+    """The work tree against HEAD (`git diff HEAD -- PATHS`), staged or not."""
+    return diff_text(root, "--no-color", "HEAD", "--", *paths)
+
+
+def hooks_dir(root: Path) -> Path:
+    """Git's real hooks directory for the repository at `root` (core.hooksPath, worktrees)."""
+    path = Path(_cli(root, "rev-parse", "--git-path", "hooks").strip())
+    return path if path.is_absolute() else (root / path).resolve()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gemma_code.atomic import write_text_atomic
 from gemma_code.errors import GemmaCodeError
-from gemma_code.review.changes import git, repo_root
+from gemma_code.gitops import hooks_dir, work_tree_root
 
 MARKER = "# gemma-code pre-commit hook"
 PYTHON_TAG = "# gemma-code-python: "
@@ -61,13 +61,6 @@ class HookStatus:
         return self.python is not None and os.access(self.python, os.X_OK)
 
 
-def hooks_dir(root: Path) -> Path:
-    """Git's real hooks directory for the repository at `root` (core.hooksPath, worktrees)."""
-    out = git(root, "rev-parse", "--git-path", "hooks").strip()
-    path = Path(out)
-    return path if path.is_absolute() else (root / path).resolve()
-
-
 def render_script(python: str) -> str:
     """The hook script, running gemma-code with the interpreter that installed it."""
     return SCRIPT.format(
@@ -92,7 +85,7 @@ def _recorded_python(hook: Path) -> str | None:
 
 def status(start: Path | None = None) -> HookStatus:
     """The pre-commit slot of the repository containing `start`."""
-    folder = hooks_dir(repo_root(start))
+    folder = hooks_dir(work_tree_root(start))
     hook = folder / "pre-commit"
     chained = folder / CHAINED
     has_chained = chained.exists() or chained.is_symlink()

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from conftest import git
 
+from gemma_code.gitops import staged_tree
 from gemma_code.review.changes import (
     parse_diff,
     range_changes,
     render_change,
     skip_reason,
     staged_changes,
-    staged_tree,
 )
 from gemma_code.review.plan import change_symbols, plan_requests
 

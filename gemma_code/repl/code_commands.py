@@ -237,9 +237,9 @@ class CodeCommands:
         /diff
         /diff src/app.py
         """
-        from gemma_code.review.changes import git
+        from gemma_code.gitops import uncommitted_diff
 
-        text = git(self.repl.root, "diff", "--no-color", "HEAD", "--", *args.split())
+        text = uncommitted_diff(self.repl.root, args.split())
         if not text.strip():
             self.repl.notice("no uncommitted changes")
             return

@@ -1,16 +1,15 @@
 """The change under review: git's staged diff, a commit range, or named files, parsed per file.
 
-Every git call of the review goes through `git()` here (the git CLI: a hook must start fast, and
-the CLI honours GIT_INDEX_FILE, which `git commit -a` sets for its hooks).
+Its git calls live in gemma_code.gitops (the git CLI: fast to start, honours GIT_INDEX_FILE).
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from gemma_code import gitops
 from gemma_code.errors import GitError, UsageError
 
 CONTEXT_LINES = 6  # unchanged lines around each hunk
@@ -57,57 +56,16 @@ class FileChange:
         return "\n".join(ln.text for h in self.hunks for ln in h.lines if ln.kind == "+")
 
 
-def git(root: Path, *args: str) -> str:
-    """Run git in `root`; GitError with git's own message when it fails."""
-    try:
-        proc = subprocess.run(
-            ["git", "-c", "core.quotePath=false", *args], cwd=root, capture_output=True,
-            text=True, encoding="utf-8", errors="replace", check=False,
-        )
-    except FileNotFoundError:
-        raise GitError("git is not installed", "install git and try again") from None
-    if proc.returncode != 0:
-        detail = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-        raise GitError(f"git {args[0]}: {detail}")
-    return proc.stdout
-
-
-def repo_root(start: Path | None = None) -> Path:
-    """The top of the work tree containing `start`; GitError outside a repository."""
-    here = (start or Path.cwd()).resolve()
-    try:
-        top = git(here, "rev-parse", "--show-toplevel").strip()
-    except GitError:
-        raise GitError(
-            f"{here} is not inside a git repository",
-            "run this in a repository, or name FILES to review them as they are",
-        ) from None
-    return Path(top)
-
-
-def staged_tree(root: Path) -> str:
-    """The tree id of exactly what is staged (`git write-tree`: the index, not the work tree)."""
-    return git(root, "write-tree").strip()
-
-
-def head_tree(root: Path) -> str:
-    """HEAD's tree id, or git's empty tree before the first commit."""
-    try:
-        return git(root, "rev-parse", "--verify", "-q", "HEAD^{tree}").strip()
-    except GitError:
-        return "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-
-
 def _diff_args() -> list[str]:
     return [
-        "diff", "--no-color", "--no-ext-diff", "--no-textconv", f"-U{CONTEXT_LINES}", "-M",
+        "--no-color", "--no-ext-diff", "--no-textconv", f"-U{CONTEXT_LINES}", "-M",
         "--src-prefix=a/", "--dst-prefix=b/",
     ]
 
 
 def staged_changes(root: Path) -> list[FileChange]:
     """The staged change: HEAD (or the empty tree) against the index."""
-    return parse_diff(git(root, *_diff_args(), "--cached"))
+    return parse_diff(gitops.diff_text(root, *_diff_args(), "--cached"))
 
 
 def range_changes(root: Path, spec: str) -> tuple[list[FileChange], str]:
@@ -115,10 +73,10 @@ def range_changes(root: Path, spec: str) -> tuple[list[FileChange], str]:
     if ".." not in spec:
         raise UsageError(f"--range needs A..B, not {spec!r}", "e.g. --range main..HEAD or HEAD~3..HEAD")
     try:
-        ids = git(root, "rev-parse", spec).split()
+        ids = gitops.rev_parse(root, spec)
     except GitError as exc:
         raise GitError(f"bad --range {spec!r}: {exc.message}", "name two commits: A..B") from None
-    return parse_diff(git(root, *_diff_args(), spec)), " ".join(ids)
+    return parse_diff(gitops.diff_text(root, *_diff_args(), spec)), " ".join(ids)
 
 
 def file_changes(paths: list[Path]) -> list[FileChange]:

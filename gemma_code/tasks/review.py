@@ -11,16 +11,14 @@ from typing import Any
 from gemma_code.config import Settings
 from gemma_code.engine.base import Engine, Message
 from gemma_code.errors import GemmaCodeError, GitError, ModelError, UsageError
+from gemma_code.gitops import head_tree, staged_tree, work_tree_root
 from gemma_code.review import cache
 from gemma_code.review.changes import (
     FileChange,
     file_changes,
-    head_tree,
     range_changes,
-    repo_root,
     skip_reason,
     staged_changes,
-    staged_tree,
 )
 from gemma_code.review.findings import SEVERITIES, Finding, parse_reply
 from gemma_code.review.grammar import REVIEW_GRAMMAR
@@ -107,11 +105,11 @@ def collect_target(
         digest = cache.cache_key({"files": [(c.path, c.added_text()) for c in changes]})
         root: Path | None
         try:
-            root = repo_root(cwd)
+            root = work_tree_root(cwd)
         except GitError:  # outside a repository named files still get reviewed
             root = None
         return ReviewTarget("files", " ".join(str(f) for f in files), root, changes, digest)
-    root = repo_root(cwd)
+    root = work_tree_root(cwd)
     if range_spec:
         changes, ids = range_changes(root, range_spec)
         return ReviewTarget("range", range_spec, root, changes, f"range:{ids}")
