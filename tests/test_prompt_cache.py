@@ -29,10 +29,12 @@ from gemma_code.engine.scripted import ScriptedEngine
 runner = CliRunner()
 CONTEXT = "\n".join(f"def function_{i}(x):\n    return x * {i} + {i * 7}\n" for i in range(16))
 SYSTEM = "You answer questions about code.\n\n# Repository context\n\n" + CONTEXT
+# a file quoting the chat template: the engine reads its `<start_of_turn>` as text, not a control token
+QUOTING = SYSTEM.replace("# Repository context\n\n", "# Repository context\n\nT = '<start_of_turn>user'\n")
 
 
-def question(text: str) -> list[Message]:
-    return [Message("system", SYSTEM), Message("user", text)]
+def question(text: str, system: str = SYSTEM) -> list[Message]:
+    return [Message("system", system), Message("user", text)]
 
 
 def run(cache: PrefixCache, engine, messages: list[Message]) -> tuple[str, GenerationStats]:
@@ -149,7 +151,8 @@ def tiny_engine(tiny_model_path):
 
 
 @pytest.mark.llama
-def test_a_new_engine_restores_the_saved_prefix_and_answers_the_same(tiny_model_path, tmp_path):
+@pytest.mark.parametrize("system", [SYSTEM, QUOTING], ids=["plain", "quoting-the-template"])
+def test_a_new_engine_restores_the_saved_prefix_and_answers_the_same(tiny_model_path, tmp_path, system):
     from gemma_code.engine.llamacpp import load_llamacpp_engine
 
     store = PromptCacheStore(tmp_path)
@@ -157,7 +160,7 @@ def test_a_new_engine_restores_the_saved_prefix_and_answers_the_same(tiny_model_
     first = load_llamacpp_engine(settings)
     try:
         cold = PrefixCache.open(first, settings, store)
-        cold_text, cold_stats = run(cold, first, question("What does function_3 return?"))
+        cold_text, cold_stats = run(cold, first, question("What does function_3 return?", system))
     finally:
         first.close()
     assert cold_stats.prompt_tokens_reused == 0
@@ -167,7 +170,7 @@ def test_a_new_engine_restores_the_saved_prefix_and_answers_the_same(tiny_model_
     second = load_llamacpp_engine(settings)
     try:
         warm = PrefixCache.open(second, settings, store)
-        warm_text, warm_stats = run(warm, second, question("What does function_3 return?"))
+        warm_text, warm_stats = run(warm, second, question("What does function_3 return?", system))
     finally:
         second.close()
     prefix = len(store.entries()[0].tokens)

@@ -7,7 +7,8 @@ state sharing the longest token prefix with its prompt and loads it; the engine 
 that prefix and evaluates only the rest. Disk use is bounded: least recently used entries go.
 
 Works with any engine offering `kv_tokens()`, `save_kv(path)`, `load_kv(path, tokens)` and
-`tokenize(text)` (docs/CONTRACTS.md); for others it does nothing.
+`tokenize(text)` (docs/CONTRACTS.md), and keys by the engine's `prompt_tokens(messages, think=)`
+when it has one (what it really evaluates); for others it does nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gemma_code import paths
 from gemma_code.atomic import write_text_atomic
 from gemma_code.engine.base import Chunk, GenerationStats, Message
 from gemma_code.engine.gemma import render
+from gemma_code.engine.segments import evaluated_tokens
 
 MIN_PREFIX_TOKENS = 256  # shorter prefixes are cheaper to evaluate than to load from disk
 META = ".json"
@@ -251,15 +253,24 @@ class PrefixCache:
         """The prompt's tokens up to the end of the system text, and all its tokens."""
         if not messages or messages[0].role != "system":
             return None
-        full = render(messages, self.engine.info.chat_format, think=think)
+        engine = self.engine
         system = messages[0].content.strip()
-        at = full.find(system) if system else -1
+        own = callable(getattr(engine, "prompt_tokens", None))
+        # with the engine's own tokenization: the system turn and an empty user turn, cut
+        # where the system text ends (the template text after it is all control strings)
+        upto = [messages[0], Message("user", "")] if own else messages
+        text = render(upto, engine.info.chat_format, think=think)
+        at = text.find(system) if system else -1
         if at < 0:
             return None
-        tokens = list(self.engine.tokenize(full))
-        if len(tokens) >= int(self.engine.info.n_ctx):
+        tokens = evaluated_tokens(engine, messages, think=think)
+        if len(tokens) >= int(engine.info.n_ctx):
             return None  # the prompt does not fit; the task reports that itself
-        head = list(self.engine.tokenize(full[: at + len(system)]))
+        if own:
+            head = evaluated_tokens(engine, upto, think=think)
+            head = head[: len(head) - len(engine.tokenize(text[at + len(system):]))]
+        else:
+            head = list(engine.tokenize(text[: at + len(system)]))
         # tokens at the cut may merge differently; keep only what the full prompt agrees on
         return tokens[: common_prefix(head, tokens)], tokens
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import render
+from gemma_code.engine.segments import evaluated_tokens
 
 
 def can_warm(engine: Any) -> bool:
@@ -48,15 +48,16 @@ class Warmer:
         """Evaluate `messages` (no generation prompt) once the engine is free."""
         if not can_warm(engine):
             return
-        text = render(messages, engine.info.chat_format, think=think, add_generation_prompt=False)
-        self._thread = threading.Thread(target=self._run, args=(engine, text), daemon=True,
+        messages = list(messages)
+        self._thread = threading.Thread(target=self._run, args=(engine, messages, think), daemon=True,
                                         name="gemma-code-warm")
         self._thread.start()
 
-    def _run(self, engine: Any, text: str) -> None:
+    def _run(self, engine: Any, messages: list[Message], think: bool) -> None:
         start = time.perf_counter()
         try:
-            target = list(engine.tokenize(text))
+            # the tokens the next turn's prompt starts with, as the engine will evaluate them
+            target = evaluated_tokens(engine, messages, think=think, add_generation_prompt=False)
             cached = list(engine.kv_tokens())
             if len(target) < 2 or cached[: len(target)] == target:
                 return
