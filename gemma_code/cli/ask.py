@@ -72,7 +72,7 @@ def ask(
         bool, typer.Option("--no-context", help="Do not add repository context.")
     ] = False,
 ) -> None:
-    from gemma_code.engine import load_engine
+    from gemma_code.engine import open_engine
     from gemma_code.tasks.ask import ask_messages, collect, stream_ask
     from gemma_code.ui import StreamPrinter, format_stats, stderr_console, stdout_console
 
@@ -90,8 +90,7 @@ def ask(
             raise UsageError("no question given", 'try: gemma-code ask "what does main() do?"')
     assert question is not None
     paths = [Path(p) for p in (files or [])]
-    eng = load_engine(settings)
-    try:
+    with open_engine(settings) as eng:
         repo_context = None
         if settings.context:
             from gemma_code.tasks.ask import repo_context_for
@@ -128,5 +127,3 @@ def ask(
             for note in cache.notes:
                 stderr_console().print(note, style="dim")
             stderr_console().print(format_stats(final), style="dim")
-    finally:
-        eng.close()

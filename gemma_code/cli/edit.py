@@ -232,7 +232,7 @@ def run_edit_command(
     dry_run: bool, commit: bool, retries: int, fmt: str, flags: dict[str, object],
 ) -> None:
     """The edit/refactor flow: context, model, retries, preview, confirm, write."""
-    from gemma_code.engine import load_engine
+    from gemma_code.engine import open_engine
     from gemma_code.tasks.edit import commit_message, edit_messages, run_edit, write_with_safety
     from gemma_code.tasks.edit_files import gather_files
     from gemma_code.tasks.edit_prompts import FORMATS
@@ -247,8 +247,7 @@ def run_edit_command(
     settings = settings_from(**flags).settings
     named, sites = gather_files(root, files, symbol=symbol, refactor=refactor, instruction=instruction)
     err = _err()
-    engine = load_engine(settings)
-    try:
+    with open_engine(settings) as engine:
         repo_context = None
         if settings.context:
             from gemma_code.tasks.ask import repo_context_for
@@ -260,8 +259,6 @@ def run_edit_command(
         outcome = run_edit(engine, root, messages, max_tokens=settings.max_tokens,
                            think=settings.think, temperature=settings.temperature, retries=retries,
                            fmt=fmt)
-    finally:
-        engine.close()
     if len(outcome.rounds) > 1:
         err.print(f"{len(outcome.rounds) - 1} correction round(s) with the model", style="dim")
     changes = outcome.changes()

@@ -48,7 +48,7 @@ def explain_cmd(
 ) -> None:
     from pathlib import Path
 
-    from gemma_code.engine import load_engine
+    from gemma_code.engine import open_engine
     from gemma_code.tasks.ask import stream_ask
     from gemma_code.tasks.explain import explain_messages, load_snippet, parse_target
     from gemma_code.ui import StreamPrinter, format_stats, stderr_console, stdout_console
@@ -64,8 +64,7 @@ def explain_cmd(
     rel = relative_to_root(root, Path(spec.path))
     snippet = load_snippet(root, Target(rel, spec.start, spec.end, spec.symbol))
     messages = explain_messages(snippet, question)
-    eng = load_engine(settings)
-    try:
+    with open_engine(settings) as eng:
         chunks = stream_ask(eng, messages, max_tokens=settings.max_tokens, think=settings.think,
                             temperature=settings.temperature)
         printer = StreamPrinter(stdout_console(), show_thoughts=settings.show_thoughts)
@@ -74,5 +73,3 @@ def explain_cmd(
             raise Interrupted("interrupted; the explanation above is incomplete")
         if stats and final is not None:
             stderr_console().print(format_stats(final), style="dim")
-    finally:
-        eng.close()

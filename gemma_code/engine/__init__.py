@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message, ModelInfo
 from gemma_code.errors import ConfigError
 
 __all__ = [
-    "Chunk", "Engine", "GenerationStats", "Message", "ModelInfo", "load_engine",
+    "Chunk", "Engine", "GenerationStats", "Message", "ModelInfo", "load_engine", "open_engine",
     "set_engine_factory",
 ]
 
@@ -48,3 +49,13 @@ def load_engine(settings: Settings) -> Engine:
     raise ConfigError(
         f"unknown engine {settings.engine!r}", f"choose one of: {', '.join(ENGINES)}"
     )
+
+
+@contextmanager
+def open_engine(settings: Settings) -> Iterator[Engine]:
+    """`load_engine(settings)` for one `with` block; closed when the block ends, however it ends."""
+    engine = load_engine(settings)
+    try:
+        yield engine
+    finally:
+        engine.close()
