@@ -158,13 +158,7 @@ def review(
     except MemoryError:
         failure = ModelError("out of memory while running the model", "use a smaller model or --n-ctx")
     if failure is None:
-        report.findings, report.reviewed, report.skipped = result.findings, result.reviewed, result.skipped
-        report.notices, report.model, report.cached = result.notices, result.model, result.cached
-        report.complete = result.complete
-        report.stats = {
-            "requests": result.requests, "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens, "seconds": round(result.seconds, 3),
-        }
+        report.take(result)
         _emit(report, chosen, target.root)
         raise typer.Exit(int(ExitCode.FAILURE if report.blocking else ExitCode.OK))
     report.complete = False

@@ -292,13 +292,8 @@ class CodeCommands:
         settings = repl.settings
         result = run_review(target, settings, max_tokens=settings.max_tokens,
                             load=lambda _s: BorrowedEngine(repl.engine))
-        report = Report(
-            mode=target.mode, spec=target.spec, fail_on=settings.fail_on, findings=result.findings,
-            reviewed=result.reviewed, skipped=result.skipped, notices=result.notices,
-            model=result.model, cached=result.cached, complete=result.complete,
-        )
-        report.stats.update(requests=result.requests, prompt_tokens=result.prompt_tokens,
-                            completion_tokens=result.completion_tokens, seconds=result.seconds)
+        report = Report(mode=target.mode, spec=target.spec, fail_on=settings.fail_on)
+        report.take(result)
         report.print_table(repl.console)
         repl.cache = None  # the review replaced the engine's KV cache; restore the chat's prefix
         repl.notice("the review ran outside the conversation; it is not part of the chat history")

@@ -11,6 +11,8 @@ from gemma_code.review.findings import FINDING_SCHEMA, SEVERITIES, Finding, reac
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from gemma_code.tasks.review import ReviewResult
+
 JSON_SCHEMA_VERSION = 1
 
 _STR = {"type": "string"}
@@ -103,6 +105,16 @@ class Report:
     @property
     def blocking(self) -> bool:
         return any(reaches(f.severity, self.fail_on) for f in self.findings)
+
+    def take(self, result: ReviewResult) -> None:
+        """Fill in what a finished review found, read, skipped and cost."""
+        self.findings, self.reviewed, self.skipped = result.findings, result.reviewed, result.skipped
+        self.notices, self.model, self.cached = result.notices, result.model, result.cached
+        self.complete = result.complete
+        self.stats = {
+            "requests": result.requests, "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens, "seconds": round(result.seconds, 3),
+        }
 
     def to_json(self) -> dict[str, Any]:
         """The documented `--format json` document (docs/review.md)."""
