@@ -56,10 +56,12 @@ def _at(lines: Sequence[str], block: Sequence[str], start: int, same: Callable[[
     return all(same(lines[start + k], block[k]) for k in range(len(block)))
 
 
-def _indent_shift(lines: Sequence[str], block: Sequence[str], start: int) -> tuple[int, str] | None:
-    """The one indentation shift that makes the block equal the file at `start`, if any."""
-    shift: int | None = None
-    char = " "
+def _content_pairs(lines: Sequence[str], block: Sequence[str], start: int) -> list[tuple[str, str]] | None:
+    """(file line, block line) for the block's non-blank lines at `start`, if all but indentation agree.
+
+    Blank lines must line up, and each pair must be equal once whitespace runs are squashed.
+    """
+    pairs: list[tuple[str, str]] = []
     for k, want in enumerate(block):
         have = lines[start + k]
         if not have.strip() or not want.strip():
@@ -68,6 +70,18 @@ def _indent_shift(lines: Sequence[str], block: Sequence[str], start: int) -> tup
             continue
         if squash(have) != squash(want):
             return None
+        pairs.append((have, want))
+    return pairs
+
+
+def _indent_shift(lines: Sequence[str], block: Sequence[str], start: int) -> tuple[int, str] | None:
+    """The one indentation shift that makes the block equal the file at `start`, if any."""
+    pairs = _content_pairs(lines, block, start)
+    if pairs is None:
+        return None
+    shift: int | None = None
+    char = " "
+    for have, want in pairs:
         delta = len(_indent(have)) - len(_indent(want))
         if shift is None:
             shift = delta
@@ -79,16 +93,12 @@ def _indent_shift(lines: Sequence[str], block: Sequence[str], start: int) -> tup
 
 def _indent_scale(lines: Sequence[str], block: Sequence[str], start: int) -> tuple[Fraction, int, str] | None:
     """One linear map of indentation widths (2 spaces -> 4, spaces -> tabs) from block to file."""
+    content = _content_pairs(lines, block, start)
+    if content is None:
+        return None
     pairs: list[tuple[int, int]] = []
     chars: set[str] = set()
-    for k, want in enumerate(block):
-        have = lines[start + k]
-        if not have.strip() or not want.strip():
-            if have.strip() or want.strip():
-                return None
-            continue
-        if squash(have) != squash(want):
-            return None
+    for have, want in content:
         hi, wi = _indent(have), _indent(want)
         if len(set(hi)) > 1 or len(set(wi)) > 1:
             return None  # mixed tabs and spaces in one indentation: no safe mapping
