@@ -19,6 +19,7 @@ from gemma_code.cli.common import (
     MaxTokensOpt,
     ModelOpt,
     NCtxOpt,
+    NoContextOpt,
     ShowThoughtsOpt,
     StatsOpt,
     ThinkOpt,
@@ -68,9 +69,7 @@ def ask(
     max_tokens: MaxTokensOpt = None,
     n_ctx: NCtxOpt = None,
     budget: BudgetOpt = None,
-    no_context: Annotated[
-        bool, typer.Option("--no-context", help="Do not add repository context.")
-    ] = False,
+    no_context: NoContextOpt = False,
 ) -> None:
     from gemma_code.engine import open_engine
     from gemma_code.tasks.ask import ask_messages, collect, stream_ask

@@ -19,6 +19,7 @@ from gemma_code.cli.common import (
     MaxTokensOpt,
     ModelOpt,
     NCtxOpt,
+    NoContextOpt,
     ShowThoughtsOpt,
     ThinkOpt,
     command,
@@ -65,9 +66,7 @@ def chat(
     max_tokens: MaxTokensOpt = None,
     n_ctx: NCtxOpt = None,
     budget: BudgetOpt = None,
-    no_context: Annotated[
-        bool, typer.Option("--no-context", help="Do not add repository context.")
-    ] = False,
+    no_context: NoContextOpt = False,
 ) -> None:
     from gemma_code.engine import load_engine
     from gemma_code.repl.loop import Repl, ReplIO

@@ -53,6 +53,7 @@ FilesOpt = Annotated[
     list[Path] | None,
     typer.Option("--file", "-f", help="A file to include in full (repeatable)."),
 ]
+NoContextOpt = Annotated[bool, typer.Option("--no-context", help="Do not add repository context.")]
 
 
 # Options given before the command; the root callback sets them on every invocation.
