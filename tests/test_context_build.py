@@ -277,3 +277,26 @@ def test_over_the_limit_a_named_symbol_still_finds_its_file(tmp_path: Path) -> N
     packed = build_context(root, "where is very_specific_handler?", budget=3000, count_tokens=words,
                            max_ranked=10)
     assert packed.files[0].path == "zzz/late.py"
+
+
+def test_graph_after_an_edit_equals_a_full_rebuild(project: Path) -> None:
+    from gemma_code.context.cache import ContextCache
+    from gemma_code.context.rank import Graph, reference_graph
+    from gemma_code.context.tagscan import scan_tags
+
+    build_context(project, "billing", budget=3000, count_tokens=words)
+    (project / "src/billing/invoice.py").write_text(
+        PROJECT["src/billing/invoice.py"] + "        return SessionStore().save(compute_tax(1))\n",
+        encoding="utf-8",
+    )
+    packed = build_context(project, "billing", budget=3000, count_tokens=words)
+    assert any("1 files parsed" in n for n in packed.notes)
+    with ContextCache() as cache:
+        stored = cache.load_blob(str(project.resolve()), "graph")
+    assert stored is not None
+    updated = Graph.load(stored)
+    full = reference_graph(scan_tags(project, scan_files(project).files).tags)
+    assert (updated.nodes, updated.src, updated.dst, updated.weight) == (
+        full.nodes, full.src, full.dst, full.weight)
+    invoice, session = full.nodes.index("src/billing/invoice.py"), full.nodes.index("src/auth/session.py")
+    assert (invoice, session) in set(zip(updated.src, updated.dst, strict=True))

@@ -16,10 +16,12 @@ from gemma_code.context.rank import (
     Graph,
     analyze_question,
     build_postings,
+    definitions_key,
     rank_files,
     reference_graph,
     shard_of,
 )
+from gemma_code.context.tags import FileTags
 from gemma_code.context.tagscan import scan_tags
 from gemma_code.context.tokens import CountFn, TokenCounter
 
@@ -105,15 +107,20 @@ def build_context(
         print_key = _fingerprint(files, named_rel)
         # the graph and the word index depend only on the files: reuse them while none changed
         blob = cache.load_blob(root_key, "graph", print_key)
+        previous = None
+        if blob is None:
+            # an older graph of this repository: only the edges of files changed since are redone
+            older = cache.load_blob(root_key, "graph")
+            previous = Graph.load(older) if older is not None else None
         words = analyze_question(question).words
         found = cache.load_postings(root_key, print_key, {shard_of(w) for w in words})
         tags = scan_tags(base, files, cache=cache, trusted=named_rel,
-                         identifiers=blob is None, terms=found is None)
+                         identifiers=blob is None and previous is None, terms=found is None)
         docs = tags.tags
         if blob is not None:
             graph = Graph.load(blob)
         else:
-            graph = reference_graph(docs)
+            graph = _updated_graph(cache, root_key, files, docs, previous)
             cache.store_blob(root_key, "graph", print_key, graph.dump())
         if found is not None:
             postings: dict[str, dict[str, int]] = {}
@@ -148,6 +155,24 @@ def build_context(
     )
     packed.elapsed_s = time.perf_counter() - start
     return packed
+
+
+def _updated_graph(
+    cache: ContextCache, root_key: str, files: Sequence[RepoFile], docs: dict[str, FileTags],
+    previous: Graph | None,
+) -> Graph:
+    """The reference graph, recomputing only changed files' edges when `previous` allows it."""
+    stamps = {f.path: (f.mtime_ns, f.size) for f in files}
+    changed = sorted(p for p in docs if previous is None or previous.stamps.get(p) != stamps.get(p))
+    if previous is None or previous.nodes != sorted(docs) or previous.defs_key != definitions_key(docs):
+        previous, changed = None, sorted(docs)  # files or definitions changed: rebuild it all
+    missing = [p for p in changed if not docs[p].identifiers]
+    for path, blob in cache.load_identifiers(root_key, missing if previous else None).items():
+        if path in docs and not docs[path].identifiers:
+            docs[path].identifiers = marshal.loads(blob)
+    graph = reference_graph(docs, previous=previous, changed=changed)
+    graph.stamps = stamps
+    return graph
 
 
 def _fingerprint(files: Sequence[RepoFile], named: Sequence[str]) -> str:

@@ -85,15 +85,24 @@ class ContextCache:
                 rows = {path: (mtime, size, meta, t) for path, mtime, size, meta, t in cur}
         return rows
 
-    def load_identifiers(self, root: str) -> dict[str, bytes]:
-        """The identifier blobs of a repository's rows (only needed to rebuild the graph)."""
+    def load_identifiers(self, root: str, paths: Iterable[str] | None = None) -> dict[str, bytes]:
+        """The identifier blobs of a repository's rows (all, or of `paths`), to (re)build the graph."""
         rows: dict[str, bytes] = {}
         with self._guard() as db:
             if db is not None:
-                cur = db.execute(
-                    "SELECT path, ids FROM file_tags WHERE root = ? AND version = ?", (root, TAGS_VERSION)
-                )
-                rows = dict(cur.fetchall())
+                if paths is None:
+                    cur = db.execute(
+                        "SELECT path, ids FROM file_tags WHERE root = ? AND version = ?", (root, TAGS_VERSION)
+                    )
+                    rows = dict(cur.fetchall())
+                else:
+                    for path in sorted(set(paths)):
+                        row = db.execute(
+                            "SELECT ids FROM file_tags WHERE root = ? AND path = ? AND version = ?",
+                            (root, path, TAGS_VERSION),
+                        ).fetchone()
+                        if row:
+                            rows[path] = row[0]
         return rows
 
     def store_tags(self, root: str, rows: Iterable[tuple[str, int, int, bytes, bytes, bytes]]) -> None:
@@ -133,14 +142,15 @@ class ContextCache:
                 found = {int(t): bytes(d) for t, d in cur}
         return found if self.ok else None
 
-    def load_blob(self, root: str, kind: str, key: str) -> bytes | None:
-        """A derived structure (the reference graph) stored for exactly this `key`, else None."""
+    def load_blob(self, root: str, kind: str, key: str | None = None) -> bytes | None:
+        """A derived structure (the reference graph) stored for exactly this `key` (None: any)."""
         with self._guard() as db:
             if db is not None:
                 row = db.execute(
-                    "SELECT data FROM blobs WHERE root = ? AND kind = ? AND key = ?", (root, kind, key)
+                    "SELECT key, data FROM blobs WHERE root = ? AND kind = ?", (root, kind)
                 ).fetchone()
-                return bytes(row[0]) if row else None
+                if row and (key is None or row[0] == key):
+                    return bytes(row[1])
         return None
 
     def store_blob(self, root: str, kind: str, key: str, data: bytes) -> None:

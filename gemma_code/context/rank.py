@@ -3,6 +3,7 @@ blended with BM25 relevance of the question to each file's words and path."""
 
 from __future__ import annotations
 
+import hashlib
 import marshal
 import math
 import re
@@ -27,6 +28,7 @@ ITERATIONS = 40
 # A name defined in more files than this says little about which one is meant (get, save, run).
 MAX_DEFINERS = 12
 MAX_OUT_EDGES = 40
+GRAPH_VERSION = 1  # bump when edge weights change: stored graphs are then rebuilt
 BM25_K1 = 1.2
 BM25_B = 0.75
 PATH_WEIGHT = 3  # each word of a file's path counts as this many occurrences
@@ -171,24 +173,65 @@ def bm25_scores(
 
 @dataclass
 class Graph:
-    """The reference graph as parallel edge lists over `nodes` (question-independent, cacheable)."""
+    """The reference graph as parallel edge lists over `nodes` (question-independent, cacheable).
+
+    `defs_key` identifies every file's definition names and `stamps` the file versions the
+    edges were computed from, so a later run can recompute only the edges of changed files.
+    """
 
     nodes: list[str]
     src: list[int]
     dst: list[int]
     weight: list[float]
+    defs_key: str = ""
+    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def dump(self) -> bytes:
-        return marshal.dumps((self.nodes, self.src, self.dst, self.weight))
+        return marshal.dumps((self.nodes, self.src, self.dst, self.weight, self.defs_key, self.stamps))
 
     @classmethod
     def load(cls, data: bytes) -> Graph:
-        nodes, src, dst, weight = marshal.loads(data)
-        return cls(nodes, src, dst, weight)
+        nodes, src, dst, weight, defs_key, stamps = marshal.loads(data)
+        return cls(nodes, src, dst, weight, defs_key, stamps)
 
 
-def reference_graph(docs: Mapping[str, FileTags]) -> Graph:
-    """Edges referrer -> definer, from identifiers used in one file and defined in another."""
+def definitions_key(docs: Mapping[str, FileTags]) -> str:
+    """A digest of which file defines which names: equal keys give equal definer maps."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"graph-v{GRAPH_VERSION}\0".encode())
+    for path in sorted(docs):
+        h.update(path.encode("utf-8", "surrogatepass") + b"\0")
+        for name, *_ in docs[path].rows:
+            h.update(name.encode("utf-8", "surrogatepass") + b"\1")
+    return h.hexdigest()
+
+
+def _out_edges(i: int, ids: Mapping[str, int], definers: Mapping[str, list[int]]) -> list[tuple[int, float]]:
+    out: dict[int, float] = {}
+    for name in sorted(ids.keys() & definers.keys()):
+        targets = definers[name]
+        if len(targets) > MAX_DEFINERS:
+            continue
+        weight = math.sqrt(ids[name]) / len(targets)
+        if name.startswith("_"):
+            weight *= 0.1  # private helpers tie files together less than public API
+        elif len(name) >= 8:
+            weight *= 2.0  # long specific names are strong evidence of a real dependency
+        for target in targets:
+            if target != i:
+                out[target] = out.get(target, 0.0) + weight
+    # the strongest dependencies carry the walk; a long tail of weak ones only costs time
+    return sorted(out.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_OUT_EDGES]
+
+
+def reference_graph(
+    docs: Mapping[str, FileTags], *, previous: Graph | None = None, changed: Iterable[str] = ()
+) -> Graph:
+    """Edges referrer -> definer, from identifiers used in one file and defined in another.
+
+    With a `previous` graph that `can_update`, only the files in `changed` get new out-edges
+    (they need their identifiers loaded); the result equals a full rebuild.
+    """
     nodes = sorted(docs)
     index = {p: i for i, p in enumerate(nodes)}
     definers: dict[str, list[int]] = {}
@@ -199,25 +242,21 @@ def reference_graph(docs: Mapping[str, FileTags]) -> Graph:
                 owners = definers.setdefault(name, [])
                 if not owners or owners[-1] != i:
                     owners.append(i)
-    graph = Graph(nodes, [], [], [])
+    key = definitions_key(docs)
+    reuse: dict[int, list[tuple[int, float]]] | None = None
+    if previous is not None and previous.nodes == nodes and previous.defs_key == key:
+        reuse = {}
+        for s_, d_, w_ in zip(previous.src, previous.dst, previous.weight, strict=True):
+            reuse.setdefault(s_, []).append((d_, w_))
+    fresh = set(changed)
+    graph = Graph(nodes, [], [], [], key)
     for path in nodes:
         i = index[path]
-        out: dict[int, float] = {}
-        ids = docs[path].identifiers
-        for name in sorted(ids.keys() & definers.keys()):
-            targets = definers[name]
-            if len(targets) > MAX_DEFINERS:
-                continue
-            weight = math.sqrt(ids[name]) / len(targets)
-            if name.startswith("_"):
-                weight *= 0.1  # private helpers tie files together less than public API
-            elif len(name) >= 8:
-                weight *= 2.0  # long specific names are strong evidence of a real dependency
-            for target in targets:
-                if target != i:
-                    out[target] = out.get(target, 0.0) + weight
-        # the strongest dependencies carry the walk; a long tail of weak ones only costs time
-        for target, weight in sorted(out.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_OUT_EDGES]:
+        if reuse is not None and path not in fresh:
+            edges = reuse.get(i, [])
+        else:
+            edges = _out_edges(i, docs[path].identifiers, definers)
+        for target, weight in edges:
             graph.src.append(i)
             graph.dst.append(target)
             graph.weight.append(weight)
