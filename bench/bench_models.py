@@ -1,6 +1,6 @@
 """Timings of the model registry's hot paths: GGUF header reads and checksum speed.
 
-Run: .venv/bin/python bench/bench_models.py   (figures go in docs/bench-models.md)
+Run: .venv/bin/python bench/bench_models.py   (figures go in BENCHMARKS.md)
 """
 
 from __future__ import annotations

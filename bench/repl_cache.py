@@ -1,4 +1,4 @@
-"""Prompt-cache benchmark for the chat and `ask` (docs/bench-repl.md).
+"""Prompt-cache benchmark for the chat and `ask` (BENCHMARKS.md).
 
 1. Chat follow-up: time to first token of turn 2 over a ~4K-token context, with the prefix
    reused from the KV cache (same engine) vs evaluated from scratch (a fresh engine).

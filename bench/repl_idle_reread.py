@@ -1,6 +1,6 @@
 """Gemma 4 chat follow-up after a long answer: time to first token with and without the idle
 re-read (gemma_code/repl/warm.py), on the synthetic Gemma 4 (real architecture, tokenizer and
-template, random weights). docs/bench-repl.md.
+template, random weights). BENCHMARKS.md.
 
 Usage: .venv/bin/python bench/repl_idle_reread.py [--answer 600] [--context-tokens 2000]
 """

@@ -53,7 +53,7 @@ Rules: put the path alone on the line before the fence; write the whole file, ne
 "... unchanged ..." placeholders. Say in one or two sentences what you changed first."""
 
 FORMATS = {"search-replace": SEARCH_REPLACE, "diff": UNIFIED_DIFF, "whole-file": WHOLE_FILE}
-DEFAULT_FORMAT = "search-replace"  # measured best: docs/bench-edits.md
+DEFAULT_FORMAT = "search-replace"  # measured best: BENCHMARKS.md
 
 
 def retry_message(failures: Sequence[Failure], problems: Sequence[ParseProblem],
