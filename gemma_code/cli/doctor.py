@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import platform
 import sys
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +17,8 @@ from gemma_code.config import Settings
 DOCTOR_HELP = """Check the set-up and show the memory plan; each problem comes with its fix.
 
 Checks Python, the llama.cpp build (GPU offload or not), GPUs and free memory, downloaded
-models, and the context window and KV cache the engine would choose. Exit 0 when gemma-code can run, 1 when something blocks it.
+models, and the context window and KV cache the engine would choose. Exit 0 when
+gemma-code can run, 1 when something blocks it.
 
 Examples:
 
@@ -98,6 +97,9 @@ def arch_supported(arch: str) -> bool | None:
 
 
 def _check_build(report: Report) -> None:
+    import platform
+    from importlib import metadata
+
     from gemma_code.engine.hardware import GiB_of, default_threads, nvidia_gpus, ram_available
 
     report.python = f"{platform.python_version()} ({sys.executable})"
@@ -141,6 +143,8 @@ def _check_build(report: Report) -> None:
 
 
 def _installed(dist: str) -> bool:
+    from importlib import metadata
+
     try:
         metadata.version(dist)
     except metadata.PackageNotFoundError:
