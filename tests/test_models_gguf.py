@@ -10,11 +10,9 @@ import pytest
 from gemma_code.errors import BadModelFileError, ModelNotFoundError
 from gemma_code.gguf_header import SkippedArray, inspect_gguf, quant_from_filename
 
-VOCAB_GGUF = Path("/work/shared/data/ggml-vocab-gemma-4.gguf")
 
-
-def test_inspect_gemma4_vocab_file_reads_the_attention_layout() -> None:
-    info = inspect_gguf(VOCAB_GGUF)
+def test_inspect_gemma4_vocab_file_reads_the_attention_layout(gemma4_vocab: Path) -> None:
+    info = inspect_gguf(gemma4_vocab)
     assert info.arch == "gemma4"
     assert info.context_length == 262144
     assert info.block_count == 30
@@ -28,7 +26,7 @@ def test_inspect_gemma4_vocab_file_reads_the_attention_layout() -> None:
     ] + [True] * 5 + [False] + [True] * 5 + [False]
     assert info.expert_count == 128 and info.expert_used_count == 8
     assert info.vocab_size == 262144
-    assert info.size == VOCAB_GGUF.stat().st_size
+    assert info.size == gemma4_vocab.stat().st_size
     assert [layer for layer in range(30) if not info.is_sliding(layer)] == [5, 11, 17, 23, 29]
     assert info.kv_heads(5) == 2 and info.kv_heads(0) == 8
     assert info.arch_key("attention.sliding_window") == 1024
@@ -82,8 +80,8 @@ def test_inspect_refuses_a_non_gguf_file(tmp_path: Path) -> None:
         inspect_gguf(path)
 
 
-def test_inspect_refuses_a_truncated_header(tmp_path: Path) -> None:
-    whole = VOCAB_GGUF.read_bytes()[: 1_000_000]
+def test_inspect_refuses_a_truncated_header(tmp_path: Path, gemma4_vocab: Path) -> None:
+    whole = gemma4_vocab.read_bytes()[: 1_000_000]
     path = tmp_path / "cut.gguf"
     path.write_bytes(whole)
     with pytest.raises(BadModelFileError, match="truncated"):

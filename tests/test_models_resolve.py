@@ -20,8 +20,6 @@ from gemma_code.models import (
     user_registry_file,
 )
 
-VOCAB_GGUF = Path("/work/shared/data/ggml-vocab-gemma-4.gguf")
-
 
 def write_gguf_stub(path: Path) -> Path:
     """A valid GGUF header with no keys and no tensors: enough for resolution."""
@@ -95,10 +93,10 @@ def test_resolve_unknown_name_suggests_close_names() -> None:
     assert "gemma-4-26b-a4b" in suggest_names("gemma4-26b-a4b")
 
 
-def test_resolve_path_to_any_gguf(tmp_path: Path) -> None:
+def test_resolve_path_to_any_gguf(tmp_path: Path, gemma4_vocab: Path) -> None:
     stub = write_gguf_stub(tmp_path / "mine.gguf")
     assert resolve_model(str(stub)) == stub.resolve()
-    assert resolve_model(str(VOCAB_GGUF)) == VOCAB_GGUF
+    assert resolve_model(str(gemma4_vocab)) == gemma4_vocab
 
 
 def test_resolve_missing_path_is_model_not_found(tmp_path: Path) -> None:
