@@ -300,3 +300,27 @@ def test_graph_after_an_edit_equals_a_full_rebuild(project: Path) -> None:
         full.nodes, full.src, full.dst, full.weight)
     invoice, session = full.nodes.index("src/billing/invoice.py"), full.nodes.index("src/auth/session.py")
     assert (invoice, session) in set(zip(updated.src, updated.dst, strict=True))
+
+
+def test_an_unreadable_cached_graph_is_rebuilt_not_fatal(tmp_path: Path) -> None:
+    import sqlite3
+
+    from gemma_code.context.cache import cache_file
+
+    repo = make_repo(tmp_path / "repo", PROJECT)
+    first = build_context(repo, "InvoiceRenderer", budget=4000, count_tokens=words)
+    with sqlite3.connect(cache_file()) as db:  # a graph in a layout this version cannot read
+        db.execute("UPDATE blobs SET data = ? WHERE kind = 'graph'", (b"\xe3\x00\x00",))
+    again = build_context(repo, "InvoiceRenderer", budget=4000, count_tokens=words)
+    assert again.text == first.text
+
+
+def test_caches_of_an_older_storage_format_are_removed(tmp_path: Path) -> None:
+    from gemma_code.context.cache import cache_file
+
+    old = cache_file().parent / "context.sqlite"
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_bytes(b"an older gemma-code's cache")
+    repo = make_repo(tmp_path / "repo", PROJECT)
+    build_context(repo, "InvoiceRenderer", budget=4000, count_tokens=words)
+    assert not old.exists() and cache_file().exists()

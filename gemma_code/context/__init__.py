@@ -72,6 +72,14 @@ def _bounded(scan: FileScan, question: str, keep: set[str], limit: int) -> list[
     return sorted(picked, key=lambda f: f.path)
 
 
+def _load_graph(blob: bytes) -> Graph | None:
+    """A cached graph, or None when the blob is unreadable (then it is rebuilt)."""
+    try:
+        return Graph.load(blob)
+    except (ValueError, TypeError, EOFError):
+        return None
+
+
 def build_context(
     root: Path | str,
     question: str,
@@ -107,19 +115,19 @@ def build_context(
         print_key = _fingerprint(files, named_rel)
         # the graph and the word index depend only on the files: reuse them while none changed
         blob = cache.load_blob(root_key, "graph", print_key)
+        cached_graph = _load_graph(blob) if blob is not None else None
         previous = None
-        if blob is None:
+        if cached_graph is None:
             # an older graph of this repository: only the edges of files changed since are redone
             older = cache.load_blob(root_key, "graph")
-            previous = Graph.load(older) if older is not None else None
+            previous = _load_graph(older) if older is not None else None
         words = analyze_question(question).words
         found = cache.load_postings(root_key, print_key, {shard_of(w) for w in words})
         tags = scan_tags(base, files, cache=cache, trusted=named_rel,
-                         identifiers=blob is None and previous is None, terms=found is None)
+                         identifiers=cached_graph is None and previous is None, terms=found is None)
         docs = tags.tags
-        if blob is not None:
-            graph = Graph.load(blob)
-        else:
+        graph = cached_graph
+        if graph is None:
             graph = _updated_graph(cache, root_key, files, docs, previous)
             cache.store_blob(root_key, "graph", print_key, graph.dump())
         if found is not None:

@@ -16,6 +16,8 @@ from gemma_code import paths
 
 # Bump when the stored tag format or the extraction changes: old rows are then ignored.
 TAGS_VERSION = 8
+# Bump when any table's or blob's layout changes: the file name changes, older files are removed.
+FORMAT_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS file_tags (
@@ -34,8 +36,16 @@ CREATE TABLE IF NOT EXISTS tokens (
 
 
 def cache_file() -> Path:
-    """Where the context caches live."""
-    return paths.cache_dir() / "context.sqlite"
+    """Where the context caches live (one file per storage format)."""
+    return paths.cache_dir() / f"context-v{FORMAT_VERSION}.sqlite"
+
+
+def _remove_older_formats(current: Path) -> None:
+    """Older gemma-code versions' caches cannot be read by this one: drop them."""
+    for old in current.parent.glob("context*.sqlite*"):
+        if not old.name.startswith(current.name):
+            with contextlib.suppress(OSError):
+                old.unlink()
 
 
 class ContextCache:
@@ -48,6 +58,8 @@ class ContextCache:
         self._db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if path is None:
+                _remove_older_formats(self.path)
             db = sqlite3.connect(str(self.path), timeout=5.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
