@@ -183,3 +183,23 @@ def test_bare_command_with_options_starts_the_chat(scripted, tmp_path, monkeypat
     assert "hi there" in result.stdout
     assert engine.calls[0].think is True
     assert engine.calls[0].messages[-1].content.endswith("hello")
+
+
+def test_an_unexpected_exception_is_one_line_with_a_hint(tmp_path, monkeypatch):
+    from gemma_code.engine import set_engine_factory
+
+    def broken(settings):
+        raise ValueError("stale cache layout")
+
+    monkeypatch.chdir(tmp_path)
+    set_engine_factory(broken)
+    try:
+        result = runner.invoke(app, ["ask", "--no-context", "q"])
+        assert result.exit_code == ExitCode.FAILURE
+        assert "internal error: ValueError: stale cache layout" in result.stderr
+        assert "GEMMA_CODE_DEBUG=1" in result.stderr and "Traceback" not in result.stderr
+        monkeypatch.setenv("GEMMA_CODE_DEBUG", "1")
+        result = runner.invoke(app, ["ask", "--no-context", "q"])
+        assert isinstance(result.exception, ValueError)
+    finally:
+        set_engine_factory(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -104,4 +105,16 @@ class handle_errors:
         if isinstance(exc, KeyboardInterrupt):
             print_error("interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        if _is_bug(exc) and not os.environ.get("GEMMA_CODE_DEBUG"):
+            print_error(
+                f"internal error: {type(exc).__name__}: {exc}",
+                "this is a bug in gemma-code; GEMMA_CODE_DEBUG=1 shows the traceback to report",
+            )
+            raise typer.Exit(int(ExitCode.FAILURE)) from None
         return False
+
+
+def _is_bug(exc: BaseException) -> bool:
+    """An unexpected exception, not the CLI framework's own exits and usage errors."""
+    module = type(exc).__module__
+    return isinstance(exc, Exception) and not module.startswith(("typer", "click"))
