@@ -11,25 +11,31 @@ from pathlib import Path
 def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename.
 
-    `mode` sets the permission bits; by default an existing file keeps its own.
+    `mode` sets the permission bits; by default an existing file keeps its own and a new one
+    gets what open() would give it (0o666 less the umask), not mkstemp's private 0o600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if mode is None and path.exists():
-        mode = path.stat().st_mode & 0o7777
+    if mode is None:
+        mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_text_atomic(path: Path, text: str, encoding: str = "utf-8") -> None:

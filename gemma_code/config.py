@@ -87,6 +87,14 @@ def _fields() -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in fields(Settings)}
 
 
+# settings that take one of a few words
+CHOICES: dict[str, tuple[str, ...]] = {
+    "engine": ("llamacpp", "openai", "scripted"),
+    "kv_type": ("auto", "f16", "q8_0", "q4_0"),
+    "cpu_moe": ("auto", "on", "off"),
+    "fail_on": ("critical", "high", "medium", "low", "info"),
+}
+
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
@@ -94,30 +102,40 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
     """Turn a TOML or environment value into the field's type, or raise ConfigError."""
     kind = type(getattr(Settings(), key))
     try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
-                return True
-            if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError
-        if kind is int:
-            if isinstance(value, bool):
-                raise ValueError
-            return int(value)
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if not isinstance(value, str):
-            raise ValueError
-        return value
+        result = _convert(kind, value)
     except (TypeError, ValueError):
         raise ConfigError(
             f"{origin}: `{key}` must be {_KIND_NAMES[kind]}, not {value!r}",
             f"fix `{key}` in {origin}; `gemma-code config show` lists every key",
         ) from None
+    choices = CHOICES.get(key)
+    if choices and result not in choices:
+        raise ConfigError(
+            f"{origin}: `{key}` must be one of {', '.join(choices)}, not {value!r}",
+            f"fix `{key}` in {origin}",
+        )
+    return result
+
+
+def _convert(kind: type, value: Any) -> Any:
+    """`value` as a `kind` (bool, int, float or str); ValueError when it is not one."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+        if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError
+    if isinstance(value, bool):
+        raise ValueError
+    if kind is int:
+        return int(value)
+    if kind is float:
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError
+    return value
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -129,6 +147,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: not valid TOML ({exc})", f"fix or remove {path}"
         ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text", f"save {path} as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})", f"check {path}") from None
     return data

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,6 @@ from typing import Any
 from gemma_code import paths
 from gemma_code.errors import BadModelFileError, ConfigError, ModelNotFoundError
 from gemma_code.gguf_header import GGUFInfo, inspect_gguf, is_gguf
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "GGUFInfo", "LocalModel", "ModelEntry", "default_model_name", "entry_path", "find_entry",
@@ -127,13 +121,9 @@ def user_registry_file() -> Path:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})", f"fix or remove {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})", f"check {path}") from None
+    from gemma_code.config import read_toml
+
+    data = read_toml(path)
     models = data.get("models", {})
     if not isinstance(models, dict) or any(not isinstance(v, dict) for v in models.values()):
         raise ConfigError(
@@ -241,10 +231,6 @@ def entry_path(entry: ModelEntry) -> Path:
     if entry.path is not None:
         return entry.path
     return paths.models_dir() / entry.name / entry.filename
-
-
-def is_downloaded(entry: ModelEntry) -> bool:
-    return entry_path(entry).is_file()
 
 
 def default_model_name() -> str:

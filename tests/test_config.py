@@ -78,3 +78,17 @@ def test_project_file_search_stops_at_repository_root(tmp_path):
     repo = tmp_path / "repo"
     (repo / ".git").mkdir(parents=True)
     assert load_settings(cwd=repo, environ={}).settings.max_tokens != 5
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".gemma-code.toml").write_bytes(b'model = "caf\xe9"\n')
+    result = runner.invoke(app, ["config", "show"])
+    assert result.exit_code == ExitCode.CONFIG
+    assert "not UTF-8" in result.stderr and ".gemma-code.toml" in result.stderr
+
+
+@pytest.mark.parametrize(("key", "value"), [("kv_type", "q9"), ("engine", "vllm"), ("fail_on", "all")])
+def test_words_outside_a_settings_choices_are_refused_at_load(tmp_path, key, value):
+    with pytest.raises(ConfigError, match=f"`{key}` must be one of"):
+        load_settings(cwd=tmp_path, environ={f"GEMMA_CODE_{key.upper()}": value})
