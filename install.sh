@@ -162,9 +162,9 @@ else
 fi
 
 # --- gemma-code ----------------------------------------------------------------------------
-extras=""
-[ "$dev" = 1 ] && extras="[test,dev]"
-say "installing gemma-code${extras:+ with $extras}"
+extras="[serve]"   # `gemma-code serve`'s server packages
+[ "$dev" = 1 ] && extras="[serve,test,dev]"
+say "installing gemma-code with $extras"
 "$py" -m pip install --quiet -e "$here$extras" || die "installing gemma-code failed" "see pip's message above"
 
 say "done. Try:  $prefix/bin/gemma-code doctor"

@@ -9,7 +9,7 @@ import typer
 
 from gemma_code.cli import app
 from gemma_code.cli.common import ModelOpt, NCtxOpt, ThinkOpt, command, settings_from
-from gemma_code.errors import UsageError
+from gemma_code.errors import GemmaCodeError
 
 SERVE_HELP = (
     "Serve the model as an OpenAI-compatible endpoint for other gemma-code clients.\n\n"
@@ -51,9 +51,10 @@ def serve(
         import starlette_context  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
-        raise UsageError(
+        raise GemmaCodeError(
             f"`serve` needs the server packages ({exc.name} is missing)",
-            "pip install 'gemma-code[serve]'",
+            "rerun ./install.sh (it installs them), or: pip install fastapi uvicorn sse-starlette "
+            "starlette-context pydantic-settings",
         ) from None
     settings = settings_from(model=model, api_key_env=api_key_env, n_ctx=n_ctx, think=think).settings
     key = os.environ.get(settings.api_key_env) or None
