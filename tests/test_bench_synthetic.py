@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from gemma_code.synthetic import GEMMA4_26B_A4B, TINY, find_gemma4_vocab, tensor_specs
+from gemma_code.synthetic import GEMMA4_26B_A4B, TINY, tensor_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 TSV = ROOT / "tests" / "data" / "gemma4_26b_a4b_tensors.tsv"  # copied from the shared facts
@@ -24,10 +24,6 @@ def _script() -> ModuleType:
     sys.modules["synthetic_gemma4"] = module
     spec.loader.exec_module(module)
     return module
-
-
-def _vocab() -> Path:
-    return find_gemma4_vocab()
 
 
 def test_full_size_tensors_are_the_real_models_names_and_shapes() -> None:
@@ -62,10 +58,10 @@ def test_q4_k_m_rules_follow_llama_cpp() -> None:
     assert by_name["blk.4.ffn_down_exps.weight"] == "Q5_0"  # nor 704-wide rows Q4_K
 
 
-def test_small_model_is_q4_k_m_and_streams_each_tensor(tmp_path: Path) -> None:
+def test_small_model_is_q4_k_m_and_streams_each_tensor(tmp_path: Path, gemma4_vocab: Path) -> None:
     script = _script()
     out = tmp_path / "small.gguf"
-    size = script.write(out, TINY, vocab=_vocab())
+    size = script.write(out, TINY, vocab=gemma4_vocab)
     from gemma_code.gguf_header import read_metadata
 
     meta = read_metadata(out)
@@ -76,7 +72,7 @@ def test_small_model_is_q4_k_m_and_streams_each_tensor(tmp_path: Path) -> None:
 
 
 @pytest.mark.llama
-def test_small_model_loads_and_generates_finite_logits(tmp_path: Path) -> None:
+def test_small_model_loads_and_generates_finite_logits(tmp_path: Path, gemma4_vocab: Path) -> None:
     import math
 
     import llama_cpp
@@ -84,7 +80,7 @@ def test_small_model_loads_and_generates_finite_logits(tmp_path: Path) -> None:
     from gemma_code.benchmark_raw import RawLlama
 
     out = tmp_path / "small.gguf"
-    _script().write(out, TINY, vocab=_vocab())
+    _script().write(out, TINY, vocab=gemma4_vocab)
     with RawLlama(out, n_ctx=512, n_threads=1) as raw:
         prompt = raw.tokenize("<bos><|turn>user\nhello<turn|>\n<|turn>model\n", add_special=False)
         assert prompt[:2] == [2, 105]  # the real Gemma 4 tokenizer: <bos> <|turn>

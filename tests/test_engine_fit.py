@@ -19,16 +19,15 @@ from gemma_code.engine.fit import (
 from gemma_code.engine.hardware import parse_nvidia_smi
 from gemma_code.errors import ConfigError
 from gemma_code.gguf_header import read_metadata
-from gemma_code.synthetic import find_gemma4_vocab
 
 Q4_K_M_FILE = 16_800_000_000  # published Gemma 4 26B A4B Q4_K_M (gemma4-facts.md)
 EXPERTS = int(13.5 * GiB)  # 30 layers x 128 experts at ~4.8 bits per weight
 
 
 @pytest.fixture(scope="module")
-def gemma4() -> ModelFacts:
+def gemma4(gemma4_vocab: Path) -> ModelFacts:
     """Gemma 4 26B A4B facts read from the real GGUF header (llama.cpp's vocab file)."""
-    meta = read_metadata(find_gemma4_vocab())
+    meta = read_metadata(gemma4_vocab)
     return facts_from_metadata(meta, Q4_K_M_FILE, EXPERTS)
 
 

@@ -15,7 +15,7 @@ from gemma_code.engine.base import Message
 from gemma_code.engine.gemma import render
 from gemma_code.engine.llamacpp import LlamaCppEngine, load_llamacpp_engine
 from gemma_code.gguf_header import read_metadata, tensor_sizes
-from gemma_code.synthetic import TINY, cached_gemma4, tensor_specs
+from gemma_code.synthetic import TINY, tensor_specs
 
 pytestmark = pytest.mark.llama
 
@@ -37,9 +37,9 @@ CONVERSATIONS = [
 
 
 @pytest.fixture(scope="module")
-def gemma4_path() -> Path:
-    """The cached 6-layer synthetic Gemma 4 (written once, ~160 MB, outside the repo)."""
-    return cached_gemma4()
+def gemma4_path(gemma4_synthetic_path: Path) -> Path:
+    """The 6-layer synthetic Gemma 4 (written once per session, ~160 MB, outside the repo)."""
+    return gemma4_synthetic_path
 
 
 @pytest.fixture(scope="module")

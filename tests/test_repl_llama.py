@@ -52,16 +52,17 @@ def test_a_new_chat_restores_the_system_prefix_from_disk(tiny_model_path, tmp_pa
 
 
 @pytest.mark.slow  # two 300-token answers: the sliding-window cache must overflow
-def test_gemma4_long_answer_is_re_read_while_idle_not_on_the_next_turn(tmp_path, monkeypatch):
+def test_gemma4_long_answer_is_re_read_while_idle_not_on_the_next_turn(
+    tmp_path, monkeypatch, gemma4_synthetic_path
+):
     """Gemma 4 renders earlier answers without their thought channel; after a long answer the
     sliding-window layers cannot roll back, so the chat re-reads the conversation in the
     background and the next turn evaluates only its own tokens."""
     from gemma_code.engine.llamacpp import load_llamacpp_engine
-    from gemma_code.synthetic import cached_gemma4
 
     # a small batch keeps the sliding-window cache's slack (n_swa + n_ubatch cells, padded to 256)
     # small, so a 300-token answer makes the cut back impossible, as ~520 tokens would by default
-    settings = Settings(model=str(cached_gemma4()), n_ctx=4096, n_threads=1, temperature=0.0,
+    settings = Settings(model=str(gemma4_synthetic_path), n_ctx=4096, n_threads=1, temperature=0.0,
                         max_tokens=300, n_batch=64, context=False)
     engine = load_llamacpp_engine(settings)
     assert engine.info.chat_format == "gemma4" and engine.n_swa > 0

@@ -236,10 +236,10 @@ def post(url: str, payload: dict[str, Any]) -> Any:
 
 
 @pytest.mark.llama
-def test_serve_renders_gemma4_and_honours_enable_thinking_per_request(tmp_path: Path) -> None:
-    from gemma_code.synthetic import cached_gemma4
-
-    proc, url = start_serve(cached_gemma4(), tmp_path)  # random weights, real Gemma 4 vocab
+def test_serve_renders_gemma4_and_honours_enable_thinking_per_request(
+    tmp_path: Path, gemma4_synthetic_path: Path
+) -> None:
+    proc, url = start_serve(gemma4_synthetic_path, tmp_path)  # random weights, real Gemma 4 vocab
     try:
         messages = [Message("system", "Be brief."), Message("user", "Hello?")]
         wire = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello?"}]
