@@ -206,9 +206,11 @@ def test_disk_use_stays_under_the_limit(tiny_model_path, tiny_engine, tmp_path):
     kv = tiny_engine.kv_tokens()
     size = PromptCacheStore(tmp_path / "probe").put(tiny_engine, "sig", [9], kv).size
     store = PromptCacheStore(tmp_path / "bounded", max_bytes=int(size * 2.5))
+    past = time.time_ns() - 100 * 10**9  # each entry is older than the next one put
     for n in range(4):
-        store.put(tiny_engine, "sig", [n], kv)
-        time.sleep(0.01)  # distinct modification times
+        entry = store.put(tiny_engine, "sig", [n], kv)
+        used = past + n * 10**9  # distinct last-use times, set rather than waited for
+        os.utime(entry.state_path, ns=(used, used))
     assert len(store.entries()) == 2 and store.total_bytes() <= store.max_bytes
     assert sorted(e.key for e in store.entries()) == sorted(entry_key("sig", [n]) for n in (2, 3))
 
