@@ -6,7 +6,7 @@ import difflib
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gemma_code.edits import (
@@ -62,8 +62,8 @@ def _unique_search(source: list[str], target: list[str]) -> tuple[str, str] | No
 def test_search_replace_reply_reproduces_target(pair):
     source, target = pair
     found = _unique_search(source, target)
-    if found is None:
-        return
+    assume(found is not None)
+    assert found is not None
     search, replace = found
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -82,8 +82,7 @@ def test_search_replace_reply_reproduces_target(pair):
 @given(source_and_target(), st.sampled_from([0, 1, 3]))
 def test_unified_diff_reply_reproduces_target(pair, context):
     source, target = pair
-    if source == target:
-        return
+    assume(source != target)
     diff = "".join(difflib.unified_diff([s + "\n" for s in source], [t + "\n" for t in target],
                                         "a/f.py", "b/f.py", n=context))
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,8 +132,8 @@ def test_garbage_raises_only_documented_errors_and_writes_nothing_on_failure(rep
 def test_one_failing_block_means_nothing_is_written(pair, where):
     source, target = pair
     found = _unique_search(source, target)
-    if found is None:
-        return
+    assume(found is not None)
+    assert found is not None
     search, replace = found
     good = f"f.py\n<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n"
     new = "g.py\n<<<<<<< SEARCH\n=======\nnew\n>>>>>>> REPLACE\n"
