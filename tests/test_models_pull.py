@@ -385,7 +385,7 @@ def test_cli_pull_checksum_failure_exits_4(hub: FakeHub) -> None:
     assert "checksum mismatch" in result.stderr and "Traceback" not in result.output
 
 
-def test_a_second_pull_of_the_same_model_waits_its_turn(hub: FakeHub) -> None:
+def test_a_second_pull_of_the_same_model_is_refused_while_the_first_runs(hub: FakeHub) -> None:
     from filelock import FileLock
 
     hub.files[f"{REPO}/{FILE}"] = HubFile(fake_gguf())
