@@ -64,6 +64,16 @@ def dirty_paths(root: Path, paths: Sequence[str]) -> list[str]:
     return dirty
 
 
+def uncommitted_paths(root: Path, paths: Sequence[str]) -> list[str]:
+    """Which of `paths` differ from HEAD in the index or work tree, untracked ones included."""
+    repo = _repo(root)
+    if repo is None or not paths:
+        return []
+    with _git_errors("status"):
+        out = repo.git.status("--porcelain", "-z", "--untracked-files=all", "--", *paths)
+    return [item[3:] for item in out.split("\0") if len(item) > 3]
+
+
 def stash_create(root: Path) -> str | None:
     """A commit object holding the uncommitted changes (`git stash create`), leaving them in place."""
     repo = _repo(root)
@@ -83,6 +93,18 @@ def commit_paths(root: Path, paths: Sequence[str], message: str) -> str:
         repo.git.add("-A", "--", *paths)
         repo.git.commit("-m", message, "--", *paths)
         return str(repo.head.commit.hexsha)
+
+
+def unstage(root: Path, paths: Sequence[str]) -> None:
+    """Set the index entries of `paths` back to HEAD's (or drop them before a first commit)."""
+    repo = _repo(root)
+    if repo is None or not paths:
+        return
+    with _git_errors("reset"):
+        if head_sha(root) is None:
+            repo.git.rm("--cached", "-q", "-r", "--ignore-unmatch", "--", *paths)
+        else:
+            repo.git.reset("-q", "HEAD", "--", *paths)
 
 
 def head_sha(root: Path) -> str | None:

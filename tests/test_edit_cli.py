@@ -155,6 +155,56 @@ def test_edit_commit_commits_with_generated_message(repo, scripted):
     assert git(repo, "status", "--porcelain") == ""
 
 
+def test_apply_commit_outside_git_exits_5_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "util.py").write_text("def add(a, b):\n    return a + b\n")
+    result = runner.invoke(app, ["apply", "-", "--commit"], input=SR_UTIL)
+    assert result.exit_code == 5, result.output
+    assert "nothing was written" in result.stderr
+    assert "a + b" in (tmp_path / "util.py").read_text()
+    assert list_entries(tmp_path) == []
+
+
+def test_edit_commit_outside_git_exits_5_and_writes_nothing(tmp_path, monkeypatch, scripted):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "util.py").write_text("def add(a, b):\n    return a + b\n")
+    scripted(SR_UTIL)
+    result = runner.invoke(app, ["edit", "swap", "util.py", "--yes", "--commit"])
+    assert result.exit_code == 5, result.output
+    assert "a + b" in (tmp_path / "util.py").read_text()
+
+
+def test_apply_commit_refuses_file_with_uncommitted_changes_and_writes_nothing(repo):
+    mine = "def add(a, b):\n    return a + b\n# my uncommitted note\n"
+    (repo / "util.py").write_text(mine)
+    result = runner.invoke(app, ["apply", "-", "--commit"], input=SR_UTIL)
+    assert result.exit_code == 2, result.output
+    assert "uncommitted changes in util.py" in result.stderr and "stash" in result.stderr
+    assert (repo / "util.py").read_text() == mine
+    assert git(repo, "log", "--format=%s").split() == ["initial"]
+
+
+def test_apply_commit_does_not_commit_other_staged_work(repo):
+    (repo / "README.md").write_text("# demo\nstaged by me\n")
+    git(repo, "add", "README.md")
+    result = runner.invoke(app, ["apply", "-", "--commit"], input=SR_UTIL)
+    assert result.exit_code == 0, result.output
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["util.py"]
+    assert git(repo, "diff", "--cached", "--name-only").split() == ["README.md"]
+
+
+def test_apply_commit_blocked_by_hook_says_edits_written_and_undo_reverts(repo):
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho blocked by policy >&2\nexit 1\n")
+    hook.chmod(0o755)
+    result = runner.invoke(app, ["apply", "-", "--commit"], input=SR_UTIL)
+    assert result.exit_code == 5, result.output
+    assert "written but not committed" in result.stderr and "gemma-code undo" in result.stderr
+    assert "b + a" in (repo / "util.py").read_text()
+    assert runner.invoke(app, ["undo"]).exit_code == 0
+    assert git(repo, "status", "--porcelain") == ""
+
+
 def test_edit_on_dirty_file_keeps_uncommitted_work_recoverable_and_undo_restores_it(repo, scripted):
     (repo / "util.py").write_text("def add(a, b):\n    return a + b\n# my uncommitted note\n")
     scripted(SR_UTIL)

@@ -138,6 +138,11 @@ def report_written(done: Written) -> None:
     if done.commit:
         err.print(f"committed {done.commit[:10]}")
     err.print("undo with `gemma-code undo`", style="dim")
+    if done.commit_error is not None:
+        from gemma_code.errors import GitError
+
+        raise GitError(f"the edits were written but not committed: {done.commit_error.message}",
+                       "`gemma-code undo` reverts them; or fix that and commit them yourself")
 
 
 def _read_reply(source: str | None) -> str:
@@ -166,10 +171,12 @@ def apply_cmd(
 ) -> None:
     from gemma_code.edits import EditsFailedError, MalformedReplyError, NoEditsError, parse_reply_lenient
     from gemma_code.edits.apply import plan_edits
-    from gemma_code.tasks.edit import write_with_safety
+    from gemma_code.tasks.edit import check_commit, write_with_safety
 
     text = _read_reply(reply)
     root = _root()
+    if commit:
+        check_commit(root, [])
     edits, problems = parse_reply_lenient(text)
     if problems:
         report_failures([], problems)
@@ -233,7 +240,13 @@ def run_edit_command(
 ) -> None:
     """The edit/refactor flow: context, model, retries, preview, confirm, write."""
     from gemma_code.engine import open_engine
-    from gemma_code.tasks.edit import commit_message, edit_messages, run_edit, write_with_safety
+    from gemma_code.tasks.edit import (
+        check_commit,
+        commit_message,
+        edit_messages,
+        run_edit,
+        write_with_safety,
+    )
     from gemma_code.tasks.edit_files import gather_files
     from gemma_code.tasks.edit_prompts import FORMATS
     from gemma_code.ui import stdout_console
@@ -246,6 +259,8 @@ def run_edit_command(
     root = _root()
     settings = settings_from(**flags).settings
     named, sites = gather_files(root, files, symbol=symbol, refactor=refactor, instruction=instruction)
+    if commit and not dry_run:  # before the model runs: it would be refused after
+        check_commit(root, list(named))
     err = _err()
     with open_engine(settings) as engine:
         repo_context = None

@@ -13,6 +13,7 @@ from gemma_code.edits.apply import Plan, plan_edits
 from gemma_code.edits.model import Edit, Failure, FileChange
 from gemma_code.edits.parse import ParseProblem, parse_reply_lenient
 from gemma_code.engine.base import Engine, GenerationStats, Message
+from gemma_code.errors import GitError, UsageError
 from gemma_code.tasks.edit_prompts import DEFAULT_FORMAT, FORMATS, retry_message
 from gemma_code.tasks.prompting import BASE_RULES, check_fits, fence
 
@@ -196,16 +197,35 @@ class Written:
     dirty: list[str] = field(default_factory=list)
     stash: str | None = None
     commit: str | None = None
+    commit_error: GitError | None = None
+
+
+def check_commit(root: Path, paths: Sequence[str]) -> None:
+    """Refuse `--commit` before anything is written: outside git (GitError), or when a touched file
+    holds uncommitted work that the commit would sweep in with the edit (UsageError)."""
+    from gemma_code import gitops
+
+    if gitops.repo_root(root) is None:
+        raise GitError(f"{root} is not inside a git repository; nothing was written",
+                       "--commit needs a git repository: run `git init`, or drop --commit")
+    pending = gitops.uncommitted_paths(root, paths)
+    if pending:
+        raise UsageError(f"--commit would also commit your uncommitted changes in "
+                         f"{', '.join(pending)}; nothing was written",
+                         "commit or stash them first, or drop --commit")
 
 
 def write_with_safety(root: Path, changes: Sequence[FileChange], *, label: str = "edit",
                       extra: dict[str, str] | None = None,
                       commit: str | None = None) -> Written:
     """Write `changes` journaled; uncommitted edits in those files also go into a `git stash create`
-    object first; with `commit` (a message), commit exactly those files."""
+    object first; with `commit` (a message), commit exactly those files (checked before writing;
+    a commit that then fails is kept in `commit_error`, the files stay written)."""
     from gemma_code import gitops
     from gemma_code.edits.apply import write_changes
 
+    if commit is not None:
+        check_commit(root, [c.path for c in changes])
     meta = dict(extra or {})
     dirty = gitops.dirty_paths(root, [c.path for c in changes if c.old is not None])
     stash = gitops.stash_create(root) if dirty else None
@@ -214,5 +234,10 @@ def write_with_safety(root: Path, changes: Sequence[FileChange], *, label: str =
     entry = write_changes(root, changes, label=label, extra=meta)
     done = Written(list(changes), entry, dirty, stash)
     if commit is not None:
-        done.commit = gitops.commit_paths(root, [c.path for c in changes], commit)
+        try:
+            done.commit = gitops.commit_paths(root, [c.path for c in changes], commit)
+        except GitError as exc:  # the files are written: say so, and how to revert them
+            done.commit_error = exc
+            # check_commit saw these paths equal to HEAD: the index goes back to that
+            gitops.unstage(root, [c.path for c in changes])
     return done
