@@ -113,11 +113,6 @@ def _tree_entries(paths: Sequence[str]) -> list[tuple[int, bool, str, int]]:
     return entries
 
 
-def tree_text(paths: Sequence[str], depth: int) -> str:
-    """An indented directory tree; folders at `depth` collapse to a file count, deeper ones hide."""
-    return _render(_tree_entries(paths), depth)
-
-
 def _render(entries: Sequence[tuple[int, bool, str, int]], depth: int) -> str:
     lines = []
     for level, folder, name, count in entries:
