@@ -227,7 +227,7 @@ def test_undo_reverts_last_change_set_and_lists(repo, scripted):
     assert result.exit_code == 0 and "restored util.py" in result.stderr
     assert git(repo, "status", "--porcelain") == ""
     again = runner.invoke(app, ["undo"])
-    assert again.exit_code == 6 and "nothing to undo" in again.stderr
+    assert again.exit_code == 1 and "nothing to undo" in again.stderr
 
 
 def test_undo_works_outside_git(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from typing import Any
 
 from gemma_code import paths
 from gemma_code.edits.model import FileChange
-from gemma_code.errors import EditRejectedError
+from gemma_code.errors import EditRejectedError, GemmaCodeError
 
 KEEP = 50  # entries kept per repository
 
@@ -111,8 +111,9 @@ def undo_last(root: Path, *, force: bool = False) -> UndoResult:
 
     entries = list_entries(root)
     if not entries:
-        raise EditRejectedError("nothing to undo: no change set was applied in this repository",
-                                "undo reverts changes made by `gemma-code apply` or `edit`")
+        raise GemmaCodeError("nothing to undo: no change set was applied in this repository",
+                             "undo reverts changes made here by `gemma-code apply`, `edit` or "
+                             "`refactor`; `gemma-code undo --list` shows what can be undone")
     entry = entries[-1]
     targets = [(f, resolve_inside(root, normalize(f["path"]))) for f in entry.files]
     if not force:
