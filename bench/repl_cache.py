@@ -52,8 +52,13 @@ def main() -> None:
     parser.add_argument("--context-tokens", type=int, default=4000)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    home = tempfile.mkdtemp(prefix="gemma-bench-")
-    os.environ["GEMMA_CODE_HOME"] = home
+    with tempfile.TemporaryDirectory(prefix="gemma-bench-") as scratch:  # removed afterwards
+        run(args, Path(scratch))
+
+
+def run(args: argparse.Namespace, scratch: Path) -> None:
+    """Measure the three cases with every file under `scratch`; print the JSON."""
+    os.environ["GEMMA_CODE_HOME"] = str(scratch / "home")
     from gemma_code.config import Settings
     from gemma_code.engine.base import Message
     from gemma_code.engine.llamacpp import load_llamacpp_engine
@@ -110,11 +115,12 @@ def main() -> None:
                              "ratio": round(runs[0]["ttft_s"] / runs[1]["ttft_s"], 1)}
 
     # 3. the same through `gemma-code ask` processes, in a git repository
-    repo = Path(tempfile.mkdtemp(prefix="gemma-bench-repo-"))
+    repo = scratch / "repo"
+    repo.mkdir()
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
     (repo / "funcs.py").write_text(context_text_for_repo(args.context_tokens), encoding="utf-8")
     subprocess.run(["git", "add", "."], cwd=repo, check=True)
-    env = {**os.environ, "GEMMA_CODE_HOME": tempfile.mkdtemp(prefix="gemma-bench-ask-"),
+    env = {**os.environ, "GEMMA_CODE_HOME": str(scratch / "ask-home"),
            "GEMMA_CODE_MODEL": model, "GEMMA_CODE_N_CTX": "8192",
            "GEMMA_CODE_N_THREADS": str(args.threads), "GEMMA_CODE_TEMPERATURE": "0"}
     walls = []

@@ -20,7 +20,13 @@ def main() -> None:
     parser.add_argument("--context-tokens", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    os.environ["GEMMA_CODE_HOME"] = tempfile.mkdtemp(prefix="gemma-bench-")
+    with tempfile.TemporaryDirectory(prefix="gemma-bench-") as home:  # removed afterwards
+        os.environ["GEMMA_CODE_HOME"] = home
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Time the next turn after a long answer, with and without the idle re-read; print JSON."""
     from gemma_code.config import Settings
     from gemma_code.engine.base import Message
     from gemma_code.engine.llamacpp import load_llamacpp_engine

@@ -127,7 +127,11 @@ def run_engine_clients(url: str, clients: int, max_tokens: int) -> dict[str, Any
 
 
 def run_cli_clients(url: str, clients: int, max_tokens: int) -> dict[str, Any]:
-    home = tempfile.mkdtemp(prefix="gemma-bench-")
+    with tempfile.TemporaryDirectory(prefix="gemma-bench-") as home:  # removed afterwards
+        return _run_cli_clients(url, clients, max_tokens, home)
+
+
+def _run_cli_clients(url: str, clients: int, max_tokens: int, home: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEMMA_CODE_")}
     env.update({"GEMMA_CODE_HOME": home, "GEMMA_CODE_TEMPERATURE": "0"})
     start = time.perf_counter()
