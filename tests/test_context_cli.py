@@ -58,6 +58,20 @@ def test_context_named_file_comes_first(git_repo: Path, monkeypatch) -> None:
     assert json.loads(result.stdout)["files"][0]["path"] == "README.md"
 
 
+def test_context_missing_named_file_is_a_usage_error(git_repo: Path, monkeypatch) -> None:
+    monkeypatch.chdir(git_repo)
+    result = runner.invoke(app, ["context", "anything", "-f", "nothere.py"])
+    assert result.exit_code == 2, result.output
+    assert "no such file: nothere.py" in result.stderr
+
+
+def test_context_named_folder_is_a_usage_error(git_repo: Path, monkeypatch) -> None:
+    (git_repo / "pkg").mkdir()
+    monkeypatch.chdir(git_repo)
+    result = runner.invoke(app, ["context", "anything", "-f", "pkg"])
+    assert result.exit_code == 2, result.output
+
+
 def test_context_outside_git_walks_the_folder(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "tool.py").write_text("def tool():\n    pass\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)

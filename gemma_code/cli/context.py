@@ -56,6 +56,7 @@ def context_cmd(
     base = root or find_repo_root(Path.cwd()) or Path.cwd()
     if not base.is_dir():
         raise UsageError(f"{base} is not a folder", "give --root an existing folder")
+    named = [_named_file(base, f) for f in files or []]
     counter = default_tokenizer(settings.model, settings.tokenizer)
     notes: list[str] = []
     if find_repo_root(base) is None:
@@ -64,7 +65,7 @@ def context_cmd(
         base, question, budget=settings.budget,
         count_tokens=counter[0] if counter else None,
         tokenizer_id=counter[1] if counter else "",
-        named=[Path(f) for f in files or []],
+        named=named,
         max_file_bytes=settings.max_file_bytes,
     )
     packed.notes[:0] = notes
@@ -82,6 +83,17 @@ def context_cmd(
         typer.echo(packed.text, nl=False)
         return
     _print_table(packed, base)
+
+
+def _named_file(base: Path, name: str) -> Path:
+    """A -f file, from the current folder or the repository root; UsageError as `ask` gives."""
+    path = Path(name)
+    for candidate in (path,) if path.is_absolute() else (Path.cwd() / path, base / path):
+        if candidate.is_dir():
+            raise UsageError(f"{name} is a directory", "name files, not folders, with -f")
+        if candidate.is_file():
+            return path
+    raise UsageError(f"no such file: {name}", "check the path given to -f/--file")
 
 
 def _print_table(packed: Any, base: Path) -> None:
