@@ -85,7 +85,7 @@ def context_cmd(
     _print_table(packed, base)
 
 
-def _named_file(base: Path, name: str) -> Path:
+def _named_file(base: Path, name: Path | str) -> Path:
     """A -f file, from the current folder or the repository root; UsageError as `ask` gives."""
     path = Path(name)
     for candidate in (path,) if path.is_absolute() else (Path.cwd() / path, base / path):
