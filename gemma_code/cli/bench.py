@@ -24,11 +24,11 @@ Examples:
 
   gemma-code bench --json > bench.json
 
-Figures: load time; prefill tok/s at 1K, 8K, 32K and up to --n-ctx (GPU);
-decode tok/s at depth 0 and 32K; first-token time, cold and with the prefix reused;
+Figures: load time; prefill tok/s at 1K, 8K, 32K and up to --n-ctx (GPU); \
+decode tok/s at depth 0 and 32K; first-token time, cold and with the prefix reused; \
 the speculative speed-up on a copy-heavy edit. --quick and CPU runs use small sizes.
 
-The reference is llama-bench when it is on PATH, else a minimal C-API loop.
+The reference is llama-bench when it is on PATH, else a minimal C-API loop. \
 Ratio: ours relative to llama.cpp, above 1.00x we are faster.
 """
 

@@ -20,7 +20,7 @@ Examples:
 
   gemma-code cache clear
 
-Its size is bounded by `prompt_cache_mb` (least recently used states go first);
+Its size is bounded by `prompt_cache_mb` (least recently used states go first); \
 `prompt_cache = false` in config turns it off.
 """
 

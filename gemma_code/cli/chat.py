@@ -41,8 +41,8 @@ Examples:
 
   gemma-code chat --resume 20261128-0455
 
-Inside: /help lists the commands (/add FILE, /edit ..., /apply, /undo, /stats ...);
-!CMD runs a shell command after asking. Enter sends, Alt-Enter (or Esc Enter) starts a new
+Inside: /help lists the commands (/add FILE, /edit ..., /apply, /undo, /stats ...); \
+!CMD runs a shell command after asking. Enter sends, Alt-Enter (or Esc Enter) starts a new \
 line, Ctrl-C stops an answer, Ctrl-D quits. Sessions are saved as you go.
 """
 

@@ -16,8 +16,8 @@ from gemma_code.config import Settings
 
 DOCTOR_HELP = """Check the set-up and show the memory plan; each problem comes with its fix.
 
-Checks Python, the llama.cpp build (GPU offload or not), GPUs and free memory, downloaded
-models, and the context window and KV cache the engine would choose. Exit 0 when
+Checks Python, the llama.cpp build (GPU offload or not), GPUs and free memory, downloaded \
+models, and the context window and KV cache the engine would choose. Exit 0 when \
 gemma-code can run, 1 when something blocks it.
 
 Examples:

