@@ -19,6 +19,16 @@ from typing import Any
 from gemma_code.errors import GitError
 
 
+def _reason(stderr: str) -> str:
+    """git's reason from its stderr: the first fatal:/error: line (usage notes follow it), else the last."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    for line in lines:
+        for prefix in ("fatal:", "error:"):
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+    return lines[-1] if lines else ""
+
+
 @contextmanager
 def _git_errors(action: str) -> Iterator[None]:
     import git
@@ -26,8 +36,8 @@ def _git_errors(action: str) -> Iterator[None]:
     try:
         yield
     except git.GitCommandError as exc:
-        detail = (exc.stderr or str(exc)).strip().splitlines()
-        raise GitError(f"git {action} failed: {detail[-1] if detail else exc}",
+        detail = _reason(str(exc.stderr or "")) or str(exc)
+        raise GitError(f"git {action} failed: {detail}",
                        "run the git command yourself to see the full message") from None
     except git.GitCommandNotFound:
         raise GitError("git is not installed or not on PATH", "install git") from None
@@ -143,21 +153,21 @@ def _cli(root: Path, *args: str) -> str:
     except FileNotFoundError:
         raise GitError("git is not installed", "install git and try again") from None
     if proc.returncode != 0:
-        detail = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        detail = _reason(proc.stderr) or "failed"
         raise GitError(f"git {args[0]}: {detail}")
     return proc.stdout
 
 
-def work_tree_root(start: Path | None = None) -> Path:
-    """The top of the work tree containing `start` (default: cwd); GitError outside a repository."""
+REVIEW_HINT = "run this in a repository, or name FILES to review them as they are"
+
+
+def work_tree_root(start: Path | None = None, *, hint: str = REVIEW_HINT) -> Path:
+    """The top of the work tree containing `start` (default: cwd); GitError with `hint` outside one."""
     here = (start or Path.cwd()).resolve()
     try:
         top = _cli(here, "rev-parse", "--show-toplevel").strip()
     except GitError:
-        raise GitError(
-            f"{here} is not inside a git repository",
-            "run this in a repository, or name FILES to review them as they are",
-        ) from None
+        raise GitError(f"{here} is not inside a git repository", hint) from None
     return Path(top)
 
 

@@ -20,6 +20,7 @@ from gemma_code.gitops import hooks_dir, work_tree_root
 MARKER = "# gemma-code pre-commit hook"
 PYTHON_TAG = "# gemma-code-python: "
 CHAINED = "pre-commit.gemma-code-chained"
+NOT_A_REPO_HINT = "the hook lives in a git repository: run `gemma-code hook` in one (`git init` makes one)"
 
 SCRIPT = """#!/bin/sh
 {marker} (remove it with: gemma-code hook uninstall)
@@ -85,7 +86,7 @@ def _recorded_python(hook: Path) -> str | None:
 
 def status(start: Path | None = None) -> HookStatus:
     """The pre-commit slot of the repository containing `start`."""
-    folder = hooks_dir(work_tree_root(start))
+    folder = hooks_dir(work_tree_root(start, hint=NOT_A_REPO_HINT))
     hook = folder / "pre-commit"
     chained = folder / CHAINED
     has_chained = chained.exists() or chained.is_symlink()

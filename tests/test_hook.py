@@ -215,6 +215,16 @@ def test_hook_cli_install_status_uninstall(git_repo, monkeypatch):
     assert json.loads(runner.invoke(app, ["hook", "status", "--json"]).stdout)["state"] == "absent"
 
 
+@pytest.mark.parametrize("action", ["install", "status", "uninstall"])
+def test_hook_cli_outside_git_exits_5_with_the_hooks_own_hint(tmp_path, monkeypatch, action):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    result = runner.invoke(app, ["hook", action])
+    assert result.exit_code == 5, result.output
+    assert "not inside a git repository" in result.stderr
+    assert "name FILES" not in result.stderr and "git init" in result.stderr
+
+
 def test_pre_commit_framework_manifest_declares_gemma_code_review():
     text = (Path(__file__).resolve().parents[1] / ".pre-commit-hooks.yaml").read_text(encoding="utf-8")
     assert "- id: gemma-code-review" in text

@@ -113,3 +113,14 @@ def test_change_symbols_come_from_hunk_headers_and_added_definitions(git_repo: P
     )
     git(git_repo, "add", "util.py")
     assert change_symbols(staged_changes(git_repo)) == ["Calc"]
+
+
+def test_unknown_range_reports_gits_reason_not_its_usage_line(git_repo: Path):
+    import pytest
+
+    from gemma_code.errors import GitError
+
+    with pytest.raises(GitError) as caught:
+        range_changes(git_repo, "nosuch..HEAD")
+    assert "unknown revision" in caught.value.message
+    assert "Use '--'" not in caught.value.message and "<revision>" not in caught.value.message
