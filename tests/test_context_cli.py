@@ -93,3 +93,10 @@ def test_context_empty_question_is_a_usage_error(git_repo: Path, monkeypatch) ->
     monkeypatch.chdir(git_repo)
     result = runner.invoke(app, ["context", "  "])
     assert result.exit_code == 2
+
+
+def test_context_help_prose_is_one_line_per_paragraph() -> None:
+    from gemma_code.cli.context import CONTEXT_HELP
+
+    prose = [p for p in CONTEXT_HELP.strip().split("\n\n") if not p.startswith("  ")]
+    assert prose and all("\n" not in p for p in prose)

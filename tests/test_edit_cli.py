@@ -327,3 +327,16 @@ def test_edit_asks_the_engine_for_speculative_decoding_and_ask_does_not(repo, sc
     assert runner.invoke(app, ["edit", "--yes", "--no-context", "swap", "util.py"]).exit_code == 0
     assert runner.invoke(app, ["ask", "--no-context", "why?"]).exit_code == 0
     assert [call.speculative for call in engine.calls] == [True, False]
+
+
+def _ragged_paragraphs(text: str) -> list[str]:
+    """Prose paragraphs with a hard newline (rich would keep it and wrap raggedly)."""
+    return [p for p in text.strip().split("\n\n")
+            if "\n" in p and not all(line.startswith("  ") for line in p.splitlines())]
+
+
+def test_edit_command_help_prose_is_one_line_per_paragraph():
+    from gemma_code.cli import edit
+
+    for text in (edit.APPLY_HELP, edit.EDIT_HELP, edit.REFACTOR_HELP, edit.UNDO_HELP):
+        assert _ragged_paragraphs(text) == []

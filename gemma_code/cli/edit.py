@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 APPLY_HELP = """Apply the edits in a saved model reply to the repository here.
 
-Reads SEARCH/REPLACE blocks, unified diffs (sloppy ones too) and whole-file blocks;
+Reads SEARCH/REPLACE blocks, unified diffs (sloppy ones too) and whole-file blocks; \
 prose around them is ignored. Everything applies or nothing does.
 
 Examples:
@@ -40,11 +40,12 @@ Examples:
 
   pbpaste | gemma-code apply -
 
-  gemma-code apply reply.md --check      # validate only, write nothing
+  gemma-code apply reply.md --check    # validate only
 
-Exit 0: every edit applied (or was already applied). Exit 6: an edit could not be
-applied; nothing was written and each failure is explained with the closest actual
-lines. Exit 2: usage. Undo with `gemma-code undo`.
+Exit 0: every edit applied (or was already applied). Exit 6: an edit could not be \
+applied; nothing was written and each failure is explained with the closest actual \
+lines. Exit 2: usage. Exit 5: --commit outside a git repository, or the commit failed \
+(the edits stay written; `gemma-code undo` reverts them). Undo with `gemma-code undo`.
 """
 
 EDIT_HELP = """Ask the model to change code; preview the diff per file, confirm, apply.
@@ -57,9 +58,12 @@ Examples:
 
   gemma-code edit "use pathlib instead of os.path" src/*.py --yes --commit
 
-At each file: y(es), n(o), a(ll remaining), q(uit). Edits that do not apply go back to
-the model with the reason and the closest lines (--retries times), then you are told
+At each file: y(es), n(o), a(ll remaining), q(uit). Edits that do not apply go back to \
+the model with the reason and the closest lines (--retries times), then you are told \
 exactly what did not apply. Undo with `gemma-code undo`.
+
+--commit commits exactly the applied edits; it is refused, before anything is written, \
+outside git or when a file to change has uncommitted work (commit or stash it first).
 """
 
 REFACTOR_HELP = """Refactor a symbol across the repository: its definition and every reference.
@@ -70,7 +74,7 @@ Examples:
 
   gemma-code refactor "make timeout a keyword-only argument" --symbol fetch src/net.py
 
-Files that define or use the symbol (found with tree-sitter) go to the model in full.
+Files that define or use the symbol (found with tree-sitter) go to the model in full. \
 Preview, confirmation, retries and undo work as in `gemma-code edit`.
 """
 
