@@ -64,6 +64,32 @@ def test_model_info_reports_the_fallback_format_and_plan(engine: LlamaCppEngine)
     assert any("n_ctx 2,048" in note for note in info.notes)
 
 
+def test_model_info_names_a_path_by_its_file_and_a_registry_alias_by_its_registry_name(
+    engine: LlamaCppEngine, tiny_model_path: Path
+) -> None:
+    assert engine.info.name == tiny_model_path.stem
+    by_alias = load_llamacpp_engine(Settings(model="tiny", n_ctx=256, n_threads=1))
+    try:
+        assert by_alias.info.name == "gemma3-270m"  # the registry name, not the alias typed
+    finally:
+        by_alias.close()
+
+
+def test_model_info_reports_the_context_llama_cpp_made_not_the_one_asked(tiny_model_path: Path) -> None:
+    import llama_cpp as lc
+
+    small = load_llamacpp_engine(Settings(model=str(tiny_model_path), n_ctx=64, n_threads=1))
+    try:
+        made = int(lc.llama_n_ctx(small.ctx))
+        assert made > 64  # llama.cpp rounds small contexts up
+        assert small.info.n_ctx == small.plan.n_ctx == made
+        assert any(f"n_ctx {made:,}" in note for note in small.info.notes)
+        assert not any("n_ctx 64" in note for note in small.info.notes)
+        assert any(f"{made:,}-token context for the 64 asked" in note for note in small.info.notes)
+    finally:
+        small.close()
+
+
 def test_second_call_reuses_the_prompt_prefix(engine: LlamaCppEngine) -> None:
     run(engine.stream(QUESTION, max_tokens=2, temperature=0))
     follow_up = [*QUESTION, Message("model", "Red, green, blue."), Message("user", "Two more.")]

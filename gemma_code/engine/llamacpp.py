@@ -51,7 +51,7 @@ class LlamaCppEngine:
 
         from gemma_code.engine import lowlevel
         from gemma_code.engine.kvstate import SwaCheckpoint
-        from gemma_code.engine.loading import create_context, load_model
+        from gemma_code.engine.loading import create_context, load_model, model_name, with_actual_n_ctx
 
         self._lc = lc
         self._ll = lowlevel
@@ -89,6 +89,7 @@ class LlamaCppEngine:
             lc.llama_model_free(self.model)
             self.model = None
             raise
+        self.plan = with_actual_n_ctx(self.plan, int(lc.llama_n_ctx(self.ctx)))
         self.memory = lc.llama_get_memory(self.ctx)
         self.vocab = lc.llama_model_get_vocab(self.model)
         self.n_swa = int(lc.llama_model_n_swa(self.model))
@@ -105,8 +106,7 @@ class LlamaCppEngine:
         if fmt != "gemma4" and not template:
             notes.append(f"no chat template in the GGUF: using the documented {fmt} format")
         self.info = ModelInfo(
-            name=self.path.stem if Path(settings.model).expanduser().exists() else settings.model,
-            n_ctx=int(lc.llama_n_ctx(self.ctx)), arch=arch, quant=quant,
+            name=model_name(settings.model, self.path), n_ctx=self.plan.n_ctx, arch=arch, quant=quant,
             backend=lowlevel.backend_name() if gpu else "cpu", chat_format=fmt,
             path=str(self.path), kv_type=self.plan.kv_type,
             n_gpu_layers=n_gpu_layers if gpu else 0, notes=tuple(notes),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from gemma_code.config import Settings
 from gemma_code.engine import lowlevel as ll
 from gemma_code.engine.fit import Plan
 from gemma_code.engine.hardware import default_threads
-from gemma_code.errors import EngineError, UnsupportedModelError
+from gemma_code.errors import EngineError, GemmaCodeError, UnsupportedModelError
 
 NEEDED = "llama-cpp-python 0.3.36 or later (it runs gemma4)"
 
@@ -68,3 +69,27 @@ def create_context(model: Any, plan: Plan, settings: Settings, n_outputs_max: in
             "lower --n-ctx or set kv_type = \"q8_0\" (out of memory is the usual cause)",
         )
     return ctx, int(params.n_batch)
+
+
+def model_name(spec: str, path: Path) -> str:
+    """The registry name when `spec` is a registry name or alias that gave `path`, else the file's stem."""
+    from gemma_code.models import entry_path, find_entry
+
+    try:
+        entry = find_entry(spec) if spec.strip() else None
+    except GemmaCodeError:  # a broken user registry: the model was loaded by path anyway
+        return path.stem
+    if entry is not None:
+        target, real = entry_path(entry).resolve(), path.resolve()
+        if real == target or target in real.parents:
+            return entry.name
+    return path.stem
+
+
+def with_actual_n_ctx(plan: Plan, n_ctx: int) -> Plan:
+    """`plan` telling the context llama.cpp really made (it rounds small ones up, 64 to 256)."""
+    if n_ctx == plan.n_ctx:
+        return plan
+    reason = plan.reason.replace(f"n_ctx {plan.n_ctx:,}", f"n_ctx {n_ctx:,}")
+    note = f"llama.cpp made a {n_ctx:,}-token context for the {plan.n_ctx:,} asked"
+    return replace(plan, n_ctx=n_ctx, reason=reason, notes=(*plan.notes, note))
