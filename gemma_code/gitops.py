@@ -52,14 +52,6 @@ def _repo(start: Path) -> Any:
         return None
 
 
-def repo_root(start: Path) -> Path | None:
-    """The work tree root containing `start`, or None outside a git repository."""
-    repo = _repo(start)
-    if repo is None or repo.bare or repo.working_tree_dir is None:
-        return None
-    return Path(repo.working_tree_dir)
-
-
 def dirty_paths(root: Path, paths: Sequence[str]) -> list[str]:
     """Which of `paths` (repo-relative) have uncommitted changes, staged or not."""
     repo = _repo(root)
@@ -129,13 +121,9 @@ def head_sha(root: Path) -> str | None:
 
 
 def tracked_files(root: Path) -> list[str]:
-    """Tracked and untracked-but-not-ignored files, repo-relative."""
-    repo = _repo(root)
-    if repo is None:
-        return []
-    with _git_errors("ls-files"):
-        out = repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard")
-    return sorted({p for p in out.split("\0") if p})
+    """Tracked and untracked-but-not-ignored files of the repository holding `root`, repo-relative."""
+    top = repo_root(root)
+    return sorted(set(listed_files(top))) if top is not None else []
 
 
 # --- the git CLI: the review, the hook and the REPL's /diff -------------------------------
@@ -161,14 +149,31 @@ def _cli(root: Path, *args: str) -> str:
 REVIEW_HINT = "run this in a repository, or name FILES to review them as they are"
 
 
-def work_tree_root(start: Path | None = None, *, hint: str = REVIEW_HINT) -> Path:
-    """The top of the work tree containing `start` (default: cwd); GitError with `hint` outside one."""
-    here = (start or Path.cwd()).resolve()
+def repo_root(start: Path | str) -> Path | None:
+    """The top of the work tree containing `start` (a folder or a file), or None outside one.
+
+    The one way gemma-code finds a repository: git's own answer (worktrees, GIT_DIR, bare
+    repositories and safe.directory as git sees them), one fast `git rev-parse`.
+    """
+    here = Path(start).resolve()
+    while not here.is_dir():  # a file, or a path not created yet
+        if here.parent == here:
+            return None
+        here = here.parent
     try:
         top = _cli(here, "rev-parse", "--show-toplevel").strip()
     except GitError:
-        raise GitError(f"{here} is not inside a git repository", hint) from None
-    return Path(top)
+        return None
+    return Path(top) if top else None
+
+
+def work_tree_root(start: Path | None = None, *, hint: str = REVIEW_HINT) -> Path:
+    """The top of the work tree containing `start` (default: cwd); GitError with `hint` outside one."""
+    here = (start or Path.cwd()).resolve()
+    top = repo_root(here)
+    if top is None:
+        raise GitError(f"{here} is not inside a git repository", hint)
+    return top
 
 
 def staged_tree(root: Path) -> str:
@@ -203,3 +208,37 @@ def hooks_dir(root: Path) -> Path:
     """Git's real hooks directory for the repository at `root` (core.hooksPath, worktrees)."""
     path = Path(_cli(root, "rev-parse", "--git-path", "hooks").strip())
     return path if path.is_absolute() else (root / path).resolve()
+
+
+# --- the context builder's reads (the git CLI: no gitpython import on a cold run) ----------
+
+
+def listed_files(root: Path) -> list[str]:
+    """Tracked plus untracked-but-not-ignored files under `root` (`git ls-files`), git's order."""
+    out = _cli(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    return [p for p in out.split("\0") if p]
+
+
+def changed_files(root: Path) -> list[str]:
+    """Files with uncommitted changes, untracked ones included (`git status`), sorted."""
+    out = _cli(root, "status", "--porcelain", "-z", "--untracked-files=all")
+    # with -z a rename adds its old path as a bare entry: the "XY " prefix tells them apart
+    return sorted({e[3:] for e in out.split("\0") if len(e) > 3 and e[2] == " "})
+
+
+def recent_files(root: Path, commits: int = 5) -> list[str]:
+    """Files touched by the last `commits` commits, sorted; GitError before the first commit."""
+    out = _cli(root, "log", "-n", str(commits), "--name-only", "--format=", "--no-renames")
+    return sorted({line for line in out.splitlines() if line})
+
+
+def grep_words(root: Path, words: Sequence[str], limit: int = 2_000) -> list[str]:
+    """Files (tracked or untracked, not binary) holding any of `words` as a whole word (`git grep`)."""
+    args = ["grep", "-l", "-w", "-F", "-I", "--untracked"]
+    for word in words:
+        args += ["-e", word]
+    try:
+        out = _cli(root, *args)
+    except GitError:  # no match exits 1; either way: nothing found
+        return []
+    return sorted(out.splitlines())[:limit]

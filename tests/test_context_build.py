@@ -185,6 +185,38 @@ def test_untracked_files_count_but_ignored_do_not(tmp_path: Path) -> None:
     assert "new_module.py" in scan.dirty
 
 
+def test_recent_and_grep_hints_keep_non_ascii_file_names_unquoted(tmp_path: Path) -> None:
+    from gemma_code.context.files import grep_files
+
+    root = make_repo(tmp_path / "r", {"café.py": "def brew_coffee():\n    pass\n"})
+    scan = scan_files(root)
+    assert "café.py" in [f.path for f in scan.files]
+    assert "café.py" in scan.recent
+    assert grep_files(root, ["brew_coffee"]) == ["café.py"]
+
+
+def test_one_repo_root_lookup_for_folders_files_and_new_paths(tmp_path: Path) -> None:
+    from gemma_code import gitops
+
+    root = make_repo(tmp_path / "r", {"pkg/mod.py": "x = 1\n"})
+    assert find_repo_root is gitops.repo_root
+    assert gitops.repo_root(root / "pkg") == root.resolve()
+    assert gitops.repo_root(root / "pkg" / "mod.py") == root.resolve()
+    assert gitops.repo_root(root / "pkg" / "not" / "yet.py") == root.resolve()
+    (tmp_path / "plain").mkdir()
+    assert gitops.repo_root(tmp_path / "plain") is None
+
+
+def test_context_package_makes_no_git_calls_of_its_own() -> None:
+    import re
+
+    import gemma_code.context as context
+
+    for source in Path(context.__file__).parent.glob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        assert not re.search(r"\b(import git|from git import|subprocess)\b", text), source.name
+
+
 def test_walk_outside_git_honours_gitignore_and_survives_symlink_loops(tmp_path: Path) -> None:
     root = tmp_path / "plain"
     (root / "pkg").mkdir(parents=True)

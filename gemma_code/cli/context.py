@@ -47,8 +47,9 @@ def context_cmd(
         Path | None, typer.Option("--root", help="Repository folder (default: the current one's).")
     ] = None,
 ) -> None:
-    from gemma_code.context import build_context, find_repo_root
+    from gemma_code.context import build_context
     from gemma_code.context.tokens import default_tokenizer
+    from gemma_code.gitops import repo_root as find_repo_root
 
     settings = settings_from(model=model, budget=budget).settings
     if not question.strip():

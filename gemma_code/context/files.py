@@ -10,6 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gemma_code import gitops
+from gemma_code.errors import GitError
+
 # Folders of other people's code or of build output: never worth the model's attention.
 VENDORED_DIRS = frozenset({
     "node_modules", "vendor", "vendors", "third_party", "thirdparty", "bower_components",
@@ -64,15 +67,8 @@ class FileScan:
     recent: list[str] = field(default_factory=list)
 
 
-def find_repo_root(start: Path | str) -> Path | None:
-    """The top of the git work tree containing `start`, or None outside any repository."""
-    here = Path(start).resolve()
-    if here.is_file():
-        here = here.parent
-    for folder in (here, *here.parents):
-        if (folder / ".git").exists():
-            return folder
-    return None
+# The one repository-root lookup lives in gitops; this name stays for context's callers.
+find_repo_root = gitops.repo_root
 
 
 _SECRET_NAME = re.compile("|".join(fnmatch.translate(p) for p in SECRET_PATTERNS))
@@ -146,24 +142,18 @@ def _git_listing(root: Path, scan: FileScan) -> list[str] | None:
     if not (root / ".git").exists():
         return None
     try:
-        import git
-
-        repo = git.Repo(root)
-        out = repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard")
-    except Exception as exc:  # gitpython raises many types; any failure means "walk instead"
-        scan.notes.append(f"git could not list files ({type(exc).__name__}); walked the folder")
+        listed = gitops.listed_files(root)
+    except GitError as exc:  # any failure means "walk instead"
+        scan.notes.append(f"git could not list files ({exc.message}); walked the folder")
         return None
     scan.in_git = True
-    listed = [p for p in out.split("\0") if p]
     try:
-        status = repo.git.status("--porcelain", "-z", "--untracked-files=all")
-        scan.dirty = sorted({e[3:] for e in status.split("\0") if len(e) > 3 and e[2] == " "})
-    except Exception:  # an odd index is a missing hint, not a failure
+        scan.dirty = gitops.changed_files(root)
+    except GitError:  # an odd index is a missing hint, not a failure
         scan.dirty = []
     try:
-        log = repo.git.log("-n", "5", "--name-only", "--format=", "--no-renames")
-        scan.recent = sorted({line for line in log.splitlines() if line})
-    except Exception:  # an empty repository has no commits to read
+        scan.recent = gitops.recent_files(root, 5)
+    except GitError:  # an empty repository has no commits to read
         scan.recent = []
     if not listed:
         scan.notes.append("the repository has no files yet")
@@ -175,16 +165,7 @@ def grep_files(root: Path, names: Iterable[str], limit: int = 2_000) -> list[str
     words = sorted({n for n in names if n.isidentifier()})
     if not words:
         return []
-    try:
-        import git
-
-        args = ["-l", "-w", "-F", "-I", "--untracked"]
-        for word in words[:20]:
-            args += ["-e", word]
-        out = git.Repo(root).git.grep(*args)
-    except Exception:  # no match exits 1, which gitpython raises; either way: nothing found
-        return []
-    return sorted(out.splitlines())[:limit]
+    return gitops.grep_words(root, words[:20], limit)
 
 
 class _Ignore:
