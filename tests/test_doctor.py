@@ -75,4 +75,5 @@ def test_doctor_reports_a_bad_kv_type_setting_with_its_fix(
     monkeypatch.setenv("GEMMA_CODE_KV_TYPE", "f32")
     result = runner.invoke(app, ["doctor", "--model", str(tiny_model_path)])
     assert result.exit_code == 1
-    assert "kv_type 'f32'" in result.output and "fix:" in result.output
+    assert "`kv_type` must be one of" in result.output and "'f32'" in result.output
+    assert "fix:" in result.output

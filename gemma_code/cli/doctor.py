@@ -265,8 +265,17 @@ def doctor(
     n_ctx: NCtxOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    settings = settings_from(model=model, n_ctx=n_ctx).settings
+    from gemma_code.errors import ConfigError
+
+    try:
+        settings = settings_from(model=model, n_ctx=n_ctx).settings
+        config_problem = None
+    except ConfigError as exc:  # diagnose the rest with the defaults, and report this first
+        settings = Settings(**{k: v for k, v in {"model": model, "n_ctx": n_ctx}.items() if v is not None})
+        config_problem = Problem(exc.message, exc.hint or "fix the setting it names")
     report = diagnose(settings)
+    if config_problem is not None:
+        report.problems.insert(0, config_problem)
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
