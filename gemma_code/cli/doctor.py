@@ -271,7 +271,9 @@ def doctor(
         settings = settings_from(model=model, n_ctx=n_ctx).settings
         config_problem = None
     except ConfigError as exc:  # diagnose the rest with the defaults, and report this first
-        settings = Settings(**{k: v for k, v in {"model": model, "n_ctx": n_ctx}.items() if v is not None})
+        settings = Settings()
+        settings.model = model or settings.model
+        settings.n_ctx = settings.n_ctx if n_ctx is None else n_ctx
         config_problem = Problem(exc.message, exc.hint or "fix the setting it names")
     report = diagnose(settings)
     if config_problem is not None:
