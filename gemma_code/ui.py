@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
@@ -24,6 +25,14 @@ def stderr_console() -> Console:
     from rich.console import Console
 
     return Console(file=sys.stderr, stderr=True, highlight=False, soft_wrap=True)
+
+
+def working(message: str) -> AbstractContextManager[object]:
+    """A spinner with `message` on stderr while slow work runs; nothing when stderr is piped."""
+    console = stderr_console()
+    if not console.is_terminal:
+        return nullcontext()
+    return console.status(message, spinner="dots")
 
 
 def print_error(message: str, hint: str | None = None) -> None:

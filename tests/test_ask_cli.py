@@ -203,3 +203,31 @@ def test_an_unexpected_exception_is_one_line_with_a_hint(tmp_path, monkeypatch):
         assert isinstance(result.exception, ValueError)
     finally:
         set_engine_factory(None)
+
+
+def test_the_loading_spinner_covers_the_load_alone(scripted):
+    from contextlib import contextmanager
+
+    from gemma_code.config import Settings
+    from gemma_code.engine import open_engine
+
+    scripted("x")
+    events: list[str] = []
+
+    @contextmanager
+    def spinner():
+        events.append("start")
+        yield
+        events.append("stop")
+
+    with open_engine(Settings(), while_loading=spinner()) as engine:
+        events.append(f"using {engine.info.name}")
+    assert events == ["start", "stop", "using scripted"]
+
+
+def test_no_spinner_when_stderr_is_piped(scripted, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scripted("answer")
+    result = runner.invoke(app, ["ask", "--no-context", "q"])
+    assert result.exit_code == 0
+    assert "loading" not in result.stderr

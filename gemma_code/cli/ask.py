@@ -73,7 +73,7 @@ def ask(
 ) -> None:
     from gemma_code.engine import open_engine
     from gemma_code.tasks.ask import ask_messages, collect, stream_ask
-    from gemma_code.ui import StreamPrinter, format_stats, stderr_console, stdout_console
+    from gemma_code.ui import StreamPrinter, format_stats, stderr_console, stdout_console, working
 
     loaded = settings_from(
         model=model, engine=engine, base_url=base_url, think=think,
@@ -89,12 +89,13 @@ def ask(
             raise UsageError("no question given", 'try: gemma-code ask "what does main() do?"')
     assert question is not None
     paths = [Path(p) for p in (files or [])]
-    with open_engine(settings) as eng:
+    with open_engine(settings, while_loading=working(f"loading {settings.model} …")) as eng:
         repo_context = None
         if settings.context:
             from gemma_code.tasks.ask import repo_context_for
 
-            repo_context = repo_context_for(eng, question, paths, settings)
+            with working("packing the repository context …"):
+                repo_context = repo_context_for(eng, question, paths, settings)
         messages = ask_messages(question, files=paths, stdin_text=piped, repo_context=repo_context)
         chunks = stream_ask(
             eng, messages, max_tokens=settings.max_tokens, think=settings.think,

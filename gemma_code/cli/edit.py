@@ -253,7 +253,7 @@ def run_edit_command(
     )
     from gemma_code.tasks.edit_files import gather_files
     from gemma_code.tasks.edit_prompts import FORMATS
-    from gemma_code.ui import stdout_console
+    from gemma_code.ui import stdout_console, working
     from gemma_code.ui_diff import print_change
 
     if not instruction.strip():
@@ -266,12 +266,14 @@ def run_edit_command(
     if commit and not dry_run:  # before the model runs: it would be refused after
         check_commit(root, list(named))
     err = _err()
-    with open_engine(settings) as engine:
+    with open_engine(settings, while_loading=working(f"loading {settings.model} …")) as engine:
         repo_context = None
         if settings.context:
             from gemma_code.tasks.ask import repo_context_for
 
-            repo_context = repo_context_for(engine, instruction, [root / p for p in named], settings)
+            with working("packing the repository context …"):
+                repo_context = repo_context_for(engine, instruction, [root / p for p in named],
+                                                settings)
         messages = edit_messages(instruction, files=named, repo_context=repo_context, symbol=sites,
                                  refactor=refactor, fmt=fmt)
         err.print("asking the model for edits...", style="dim")

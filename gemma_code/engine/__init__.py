@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message, ModelInfo
@@ -52,9 +52,15 @@ def load_engine(settings: Settings) -> Engine:
 
 
 @contextmanager
-def open_engine(settings: Settings) -> Iterator[Engine]:
-    """`load_engine(settings)` for one `with` block; closed when the block ends, however it ends."""
-    engine = load_engine(settings)
+def open_engine(
+    settings: Settings, *, while_loading: AbstractContextManager[object] | None = None
+) -> Iterator[Engine]:
+    """`load_engine(settings)` for one `with` block; closed when the block ends, however it ends.
+
+    `while_loading` (a spinner, say) is entered for the load alone.
+    """
+    with while_loading or nullcontext():
+        engine = load_engine(settings)
     try:
         yield engine
     finally:
