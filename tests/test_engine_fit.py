@@ -142,3 +142,10 @@ def test_parse_nvidia_smi_reads_free_memory() -> None:
 def test_unknown_settings_are_config_errors(gemma4: ModelFacts, kv: str, moe: str) -> None:
     with pytest.raises(ConfigError, match="is not one of"):
         plan(gemma4, Memory(None), kv_type=kv, cpu_moe=moe)
+
+
+def test_every_kv_type_the_settings_allow_has_a_size() -> None:
+    from gemma_code.config import CHOICES
+    from gemma_code.engine.fit import KV_BYTES
+
+    assert set(CHOICES["kv_type"]) - {"auto"} == set(KV_BYTES)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gemma_code.config import CHOICES
 from gemma_code.errors import ConfigError
 
 GiB = 1024**3
@@ -144,17 +145,13 @@ def gpu_bytes(facts: ModelFacts, n_ctx: int, kv_type: str, *, cpu_moe: bool) -> 
 
 
 def check_choices(kv_type: str, cpu_moe: str) -> None:
-    """ConfigError for a kv_type or cpu_moe setting the planner does not know."""
-    if kv_type not in ("auto", *KV_TYPES):
-        raise ConfigError(
-            f"kv_type {kv_type!r} is not one of auto, {', '.join(KV_TYPES)}",
-            "fix `kv_type` (gemma-code config show says where it is set)",
-        )
-    if cpu_moe not in ("auto", "on", "off"):
-        raise ConfigError(
-            f"cpu_moe {cpu_moe!r} is not one of auto, on, off",
-            "fix `cpu_moe` (gemma-code config show says where it is set)",
-        )
+    """ConfigError for a kv_type or cpu_moe the settings do not allow (set in code, not loaded)."""
+    for key, value in (("kv_type", kv_type), ("cpu_moe", cpu_moe)):
+        if value not in CHOICES[key]:
+            raise ConfigError(
+                f"{key} {value!r} is not one of {', '.join(CHOICES[key])}",
+                f"fix `{key}` (gemma-code config show says where it is set)",
+            )
 
 
 def plan(

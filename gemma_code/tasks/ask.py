@@ -6,6 +6,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message
 from gemma_code.tasks.prompting import BASE_RULES, check_fits, fence, read_named_file
 
@@ -71,7 +72,7 @@ def collect(chunks: Iterator[Chunk]) -> AskResult:
 
 
 def repo_context_for(
-    engine: Engine, question: str, files: Sequence[Path], settings: object
+    engine: Engine, question: str, files: Sequence[Path], settings: Settings
 ) -> str | None:
     """Repository context for the question, packed by the context builder (None outside a repo)."""
     from gemma_code.context import context_for_prompt
