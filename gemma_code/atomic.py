@@ -33,6 +33,13 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
 
 
 def _umask() -> int:
+    """The process umask; read from /proc where it can be, since setting it races other threads."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     current = os.umask(0)
     os.umask(current)
     return current
