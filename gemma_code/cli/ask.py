@@ -20,6 +20,7 @@ from gemma_code.cli.common import (
     ModelOpt,
     NCtxOpt,
     NoContextOpt,
+    PagesOpt,
     ShowThoughtsOpt,
     StatsOpt,
     ThinkOpt,
@@ -42,8 +43,14 @@ Examples:
 
   gemma-code ask --json "list the CLI entry points" | jq .answer
 
+  gemma-code ask "what does section 4 require?" -f rfc.pdf --pages 12-20
+
 Piped standard input is added to the question. --json prints
 {"answer", "thoughts", "model", "stats"}. Ctrl-C stops the answer (exit 130).
+
+A PDF named with -f goes in as the text of each page, with page markers, within --budget \
+tokens; pages that do not fit, and scanned pages without text, are named on stderr. \
+--pages selects pages.
 """
 
 
@@ -70,6 +77,7 @@ def ask(
     n_ctx: NCtxOpt = None,
     budget: BudgetOpt = None,
     no_context: NoContextOpt = False,
+    pages: PagesOpt = None,
 ) -> None:
     from gemma_code.engine import open_engine
     from gemma_code.tasks.ask import ask_messages, collect, stream_ask
@@ -88,15 +96,33 @@ def ask(
         else:
             raise UsageError("no question given", 'try: gemma-code ask "what does main() do?"')
     assert question is not None
-    paths = [Path(p) for p in (files or [])]
+    from gemma_code.tasks.attachments import (
+        Attachments,
+        check_pages_flag,
+        document_budget,
+        pack_documents,
+        split_named,
+    )
+
+    paths, pdfs = split_named([Path(p) for p in (files or [])])
+    check_pages_flag(pages, pdfs)
     with open_engine(settings, while_loading=working(f"loading {settings.model} …")) as eng:
+        docs = Attachments()
+        if pdfs:
+            base = ask_messages(question, files=paths, stdin_text=piped)
+            with working("reading the PDF …"):
+                docs = pack_documents(eng, pdfs, pages=pages,
+                                      budget=document_budget(eng, base, settings))
+            for note in docs.notes:
+                stderr_console().print(f"note: {note}", style="yellow", markup=False)
         repo_context = None
         if settings.context:
             from gemma_code.tasks.ask import repo_context_for
 
             with working("packing the repository context …"):
-                repo_context = repo_context_for(eng, question, paths, settings)
-        messages = ask_messages(question, files=paths, stdin_text=piped, repo_context=repo_context)
+                repo_context = repo_context_for(eng, question, paths, settings, reserved=docs.tokens)
+        messages = ask_messages(question, files=paths, stdin_text=piped, repo_context=repo_context,
+                                documents=docs.blocks)
         chunks = stream_ask(
             eng, messages, max_tokens=settings.max_tokens, think=settings.think,
             temperature=settings.temperature,

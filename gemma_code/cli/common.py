@@ -54,6 +54,10 @@ FilesOpt = Annotated[
     list[Path] | None,
     typer.Option("--file", "-f", help="A file to include in full (repeatable)."),
 ]
+PagesOpt = Annotated[
+    str | None,
+    typer.Option("--pages", help="Pages of the -f PDFs to read: 3-10, 4, 1,5-7 or 8- (default: all)."),
+]
 NoContextOpt = Annotated[bool, typer.Option("--no-context", help="Do not add repository context.")]
 
 

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from gemma_code.cli import app
-from gemma_code.cli.common import BudgetOpt, FilesOpt, JsonOpt, ModelOpt, command, settings_from
+from gemma_code.cli.common import (
+    BudgetOpt,
+    FilesOpt,
+    JsonOpt,
+    ModelOpt,
+    PagesOpt,
+    command,
+    settings_from,
+)
+from gemma_code.documents.pdf import ranges
 from gemma_code.errors import UsageError
 
 CONTEXT_HELP = """Show which files would go into the prompt for a question, with token counts.
@@ -24,6 +33,8 @@ Examples:
 
   gemma-code context "how are plugins loaded?" --show | less
 
+  gemma-code context "what does section 4 require?" -f rfc.pdf --pages 12-20
+
 Files are ranked by what the question mentions (paths, names), by the reference \
 graph (PageRank) and by word overlap; the top ones go in full, the next as outlines \
 (signatures with line numbers), within --budget tokens.
@@ -31,7 +42,8 @@ graph (PageRank) and by word overlap; the top ones go in full, the next as outli
 Counts use the model's tokenizer (the `tokenizer` setting, or the model file once \
 pulled); without one they are estimates, flagged as such. --json prints {"budget", \
 "used", "files": [{"path", "tokens", "mode"}], ...}, most relevant first. Nothing is \
-written to the repository; caches live in the user cache folder.
+written to the repository; caches live in the user cache folder. A -f PDF is packed \
+first, page by page (mode "pages"), and the repository gets what is left of --budget.
 """
 
 
@@ -46,6 +58,7 @@ def context_cmd(
     root: Annotated[
         Path | None, typer.Option("--root", help="Repository folder (default: the current one's).")
     ] = None,
+    pages: PagesOpt = None,
 ) -> None:
     from gemma_code.context import build_context
     from gemma_code.context.tokens import default_tokenizer
@@ -57,19 +70,38 @@ def context_cmd(
     base = root or find_repo_root(Path.cwd()) or Path.cwd()
     if not base.is_dir():
         raise UsageError(f"{base} is not a folder", "give --root an existing folder")
-    named = [_named_file(base, f) for f in files or []]
+    from gemma_code.context.pack import PackedFile
+    from gemma_code.context.tokens import estimate_tokens
+    from gemma_code.documents.pdf import PackedDocument, pack_pdf, read_pdf
+    from gemma_code.tasks.attachments import check_pages_flag, split_named
+
+    named, pdfs = split_named([_resolved(base, _named_file(base, f)) for f in files or []])
+    check_pages_flag(pages, pdfs)
     counter = default_tokenizer(settings.model, settings.tokenizer)
+    documents: list[PackedDocument] = []
+    for pdf in pdfs:
+        taken = sum(d.tokens for d in documents)
+        documents.append(pack_pdf(read_pdf(pdf, pages), counter[0] if counter else estimate_tokens,
+                                  settings.budget - taken))
+    doc_tokens = sum(d.tokens for d in documents)
     notes: list[str] = []
     if find_repo_root(base) is None:
         notes.append(f"{base} is not in a git repository; walked the folder honouring .gitignore")
     packed = build_context(
-        base, question, budget=settings.budget,
+        base, question, budget=settings.budget - doc_tokens,
         count_tokens=counter[0] if counter else None,
         tokenizer_id=counter[1] if counter else "",
         named=named,
         max_file_bytes=settings.max_file_bytes,
     )
     packed.notes[:0] = notes
+    for doc in reversed(documents):
+        packed.files.insert(0, PackedFile(f"{doc.label}: pages {ranges(doc.packed) or 'none'}",
+                                          doc.tokens, "pages"))
+        packed.notes[:0] = doc.notes
+        packed.text = doc.text + packed.text
+    packed.used += doc_tokens
+    packed.budget = settings.budget
     if packed.estimated:
         packed.notes.append(
             "token counts are estimates (~4 characters a token): no tokenizer found; set "
@@ -95,6 +127,11 @@ def _named_file(base: Path, name: Path | str) -> Path:
         if candidate.is_file():
             return path
     raise UsageError(f"no such file: {name}", "check the path given to -f/--file")
+
+
+def _resolved(base: Path, path: Path) -> Path:
+    """A -f name as _named_file found it: from the current folder, else the repository root."""
+    return path if path.is_absolute() or (Path.cwd() / path).is_file() else base / path
 
 
 def _print_table(packed: Any, base: Path) -> None:

@@ -207,11 +207,14 @@ def _verify(packed: PackedContext, count_tokens: CountFn) -> None:
         packed.notes.append(f"dropped {dropped.path} to stay within the budget")
 
 
-def context_for_prompt(engine: Any, question: str, files: Sequence[Path], settings: Any) -> str | None:
+def context_for_prompt(
+    engine: Any, question: str, files: Sequence[Path], settings: Any, *, reserved: int = 0
+) -> str | None:
     """Repository context for `ask` and the other tasks, sized to the engine's window.
 
     None outside a repository, when context is off, or when nothing fits. The -f `files` steer
     the ranking but are left out of the block, since the task shows them in full itself.
+    `reserved` tokens (documents already packed) come out of both the budget and the window.
     """
     if not getattr(settings, "context", True):
         return None
@@ -225,8 +228,8 @@ def context_for_prompt(engine: Any, question: str, files: Sequence[Path], settin
             overhead += engine.count_tokens(Path(path).read_text(encoding="utf-8", errors="replace"))
         except OSError:
             continue  # the task reports unreadable -f files itself
-    room = n_ctx - int(settings.max_tokens) - overhead
-    budget = min(int(settings.budget), room)
+    room = n_ctx - int(settings.max_tokens) - overhead - reserved
+    budget = min(int(settings.budget) - reserved, room)
     if budget <= 0:
         return None
     info = engine.info

@@ -31,14 +31,19 @@ def ask_messages(
     files: Sequence[Path] = (),
     stdin_text: str | None = None,
     repo_context: str | None = None,
+    documents: Sequence[str] = (),
 ) -> list[Message]:
-    """System turn (rules + repository context, the stable prefix), then the question turn."""
+    """System turn (rules + repository context, the stable prefix), then the question turn.
+
+    `documents` are blocks already read and packed (PDF pages, tasks/attachments.py).
+    """
     system = SYSTEM_PROMPT
     if repo_context:
         system += "\n\n# Repository context\n\n" + repo_context
     parts: list[str] = []
     for path in files:
         parts.append(fence(str(path), read_named_file(path)))
+    parts.extend(documents)
     if stdin_text and stdin_text.strip():
         parts.append(fence("(standard input)", stdin_text))
     parts.append(question.strip())
@@ -72,9 +77,12 @@ def collect(chunks: Iterator[Chunk]) -> AskResult:
 
 
 def repo_context_for(
-    engine: Engine, question: str, files: Sequence[Path], settings: Settings
+    engine: Engine, question: str, files: Sequence[Path], settings: Settings, *, reserved: int = 0
 ) -> str | None:
-    """Repository context for the question, packed by the context builder (None outside a repo)."""
+    """Repository context for the question, packed by the context builder (None outside a repo).
+
+    `reserved` tokens of the budget are already taken (by PDF pages).
+    """
     from gemma_code.context import context_for_prompt
 
-    return context_for_prompt(engine, question, files, settings)
+    return context_for_prompt(engine, question, files, settings, reserved=reserved)
