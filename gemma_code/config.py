@@ -37,7 +37,8 @@ class Settings:
     flash_attn: bool = True
     swa_full: bool = False
     n_threads: int = 0  # 0: choose from the core count
-    n_batch: int = 512
+    n_batch: int = 512  # also the most tokens one image may take (Gemma 4: 70 to 1,120)
+    mmproj: str = ""  # the vision projector GGUF; "": the registry's, once pulled
     cpu_moe: str = "auto"  # auto | on | off: keep MoE expert tensors on the CPU
     # generation
     max_tokens: int = 2048

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.util
 import os
@@ -15,11 +16,13 @@ from gemma_code.gguf_header import GGUFInfo, inspect_gguf, is_gguf
 
 __all__ = [
     "GGUFInfo", "LocalModel", "ModelEntry", "default_model_name", "entry_path", "find_entry",
-    "inspect_gguf", "list_local", "registry", "resolve_model", "suggest_names",
+    "inspect_gguf", "list_local", "mmproj_entry", "mmproj_path", "registry", "resolve_model",
+    "suggest_names",
 ]
 
 USER_REGISTRY = "models.toml"
-SOURCE_KEYS = ("hf_repo", "hf_file", "revision", "pypi", "module", "file", "path", "sha256", "size_bytes")
+SOURCE_KEYS = ("hf_repo", "hf_file", "revision", "pypi", "module", "file", "path", "sha256", "size_bytes",
+               "mmproj_file", "mmproj_sha256")
 KNOWN_KEYS = {
     *SOURCE_KEYS, "description", "aliases", "arch", "quant", "context_length", "size_gb", "vram_gb",
 }
@@ -46,6 +49,8 @@ class ModelEntry:
     quant: str | None = None
     context_length: int | None = None
     vram_gb: float | None = None
+    mmproj_file: str | None = None  # the vision projector, in the same hub repository
+    mmproj_sha256: str | None = None
     origin: str = ""  # the registry file this entry came from
 
     @property
@@ -233,6 +238,27 @@ def entry_path(entry: ModelEntry) -> Path:
     return paths.models_dir() / entry.name / entry.filename
 
 
+def mmproj_entry(entry: ModelEntry) -> ModelEntry | None:
+    """The entry's vision projector as an entry of its own (same repository and folder)."""
+    if not entry.mmproj_file or entry.source != "hf":
+        return None
+    return dataclasses.replace(
+        entry, hf_file=entry.mmproj_file, sha256=entry.mmproj_sha256, size_bytes=None,
+        size_gb=None, mmproj_file=None, mmproj_sha256=None,
+        description=f"vision projector of {entry.name}",
+    )
+
+
+def mmproj_path(spec: str) -> Path | None:
+    """The pulled vision projector of registry model `spec`; None when it has none here."""
+    entry = find_entry(spec) if spec.strip() else None
+    projector = mmproj_entry(entry) if entry is not None else None
+    if projector is None:
+        return None
+    target = entry_path(projector)
+    return target if target.is_file() else None
+
+
 def default_model_name() -> str:
     """The model the settings choose (a registry name or a path)."""
     from gemma_code.config import load_settings
@@ -327,6 +353,8 @@ def list_local() -> list[LocalModel]:
             # hf_hub_download keeps partial files under .cache/; they are not models yet.
             if ".cache" in gguf.relative_to(root).parts or gguf.resolve() in seen:
                 continue
+            if gguf.name.startswith("mmproj"):
+                continue  # a vision projector, listed with its model
             if gguf.is_file():
                 found.append(LocalModel(gguf, gguf.stat().st_size))
     return found

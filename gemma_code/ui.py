@@ -53,9 +53,10 @@ def print_warning(message: str) -> None:
 
 def format_stats(stats: GenerationStats) -> str:
     """One line: tokens evaluated vs reused, time to first token, prefill and decode speed."""
+    images = f", {stats.image_tokens:,} of images" if stats.image_tokens else ""
     return (
         f"prompt {stats.prompt_tokens:,} tok ({stats.prompt_tokens_evaluated:,} evaluated, "
-        f"{stats.prompt_tokens_reused:,} reused) · first token {stats.time_to_first_token_s:.2f} s"
+        f"{stats.prompt_tokens_reused:,} reused{images}) · first token {stats.time_to_first_token_s:.2f} s"
         f" · prefill {stats.prefill_tok_s:,.1f} tok/s · decode {stats.decode_tok_s:,.1f} tok/s"
         f" · {stats.completion_tokens:,} tokens ({stats.stop_reason})"
     )

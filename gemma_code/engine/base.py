@@ -10,11 +10,26 @@ Role = Literal["system", "user", "model"]
 
 
 @dataclass(frozen=True)
+class ImageData:
+    """A decoded image for the prompt: 8-bit RGB pixels, row by row."""
+
+    label: str  # what the user named (a path), for messages
+    width: int
+    height: int
+    rgb: bytes = field(repr=False)
+    digest: str  # identifies the pixels: the KV cache reuses an image it has seen
+
+
+@dataclass(frozen=True)
 class Message:
-    """One turn of a conversation. A model turn's thoughts are never stored in `content`."""
+    """One turn of a conversation. A model turn's thoughts are never stored in `content`.
+
+    `images` go before the text of a user turn, as Gemma 4's template places image parts.
+    """
 
     role: Role
     content: str
+    images: tuple[ImageData, ...] = ()
 
 
 @dataclass
@@ -31,6 +46,7 @@ class GenerationStats:
     stop_reason: str = "stop"  # stop | length | interrupted | error
     draft_tokens: int = 0  # speculative decoding: tokens proposed
     draft_accepted: int = 0  # and accepted
+    image_tokens: int = 0  # of prompt_tokens, the positions images take
 
     @property
     def prefill_tok_s(self) -> float:

@@ -24,6 +24,8 @@ THINK = "<|think|>"
 CHANNEL_OPEN = "<|channel>"
 CHANNEL_CLOSE = "<channel|>"
 EMPTY_THOUGHT = CHANNEL_OPEN + "thought\n" + CHANNEL_CLOSE
+IMAGE = "<|image|>"  # where the template puts an image; the engine puts the image's tokens there
+IMAGE_PART = "\n\n" + IMAGE + "\n\n"  # an image part, as the GGUF template renders it
 
 STOP_STRINGS: dict[str, tuple[str, ...]] = {
     "gemma4": (TURN_CLOSE, "<eos>", "<|tool_response>"),
@@ -58,6 +60,7 @@ def render_gemma4(
         if message.role == "system":
             raise ValueError("a system message may only come first")
         out.append(f"{TURN_OPEN}{message.role}\n")
+        out.extend(IMAGE_PART for _ in message.images)
         if message.role == "model":
             out.append(strip_thinking(message.content))
         else:
@@ -70,8 +73,14 @@ def render_gemma4(
     return "".join(out)
 
 
+def _text_only(messages: Sequence[Message], fmt: str) -> None:
+    if any(m.images for m in messages):
+        raise ValueError(f"the {fmt} prompt format has no images; they need a Gemma 4 model")
+
+
 def render_gemma3(messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
     """Gemma 2/3 turns; the system text opens the first user turn."""
+    _text_only(messages, "gemma3")
     out = [BOS]
     rest = list(messages)
     system = ""
@@ -92,6 +101,7 @@ def render_gemma3(messages: Sequence[Message], *, add_generation_prompt: bool = 
 
 def render_plain(messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
     """Plain labelled paragraphs for models without a known format."""
+    _text_only(messages, "plain")
     labels = {"system": "System", "user": "User", "model": "Assistant"}
     parts = [f"{labels[m.role]}: {m.content.strip()}\n\n" for m in messages]
     if add_generation_prompt:

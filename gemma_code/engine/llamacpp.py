@@ -25,7 +25,9 @@ from gemma_code.errors import EngineError, PromptTooLongError
 from gemma_code.gguf_header import read_metadata, tensor_sizes
 
 if TYPE_CHECKING:
+    from gemma_code.engine.base import ImageData
     from gemma_code.engine.kvstate import SwaCheckpoint
+    from gemma_code.engine.vision import Vision
 
 SEQ = 0  # the one sequence we use
 N_OUTPUTS_MAX = 16  # logits rows llama.cpp reserves per ubatch (512 would cost 512 MiB at 262K vocab)
@@ -113,8 +115,32 @@ class LlamaCppEngine:
         )
         self._piece = ctypes.create_string_buffer(256)
         self._one = (lc.llama_token * 1)()
+        from gemma_code.engine.vision import find_mmproj
 
-    # -- loading -----------------------------------------------------------------------------
+        self.mmproj = find_mmproj(settings, self.path)
+        self._vision: Vision | None = None  # loaded on the first image
+        self._gpu = gpu
+
+    # -- images ------------------------------------------------------------------------------
+
+    @property
+    def vision(self) -> Vision:
+        """The multimodal context, loaded on first use; ModelError (exit 4) without an mmproj."""
+        if self._vision is None:
+            from gemma_code.engine.hardware import default_threads
+            from gemma_code.engine.vision import Vision, no_vision_error
+
+            if self.mmproj is None:
+                raise no_vision_error(self.settings.model, self.path)
+            self._vision = Vision(
+                self.model, self.mmproj, n_threads=self.settings.n_threads or default_threads(),
+                n_batch=self.n_batch, use_gpu=self._gpu,
+            )
+        return self._vision
+
+    def image_tokens(self, image: ImageData) -> int:
+        """Exact prompt positions `image` takes (its begin/end markers included)."""
+        return self.vision.image_tokens(image)
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -130,6 +156,11 @@ class LlamaCppEngine:
         # Gemma tokenizers add no space prefix, so tokenizing piece by piece changes nothing
         # but the meaning of control strings quoted inside the content
         segments = render_segments(messages, fmt, think=think) if self._segmentable else None
+        images = [image for m in messages for image in m.images]
+        if images:
+            from gemma_code.engine.vision import tokens_with_images
+
+            return tokens_with_images(self, segments, images)
         if segments is None:
             return self.tokenize(render(messages, fmt, think=think))
         tokens: list[int] = []
@@ -163,6 +194,8 @@ class LlamaCppEngine:
         keep = 0
         while keep < limit and cached[keep] == tokens[keep]:
             keep += 1
+        while 0 < keep < len(tokens) and tokens[keep] < 0 and tokens[keep - 1] < 0:
+            keep -= 1  # never inside an image: it is evaluated whole
         if keep < len(cached):
             if keep and not self._can_truncate(keep) and not self._restore_checkpoint(keep):
                 self.full_reprocesses += 1
@@ -201,7 +234,18 @@ class LlamaCppEngine:
             lc.llama_memory_seq_rm(self.memory, SEQ, len(self._tokens), -1)
 
     def _decode(self, tokens: Sequence[int]) -> None:
-        """Evaluate `tokens` after the cache, in n_batch slices (Ctrl-C lands between them)."""
+        """Evaluate `tokens` after the cache, in n_batch slices (Ctrl-C lands between them).
+
+        Negative ids stand for an image's embeddings: llama.cpp encodes and decodes it whole.
+        """
+        if self._vision is not None and any(t < 0 for t in tokens):
+            from gemma_code.engine.vision import decode_with_images
+
+            decode_with_images(self, tokens)
+            return
+        self._decode_text(tokens)
+
+    def _decode_text(self, tokens: Sequence[int]) -> None:
         lc = self._lc
         for start in range(0, len(tokens), self.n_batch):
             part = tokens[start : start + self.n_batch]
@@ -262,6 +306,7 @@ class LlamaCppEngine:
         prompt = self.prompt_tokens(messages, think=think)
         if len(prompt) + max_tokens > self.info.n_ctx:
             raise PromptTooLongError(len(prompt), self.info.n_ctx, max_tokens)
+        speculative = speculative and min(prompt) >= 0  # drafts copy prompt ids: not an image's
         stops = tuple(s for s in (*STOP_STRINGS.get(fmt, ()), *stop) if s)
         temp = self.settings.temperature if temperature is None else temperature
         yield from self.generate_tokens(prompt, max_tokens=max_tokens, temperature=temp,
@@ -289,7 +334,7 @@ class LlamaCppEngine:
             self.vocab, temperature=temperature, top_k=s.top_k, top_p=s.top_p, seed=s.seed,
             grammar=grammar,
         )
-        stats = GenerationStats(prompt_tokens=len(prompt))
+        stats = GenerationStats(prompt_tokens=len(prompt), image_tokens=sum(1 for t in prompt if t < 0))
         splitter = ThoughtSplitter()
         scanner = StopScanner(stop)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -376,7 +421,11 @@ class LlamaCppEngine:
         self._tokens.append(token)
 
     def close(self) -> None:
-        """Free the context and the model (idempotent)."""
+        """Free the images, the context and the model (idempotent)."""
+        if getattr(self, "_vision", None) is not None:
+            assert self._vision is not None
+            self._vision.close()
+            self._vision = None
         if self.ctx:
             self._lc.llama_free(self.ctx)
             self.ctx = None

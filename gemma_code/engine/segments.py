@@ -34,7 +34,7 @@ def render_segments(
     """[(text, is_template)] whose texts join to `render(messages, fmt)`; None if they cannot."""
     if any("\x00" in m.content for m in messages):
         return None
-    marked = [Message(m.role, _MARK.format(i)) for i, m in enumerate(messages)]
+    marked = [Message(m.role, _MARK.format(i), m.images) for i, m in enumerate(messages)]
     parts = _MARKS.split(render(marked, fmt, think=think))
     segments: list[tuple[str, bool]] = []
     for index, part in enumerate(parts):

@@ -40,7 +40,10 @@ def fence(path: str, text: str) -> str:
 
 
 def prompt_tokens(engine: Engine, messages: Sequence[Message], *, think: bool) -> int:
-    """Exact prompt size in the engine's own format and tokenizer."""
+    """Exact prompt size in the engine's own format and tokenizer (images: their positions)."""
+    own = getattr(engine, "prompt_tokens", None)
+    if callable(own) and any(m.images for m in messages):
+        return len(own(messages, think=think))
     return engine.count_tokens(render(messages, engine.info.chat_format, think=think))
 
 
