@@ -43,6 +43,7 @@ class PullResult:
     already: bool = False
     verified: bool = False
     mmproj: PullResult | None = None  # the vision projector, pulled with the model
+    mmproj_missing: str | None = None  # why the projector could not be fetched (no such file)
 
 
 def human_size(n: float) -> str:
@@ -111,7 +112,11 @@ def pull(entry: ModelEntry, *, force: bool = False, progress: ProgressFactory | 
         if mm_target.is_file() and not force:
             result.mmproj = PullResult(mm_target, mm_target.stat().st_size, None, already=True)
         else:
-            result.mmproj = _pull_hf(projector, mm_target, force=force, progress=progress)
+            try:
+                result.mmproj = _pull_hf(projector, mm_target, force=force, progress=progress)
+            except ModelNotFoundError as exc:
+                # the model itself is fine for text; a bad checksum, in contrast, still fails
+                result.mmproj_missing = exc.message
     return result
 
 
@@ -186,7 +191,7 @@ def _hub_errors(entry: ModelEntry) -> Iterator[None]:
             f"fix `revision` of `{entry.name}` in {entry.origin}",
         ) from None
     except hf_errors.EntryNotFoundError:
-        raise ModelError(
+        raise ModelNotFoundError(
             f"{entry.hf_repo} has no file {entry.hf_file}",
             f"fix `hf_file` of `{entry.name}` in {entry.origin}",
         ) from None

@@ -54,3 +54,25 @@ def test_a_corrupted_mmproj_is_refused_and_not_kept(hub) -> None:  # noqa: F811
     with pytest.raises(ModelError, match=f"checksum mismatch for {MMPROJ}"):
         pull(entry)
     assert mmproj_path("vis") is None
+
+
+def test_a_projector_the_hub_lacks_is_a_warning_and_the_model_is_kept(hub) -> None:  # noqa: F811
+    from typer.testing import CliRunner
+
+    from gemma_code.cli import app
+
+    hub.files[f"{REPO}/{MODEL}"] = HubFile(fake_gguf())
+    register_vision_model()
+    result = CliRunner().invoke(app, ["models", "pull", "vis"])
+    assert result.exit_code == 0, result.output
+    assert f"no vision projector: {REPO} has no file {MMPROJ}" in " ".join(result.stderr.split())
+    assert result.stdout.strip().endswith(MODEL)
+    assert mmproj_path("vis") is None
+
+
+def test_registry_model_without_its_projector_names_the_pull_command(tmp_path) -> None:
+    from gemma_code.engine.vision import no_vision_error
+
+    register_vision_model()
+    error = no_vision_error("vis", tmp_path / MODEL)
+    assert error.hint == "fetch it with: gemma-code models pull vis"  # type: ignore[attr-defined]

@@ -45,12 +45,15 @@ Examples:
 
   gemma-code ask "what does section 4 require?" -f rfc.pdf --pages 12-20
 
+  gemma-code ask "why is this button misaligned?" -f screenshot.png -f src/ui/Toolbar.tsx
+
 Piped standard input is added to the question. --json prints
 {"answer", "thoughts", "model", "stats"}. Ctrl-C stops the answer (exit 130).
 
 A PDF named with -f goes in as the text of each page, with page markers, within --budget \
 tokens; pages that do not fit, and scanned pages without text, are named on stderr. \
---pages selects pages.
+--pages selects pages. Images (PNG, JPEG, WebP, GIF) need the model's vision projector \
+(mmproj, fetched by `models pull`; docs/vision.md).
 """
 
 
@@ -100,18 +103,21 @@ def ask(
         Attachments,
         check_pages_flag,
         document_budget,
+        load_images,
         pack_documents,
-        split_named,
+        sort_named,
     )
 
-    paths, pdfs = split_named([Path(p) for p in (files or [])])
+    named = sort_named([Path(p) for p in (files or [])])
+    paths, pdfs = named.texts, named.pdfs
     check_pages_flag(pages, pdfs)
+    images = load_images(named.images)
     with open_engine(settings, while_loading=working(f"loading {settings.model} …")) as eng:
         docs = Attachments()
-        if pdfs:
+        if pdfs or images:
             base = ask_messages(question, files=paths, stdin_text=piped)
-            with working("reading the PDF …"):
-                docs = pack_documents(eng, pdfs, pages=pages,
+            with working("reading the attachments …"):
+                docs = pack_documents(eng, pdfs, pages=pages, images=images,
                                       budget=document_budget(eng, base, settings))
             for note in docs.notes:
                 stderr_console().print(f"note: {note}", style="yellow", markup=False)
@@ -122,7 +128,7 @@ def ask(
             with working("packing the repository context …"):
                 repo_context = repo_context_for(eng, question, paths, settings, reserved=docs.tokens)
         messages = ask_messages(question, files=paths, stdin_text=piped, repo_context=repo_context,
-                                documents=docs.blocks)
+                                documents=docs.blocks, images=docs.images)
         chunks = stream_ask(
             eng, messages, max_tokens=settings.max_tokens, think=settings.think,
             temperature=settings.temperature,

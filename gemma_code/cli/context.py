@@ -73,9 +73,10 @@ def context_cmd(
     from gemma_code.context.pack import PackedFile
     from gemma_code.context.tokens import estimate_tokens
     from gemma_code.documents.pdf import PackedDocument, pack_pdf, read_pdf
-    from gemma_code.tasks.attachments import check_pages_flag, split_named
+    from gemma_code.tasks.attachments import check_pages_flag, sort_named
 
-    named, pdfs = split_named([_resolved(base, _named_file(base, f)) for f in files or []])
+    kinds = sort_named([_resolved(base, _named_file(base, f)) for f in files or []])
+    named, pdfs = kinds.texts, kinds.pdfs
     check_pages_flag(pages, pdfs)
     counter = default_tokenizer(settings.model, settings.tokenizer)
     documents: list[PackedDocument] = []
@@ -94,6 +95,8 @@ def context_cmd(
         named=named,
         max_file_bytes=settings.max_file_bytes,
     )
+    notes += [f"{image}: an image; `ask` counts its tokens exactly when the model loads"
+              for image in kinds.images]
     packed.notes[:0] = notes
     for doc in reversed(documents):
         packed.files.insert(0, PackedFile(f"{doc.label}: pages {ranges(doc.packed) or 'none'}",

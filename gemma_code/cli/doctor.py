@@ -211,6 +211,7 @@ def _check_models(report: Report, settings: Settings) -> None:
         "context_length": meta.get(f"{arch}.context_length"),
         "chat_format": detect_format(arch, template if isinstance(template, str) else None),
     })
+    report.model["vision"] = vision_status(settings, path, str(report.model["chat_format"]))
     supported = arch_supported(arch)
     report.model["arch_supported"] = supported
     if supported is False:
@@ -235,6 +236,28 @@ def _check_models(report: Report, settings: Settings) -> None:
     for note in chosen.notes:
         if "RAM" in note:
             report.problems.append(Problem(note, "close other programs or lower --n-ctx", False))
+
+
+def vision_status(settings: Settings, path: Path, chat_format: str) -> dict[str, Any]:
+    """Whether images work with this model: its mmproj found and readable, and how to get it."""
+    from gemma_code.engine.vision import find_mmproj, no_vision_error
+    from gemma_code.gguf_header import read_metadata
+
+    if chat_format != "gemma4":
+        return {"available": False, "reason": "images need a Gemma 4 model"}
+    mmproj = find_mmproj(settings, path)
+    if mmproj is None:
+        error = no_vision_error(settings.model, path)
+        return {"available": False, "reason": "no vision projector (mmproj)",
+                "fix": getattr(error, "hint", "")}
+    try:
+        meta = read_metadata(mmproj)
+    except Exception as exc:  # a missing or torn file: say so, do not stop the diagnosis
+        return {"available": False, "mmproj": str(mmproj), "reason": f"unreadable: {exc}"}
+    projector = meta.get("clip.vision.projector_type") or meta.get("clip.projector_type")
+    if not meta.get("clip.has_vision_encoder"):
+        return {"available": False, "mmproj": str(mmproj), "reason": "the mmproj has no vision encoder"}
+    return {"available": True, "mmproj": str(mmproj), "projector": str(projector)}
 
 
 def diagnose(settings: Settings) -> Report:
@@ -276,6 +299,14 @@ def print_report(report: Report) -> None:
         out.print(f"[bold]Configured model[/]  {escape(model['setting'])} -> {escape(model['path'])}"
                   f" ({model['arch']}, {model['chat_format']} format, "
                   f"{ok if model.get('arch_supported') is not False else bad})")
+    vision = model.get("vision")
+    if vision:
+        if vision["available"]:
+            out.print(f"[bold]Vision[/]            {ok}: images through {escape(vision['mmproj'])}"
+                      f" ({escape(vision['projector'])})")
+        else:
+            fix = f"; {vision['fix']}" if vision.get("fix") else ""
+            out.print(f"[bold]Vision[/]            no: {escape(vision['reason'] + fix)}")
     if report.plan:
         out.print(f"[bold]Plan[/]              {escape(report.plan['reason'])}")
         for note in report.plan["notes"]:

@@ -257,6 +257,9 @@ def pull(
     if result.mmproj is not None:
         state = "already there" if result.mmproj.already else "verified"
         err.print(f"vision projector {result.mmproj.path.name}: {state} ({human_size(result.mmproj.size)})")
+    if result.mmproj_missing:
+        err.print(f"[yellow]warning[/]: no vision projector: {escape(result.mmproj_missing)}; "
+                  "text works, images will not (fix `mmproj_file`, docs/vision.md)")
     typer.echo(str(result.path))
 
 

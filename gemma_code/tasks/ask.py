@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gemma_code.config import Settings
-from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message
+from gemma_code.engine.base import Chunk, Engine, GenerationStats, ImageData, Message
 from gemma_code.tasks.prompting import BASE_RULES, check_fits, fence, read_named_file
 
 SYSTEM_PROMPT = (
@@ -32,10 +32,12 @@ def ask_messages(
     stdin_text: str | None = None,
     repo_context: str | None = None,
     documents: Sequence[str] = (),
+    images: Sequence[ImageData] = (),
 ) -> list[Message]:
     """System turn (rules + repository context, the stable prefix), then the question turn.
 
-    `documents` are blocks already read and packed (PDF pages, tasks/attachments.py).
+    `documents` are blocks already read and packed (PDF pages, tasks/attachments.py); `images`
+    open the question turn.
     """
     system = SYSTEM_PROMPT
     if repo_context:
@@ -47,7 +49,7 @@ def ask_messages(
     if stdin_text and stdin_text.strip():
         parts.append(fence("(standard input)", stdin_text))
     parts.append(question.strip())
-    return [Message("system", system), Message("user", "\n".join(parts))]
+    return [Message("system", system), Message("user", "\n".join(parts), tuple(images))]
 
 
 def stream_ask(

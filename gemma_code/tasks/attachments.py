@@ -1,4 +1,5 @@
-"""-f files that are documents, not source text: PDFs packed page by page within the budget."""
+"""-f files that are documents, not source text: PDFs packed page by page within the budget, and
+images (which need a model with vision), counted exactly."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gemma_code.config import Settings
+from gemma_code.documents.images import image_kind, load_image
 from gemma_code.documents.pdf import PackedDocument, is_pdf, pack_pdf, read_pdf
-from gemma_code.engine.base import Engine, Message
-from gemma_code.errors import UsageError
+from gemma_code.engine.base import Engine, ImageData, Message
+from gemma_code.errors import ModelError, UsageError
 from gemma_code.tasks.prompting import prompt_tokens
 
 
@@ -18,18 +20,60 @@ class Attachments:
     """The documents' prompt blocks, their exact token count, and what the user must be told."""
 
     blocks: list[str] = field(default_factory=list)
-    tokens: int = 0
+    tokens: int = 0  # documents and images together
     documents: list[PackedDocument] = field(default_factory=list)
+    images: list[ImageData] = field(default_factory=list)
+    image_tokens: int = 0
     notes: list[str] = field(default_factory=list)
 
 
-def split_named(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """The -f files as (source text files, PDF documents)."""
-    texts: list[Path] = []
-    pdfs: list[Path] = []
+@dataclass
+class NamedFiles:
+    """The -f files by kind."""
+
+    texts: list[Path] = field(default_factory=list)
+    pdfs: list[Path] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)
+
+
+def sort_named(paths: Sequence[Path]) -> NamedFiles:
+    """The -f files as source text, PDF documents and images (by content, then by name)."""
+    named = NamedFiles()
     for path in paths:
-        (pdfs if path.is_file() and is_pdf(path) else texts).append(path)
-    return texts, pdfs
+        if path.is_file() and image_kind(path) is not None:
+            named.images.append(path)
+        elif path.is_file() and is_pdf(path):
+            named.pdfs.append(path)
+        elif path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            named.images.append(path)  # named like an image but unreadable: load_image says why
+        else:
+            named.texts.append(path)
+    return named
+
+
+def split_named(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """The -f files as (source text files, PDF documents); images count as neither."""
+    named = sort_named(paths)
+    return named.texts, named.pdfs
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
+
+
+def load_images(paths: Sequence[Path]) -> list[ImageData]:
+    """Decode every image first, so a bad file fails before the model loads (exit 2)."""
+    return [load_image(path) for path in paths]
+
+
+def image_budget(engine: Engine, images: Sequence[ImageData]) -> int:
+    """Exact prompt positions of `images`; ModelError (exit 4) when the engine cannot see."""
+    count = getattr(engine, "image_tokens", None)
+    if not callable(count):
+        raise ModelError(
+            f"the {engine.info.backend} engine cannot read images",
+            "use the in-process engine (--engine llamacpp) with a Gemma 4 model and its mmproj",
+        )
+    return sum(int(count(image)) for image in images)
 
 
 def check_pages_flag(pages: str | None, pdfs: Sequence[Path]) -> None:
@@ -46,10 +90,21 @@ def document_budget(engine: Engine, messages: Sequence[Message], settings: Setti
 
 
 def pack_documents(
-    engine: Engine, pdfs: Sequence[Path], *, budget: int, pages: str | None = None
+    engine: Engine, pdfs: Sequence[Path], *, budget: int, pages: str | None = None,
+    images: Sequence[ImageData] = (),
 ) -> Attachments:
-    """Each PDF's selected pages, in order, within one shared `budget` (counted exactly)."""
-    result = Attachments()
+    """The images, then each PDF's selected pages in order, within one shared `budget`.
+
+    Everything is counted exactly; an image is never cut, so images over the budget are an error.
+    """
+    result = Attachments(images=list(images))
+    if images:
+        result.image_tokens = result.tokens = image_budget(engine, images)
+        if result.tokens > budget:
+            raise UsageError(
+                f"the images take {result.tokens:,} tokens, over the {budget:,}-token budget",
+                "raise --budget (or --n-ctx), or send fewer images",
+            )
     for path in pdfs:
         doc = read_pdf(path, pages)
         packed = pack_pdf(doc, engine.count_tokens, budget - result.tokens)
