@@ -93,3 +93,22 @@ def test_without_an_mmproj_an_image_is_a_model_error(gemma4_synthetic_path: Path
         assert "mmproj" in (caught.value.hint or "")
     finally:
         eng.close()
+
+
+def test_scanned_pdf_pages_go_in_as_images_with_vision(engine: LlamaCppEngine, tmp_path: Path) -> None:
+    from pdfs import write_pdf
+
+    from gemma_code.tasks.ask import ask_messages
+    from gemma_code.tasks.attachments import pack_documents
+
+    pdf = write_pdf(tmp_path / "scan.pdf", ["typed page", None])
+    docs = pack_documents(engine, [pdf], budget=3000)
+    assert len(docs.images) == 1 and docs.images[0].label.endswith("page 2")
+    assert "page 2 of 2: a scan without text, shown as image 1" in docs.blocks[0]
+    assert "--- page 1 of 2 ---\ntyped page" in docs.blocks[0]
+    assert any("scanned page 2 sent as images" in n for n in docs.notes)
+    messages = ask_messages("what does the scan say?", documents=docs.blocks, images=docs.images)
+    prompt = engine.prompt_tokens(messages)
+    assert sum(1 for t in prompt if t < 0) + 2 == docs.image_tokens
+    stats = list(engine.stream(messages, max_tokens=2, temperature=0.0))[-1].stats
+    assert stats is not None and stats.image_tokens == docs.image_tokens - 2

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gemma_code.engine.base import ImageData
 from gemma_code.errors import UsageError
 
 PDF_MAGIC = b"%PDF-"
@@ -151,11 +152,33 @@ def read_pdf(path: Path, pages: str | None = None) -> PdfDocument:
     return doc
 
 
-def page_block(page: PdfPage, n_pages: int) -> str:
-    """One page with its marker; a scan is marked so the model knows a page is missing."""
+def page_block(page: PdfPage, n_pages: int, shown: str | None = None) -> str:
+    """One page with its marker; a scan is marked so the model knows where it is, or is missing."""
+    if page.scanned and shown:
+        return f"--- page {page.number} of {n_pages}: a scan without text, shown as {shown} ---\n"
     if page.scanned:
         return f"--- page {page.number} of {n_pages}: no text layer (a scanned image), not read ---\n"
     return f"--- page {page.number} of {n_pages} ---\n{page.text.strip()}\n"
+
+
+def render_page(path: Path, number: int, *, scale: float = 2.0) -> ImageData:
+    """A page rendered to RGB pixels with pdfium (144 dpi by default), for a model with vision."""
+    import hashlib
+
+    import pypdfium2 as pdfium
+
+    try:
+        document = pdfium.PdfDocument(str(path))
+        try:
+            bitmap = document[number - 1].render(scale=scale)
+            image = bitmap.to_pil().convert("RGB")
+        finally:
+            document.close()
+    except pdfium.PdfiumError as exc:
+        raise UsageError(f"{path}: page {number} could not be rendered ({exc})") from None
+    pixels = image.tobytes()
+    digest = hashlib.blake2b(pixels, digest_size=16).hexdigest()
+    return ImageData(f"{path} page {number}", image.width, image.height, pixels, digest)
 
 
 def fence(label: str, body: str) -> str:
@@ -166,10 +189,17 @@ def fence(label: str, body: str) -> str:
     return f"{label}\n{ticks}\n{body.rstrip()}\n{ticks}\n"
 
 
-def pack_pdf(doc: PdfDocument, count_tokens: Callable[[str], int], budget: int) -> PackedDocument:
-    """The pages in order, each marked, as many as `budget` tokens hold; the rest named."""
+def pack_pdf(
+    doc: PdfDocument, count_tokens: Callable[[str], int], budget: int,
+    shown: dict[int, str] | None = None,
+) -> PackedDocument:
+    """The pages in order, each marked, as many as `budget` tokens hold; the rest named.
+
+    `shown` names the scanned pages sent as images (page number -> "image 2").
+    """
+    shown = shown or {}
     label = f"{doc.path} (PDF, {doc.n_pages} page{'s' if doc.n_pages != 1 else ''})"
-    blocks = [page_block(p, doc.n_pages) for p in doc.pages]
+    blocks = [page_block(p, doc.n_pages, shown.get(p.number)) for p in doc.pages]
     frame = count_tokens(fence(label, ""))
     used = frame
     kept = 0
@@ -188,7 +218,8 @@ def pack_pdf(doc: PdfDocument, count_tokens: Callable[[str], int], budget: int) 
     packed = PackedDocument(label, text, tokens,
                             packed=[p.number for p in doc.pages[:kept]],
                             left_out=[p.number for p in doc.pages[kept:]],
-                            scanned=[p.number for p in doc.pages[:kept] if p.scanned])
+                            scanned=[p.number for p in doc.pages[:kept]
+                                     if p.scanned and p.number not in shown])
     if packed.scanned:
         many = len(packed.scanned) > 1
         packed.notes.append(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gemma_code.config import Settings
 from gemma_code.documents.images import image_kind, load_image
-from gemma_code.documents.pdf import PackedDocument, is_pdf, pack_pdf, read_pdf
+from gemma_code.documents.pdf import PackedDocument, is_pdf, pack_pdf, ranges, read_pdf, render_page
 from gemma_code.engine.base import Engine, ImageData, Message
 from gemma_code.errors import ModelError, UsageError
 from gemma_code.tasks.prompting import prompt_tokens
@@ -76,6 +76,35 @@ def image_budget(engine: Engine, images: Sequence[ImageData]) -> int:
     return sum(int(count(image)) for image in images)
 
 
+def can_see(engine: Engine) -> bool:
+    """True when the engine takes images and the model's vision projector is there."""
+    return callable(getattr(engine, "image_tokens", None)) and getattr(engine, "mmproj", None) is not None
+
+
+def _show_scans(
+    engine: Engine, path: Path, scanned: Sequence[int], result: Attachments, budget: int
+) -> dict[int, str]:
+    """Render scanned pages as images while the budget allows; -> page number -> its name."""
+    shown: dict[int, str] = {}
+    left: list[int] = []
+    for number in scanned:
+        image = render_page(path, number)
+        cost = int(engine.image_tokens(image))  # type: ignore[attr-defined]
+        if result.tokens + cost > budget:
+            left.append(number)
+            continue
+        result.images.append(image)
+        result.image_tokens += cost
+        result.tokens += cost
+        shown[number] = f"image {len(result.images)}"
+    if shown:
+        result.notes.append(f"{path}: scanned page{'s' if len(shown) > 1 else ''} "
+                            f"{ranges(list(shown))} sent as images")
+    if left:
+        result.notes.append(f"{path}: scanned pages {ranges(left)} did not fit in the budget as images")
+    return shown
+
+
 def check_pages_flag(pages: str | None, pdfs: Sequence[Path]) -> None:
     """--pages selects PDF pages; without a PDF it is a mistake worth saying."""
     if pages and not pdfs:
@@ -105,9 +134,11 @@ def pack_documents(
                 f"the images take {result.tokens:,} tokens, over the {budget:,}-token budget",
                 "raise --budget (or --n-ctx), or send fewer images",
             )
+    see = can_see(engine)
     for path in pdfs:
         doc = read_pdf(path, pages)
-        packed = pack_pdf(doc, engine.count_tokens, budget - result.tokens)
+        shown = _show_scans(engine, doc.path, doc.scanned, result, budget) if see else {}
+        packed = pack_pdf(doc, engine.count_tokens, budget - result.tokens, shown)
         result.documents.append(packed)
         result.notes += packed.notes
         if packed.text:
