@@ -1,6 +1,8 @@
-"""PDF files named with -f: the text of each page (pypdf), page ranges, scanned pages named.
+"""PDF files named with -f: the text of each page, page ranges, scanned pages named or rendered.
 
-pypdf is imported inside functions, so `gemma-code --help` never loads it.
+pdfium (pypdfium2, the PDF engine of Chromium) extracts the text and renders scans; it was ten
+times faster than pure-Python pypdf on published manuals (BENCHMARKS.md). Imported inside
+functions, so `gemma-code --help` never loads it.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gemma_code.engine.base import ImageData
 from gemma_code.errors import UsageError
@@ -107,48 +110,46 @@ def ranges(numbers: Sequence[int]) -> str:
     return ", ".join(out)
 
 
-def open_reader(path: Path) -> object:
-    """A pypdf reader, decrypted when the password is empty; UsageError for anything unreadable."""
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+def open_document(path: Path) -> Any:
+    """A pdfium document; UsageError (exit 2) for a password-protected or unreadable file."""
+    import pypdfium2 as pdfium
 
     try:
-        reader = PdfReader(path, strict=False)
-        if reader.is_encrypted and not reader.decrypt(""):
+        return pdfium.PdfDocument(str(path))
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}", "check the path given to -f/--file") from None
+    except pdfium.PdfiumError as exc:
+        if "password" in str(exc).lower():
             raise UsageError(
                 f"{path} is encrypted (password protected)",
                 "save a copy without a password (or print it to PDF) and pass that",
-            )
-        len(reader.pages)  # reads the page tree: a broken file fails here, not later
-    except UsageError:
-        raise
-    except FileNotFoundError:
-        raise UsageError(f"no such file: {path}", "check the path given to -f/--file") from None
-    except (PyPdfError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            ) from None
+        reason = str(exc).replace("Failed to load document ", "").strip("() ") or "unreadable"
         raise UsageError(
             f"{path} is not a readable PDF: {reason}", "check that the file is complete"
         ) from None
-    return reader
 
 
 def read_pdf(path: Path, pages: str | None = None) -> PdfDocument:
-    """The text layer of the selected pages (all by default)."""
-    from pypdf.errors import PyPdfError
+    """The text layer of the selected pages (all by default), extracted by pdfium."""
+    import pypdfium2 as pdfium
 
-    reader: object = open_reader(path)
-    all_pages = reader.pages  # type: ignore[attr-defined]
-    n_pages = len(all_pages)
-    if n_pages == 0:
-        raise UsageError(f"{path} has no pages", "check that the file is complete")
-    numbers = parse_pages(pages, n_pages) if pages else list(range(1, n_pages + 1))
-    doc = PdfDocument(path, n_pages)
-    for number in numbers:
-        try:
-            text = all_pages[number - 1].extract_text() or ""
-        except (PyPdfError, OSError, ValueError, KeyError, TypeError, AttributeError):
-            text = ""  # a broken content stream reads as a page without text, and is named so
-        doc.pages.append(PdfPage(number, text.replace("\0", "")))
+    document = open_document(path)
+    try:
+        n_pages = len(document)
+        if n_pages == 0:
+            raise UsageError(f"{path} has no pages", "check that the file is complete")
+        numbers = parse_pages(pages, n_pages) if pages else list(range(1, n_pages + 1))
+        doc = PdfDocument(path, n_pages)
+        for number in numbers:
+            try:
+                page = document[number - 1]
+                text = page.get_textpage().get_text_range()
+            except pdfium.PdfiumError:
+                text = ""  # a broken page reads as a page without text, and is named so
+            doc.pages.append(PdfPage(number, text.replace("\r\n", "\n").replace("\0", "")))
+    finally:
+        document.close()
     return doc
 
 
@@ -167,15 +168,14 @@ def render_page(path: Path, number: int, *, scale: float = 2.0) -> ImageData:
 
     import pypdfium2 as pdfium
 
+    document = open_document(path)
     try:
-        document = pdfium.PdfDocument(str(path))
-        try:
-            bitmap = document[number - 1].render(scale=scale)
-            image = bitmap.to_pil().convert("RGB")
-        finally:
-            document.close()
+        bitmap = document[number - 1].render(scale=scale)
+        image = bitmap.to_pil().convert("RGB")
     except pdfium.PdfiumError as exc:
         raise UsageError(f"{path}: page {number} could not be rendered ({exc})") from None
+    finally:
+        document.close()
     pixels = image.tobytes()
     digest = hashlib.blake2b(pixels, digest_size=16).hexdigest()
     return ImageData(f"{path} page {number}", image.width, image.height, pixels, digest)

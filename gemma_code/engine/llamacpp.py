@@ -127,15 +127,9 @@ class LlamaCppEngine:
     def vision(self) -> Vision:
         """The multimodal context, loaded on first use; ModelError (exit 4) without an mmproj."""
         if self._vision is None:
-            from gemma_code.engine.hardware import default_threads
-            from gemma_code.engine.vision import Vision, no_vision_error
+            from gemma_code.engine.vision import open_vision
 
-            if self.mmproj is None:
-                raise no_vision_error(self.settings.model, self.path)
-            self._vision = Vision(
-                self.model, self.mmproj, n_threads=self.settings.n_threads or default_threads(),
-                n_batch=self.n_batch, use_gpu=self._gpu,
-            )
+            self._vision = open_vision(self)
         return self._vision
 
     def image_tokens(self, image: ImageData) -> int:
@@ -422,10 +416,9 @@ class LlamaCppEngine:
 
     def close(self) -> None:
         """Free the images, the context and the model (idempotent)."""
-        if getattr(self, "_vision", None) is not None:
-            assert self._vision is not None
-            self._vision.close()
-            self._vision = None
+        vision, self._vision = getattr(self, "_vision", None), None
+        if vision is not None:
+            vision.close()
         if self.ctx:
             self._lc.llama_free(self.ctx)
             self.ctx = None

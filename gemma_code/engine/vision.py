@@ -179,6 +179,16 @@ def _capture_log(mt: Any) -> None:
         mt.mtmd_helper_log_set(lowlevel._collect_log, ctypes.c_void_p(0))
 
 
+def open_vision(engine: Any) -> Vision:
+    """The engine's multimodal context; ModelError (exit 4) with the fix when there is no mmproj."""
+    from gemma_code.engine.hardware import default_threads
+
+    if engine.mmproj is None:
+        raise no_vision_error(engine.settings.model, engine.path)
+    return Vision(engine.model, engine.mmproj, n_threads=engine.settings.n_threads or default_threads(),
+                  n_batch=engine.n_batch, use_gpu=engine._gpu)
+
+
 def find_mmproj(settings: Any, model_path: Path) -> Path | None:
     """The vision projector for the model: the `mmproj` setting, the registry's file once
     pulled, or `mmproj-<model file>` beside the model; None when there is none."""
