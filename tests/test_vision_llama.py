@@ -112,3 +112,35 @@ def test_scanned_pdf_pages_go_in_as_images_with_vision(engine: LlamaCppEngine, t
     assert sum(1 for t in prompt if t < 0) + 2 == docs.image_tokens
     stats = list(engine.stream(messages, max_tokens=2, temperature=0.0))[-1].stats
     assert stats is not None and stats.image_tokens == docs.image_tokens - 2
+
+
+def test_chat_add_image_goes_into_the_next_turn(
+    gemma4_synthetic_path: Path, mmproj_synthetic_path: Path, tmp_path: Path
+) -> None:
+    from test_repl_support import drive, lines
+
+    write_png(tmp_path / "shot.png", 640, 480)
+    settings = Settings(model=str(gemma4_synthetic_path), n_ctx=2048, n_threads=1, context=False,
+                        max_tokens=2, mmproj=str(mmproj_synthetic_path), prompt_cache=False)
+    eng = load_llamacpp_engine(settings)
+    try:
+        out, repl = drive(lines("/add shot.png", "what is broken?", "and now?"), eng, tmp_path,
+                          settings=settings)
+        assert "shot.png (image, 132 tokens)" in out
+        first_user, second_user = repl.conv.history[0], repl.conv.history[2]
+        assert [i.width for i in first_user.images] == [640] and second_user.images == ()
+        assert repl.conv.turns[0].stats.image_tokens == 130
+        assert repl.conv.turns[1].stats.prompt_tokens_reused > 130  # past the image, not re-encoded
+    finally:
+        eng.close()
+
+
+def test_chat_add_image_without_vision_says_why(tmp_path: Path) -> None:
+    from test_repl_support import drive, lines
+
+    from gemma_code.engine.scripted import ScriptedEngine
+
+    write_png(tmp_path / "shot.png", 64, 64)
+    out, repl = drive(lines("/add shot.png"), ScriptedEngine(), tmp_path)
+    assert "the scripted engine cannot read images" in out
+    assert repl.conv.pending_images == []

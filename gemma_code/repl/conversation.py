@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gemma_code.engine.base import GenerationStats, Message
+from gemma_code.engine.base import GenerationStats, ImageData, Message
 from gemma_code.tasks.prompting import BASE_RULES
 
 CHAT_RULES = (
@@ -53,6 +53,7 @@ class Conversation:
     repo_context: str | None = None
     history: list[Message] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
+    pending_images: list[ImageData] = field(default_factory=list)  # /add shot.png
     turns: list[TurnStats] = field(default_factory=list)
 
     @property
@@ -63,8 +64,8 @@ class Conversation:
         return self.rules
 
     def user_message(self, text: str) -> Message:
-        """The next user turn: pending notes (added files, shell output) then the text."""
-        return Message("user", "\n\n".join([*self.pending, text.strip()]))
+        """The next user turn: added images, pending notes (files, shell output), then the text."""
+        return Message("user", "\n\n".join([*self.pending, text.strip()]), tuple(self.pending_images))
 
     def messages(self, user: Message) -> list[Message]:
         """Everything the model sees for the next turn."""
@@ -75,6 +76,7 @@ class Conversation:
         model = Message("model", reply)
         self.history.extend([user, model])
         self.pending.clear()
+        self.pending_images.clear()
         return model
 
     def add_stats(self, mode: str, stats: GenerationStats) -> None:
@@ -84,6 +86,7 @@ class Conversation:
         """Forget the history (the system prefix, and its KV cache, stay)."""
         self.history.clear()
         self.pending.clear()
+        self.pending_images.clear()
 
     def drop_oldest(self, count: int) -> list[Message]:
         """Remove the `count` oldest messages (always whole user+model pairs); return them."""
