@@ -144,3 +144,17 @@ def test_chat_add_image_without_vision_says_why(tmp_path: Path) -> None:
     out, repl = drive(lines("/add shot.png"), ScriptedEngine(), tmp_path)
     assert "the scripted engine cannot read images" in out
     assert repl.conv.pending_images == []
+
+
+def test_only_a_few_tokenized_images_are_kept(engine: LlamaCppEngine, tmp_path: Path) -> None:
+    from gemma_code.engine.vision import MAX_KEPT
+
+    images = [load_image(write_png(tmp_path / f"p{n}.png", 96 + 48 * n, 96)) for n in range(MAX_KEPT + 3)]
+    for image in images:
+        engine.image_tokens(image)
+    last = images[-1]
+    prompt = engine.prompt_tokens([Message("user", "this one", (last,))])
+    vision = engine.vision
+    assert len(vision.runs) <= MAX_KEPT and last.digest in vision.runs
+    assert all(vision.by_id[t][0].digest == last.digest for t in prompt if t < 0)
+    assert images[0].digest not in vision.runs  # the oldest was freed

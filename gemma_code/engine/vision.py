@@ -34,9 +34,13 @@ class ImageRun:
         return {t for t in self.tokens if t < 0}
 
 
-def stand_in_ids(digest: str, n: int) -> list[int]:
+MAX_KEPT = 8  # images kept tokenized (a big one holds ~30 MB of preprocessed pixels)
+
+
+def stand_in_ids(digest: str, n: int, salt: int = 0) -> list[int]:
     """n distinct negative ids for an image's embedding positions (never a vocabulary id)."""
-    base = int(hashlib.blake2b(digest.encode(), digest_size=4).hexdigest(), 16) % (1 << 20)
+    key = f"{digest}#{salt}".encode()
+    base = int(hashlib.blake2b(key, digest_size=4).hexdigest(), 16) % (1 << 20)
     return [-(((base << 11) + i) % (1 << 31) + 1) for i in range(n)]
 
 
@@ -113,7 +117,12 @@ class Vision:
             if int(mt.mtmd_input_chunk_get_n_pos(chunk)) != n:
                 mt.mtmd_input_chunks_free(chunks)
                 raise EngineError("this projector places images by M-RoPE, which gemma-code does not drive")
-            tokens += stand_in_ids(f"{image.digest}:{index}", n)
+            ids = stand_in_ids(f"{image.digest}:{index}", n)
+            salt = 0
+            while any(t in self.by_id for t in ids):  # another image's ids: a 1-in-a-million clash
+                salt += 1
+                ids = stand_in_ids(f"{image.digest}:{index}", n, salt)
+            tokens += ids
             n_image += n
         run = ImageRun(image.digest, tokens, chunks, n_image)
         self.runs[image.digest] = run
@@ -121,6 +130,15 @@ class Vision:
             if token < 0:
                 self.by_id[token] = (run, position)
         return run
+
+    def retain(self, digests: set[str]) -> None:
+        """Free the tokenized images a prompt no longer uses, beyond the MAX_KEPT most recent."""
+        extra = len(self.runs) - MAX_KEPT
+        for digest in [d for d in self.runs if d not in digests][: max(extra, 0)]:
+            run = self.runs.pop(digest)
+            for token in run.stand_ins():
+                self.by_id.pop(token, None)
+            self._mt.mtmd_input_chunks_free(run.chunks)
 
     def image_tokens(self, image: ImageData) -> int:
         """Prompt positions the image takes, its begin/end markers included."""
@@ -235,6 +253,7 @@ def tokens_with_images(engine: Any, segments: list[tuple[str, bool]] | None,
                 tokens += vision.run_for(next(queue)).tokens
             if piece:
                 tokens += engine._ll.tokenize(engine.vocab, piece, special=template)
+    vision.retain({image.digest for image in images})
     return tokens
 
 
