@@ -69,8 +69,9 @@ def image_budget(engine: Engine, images: Sequence[ImageData]) -> int:
     """Exact prompt positions of `images`; ModelError (exit 4) when the engine cannot see."""
     count = getattr(engine, "image_tokens", None)
     if not callable(count):
+        kind = {"remote": "openai"}.get(engine.info.backend, engine.info.backend)
         raise ModelError(
-            f"the {engine.info.backend} engine cannot read images",
+            f"the {kind} engine cannot read images",
             "use the in-process engine (--engine llamacpp) with a Gemma 4 model and its mmproj",
         )
     return sum(int(count(image)) for image in images)
