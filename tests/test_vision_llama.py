@@ -99,10 +99,10 @@ def test_scanned_pdf_pages_go_in_as_images_with_vision(engine: LlamaCppEngine, t
     from pdfs import write_pdf
 
     from gemma_code.tasks.ask import ask_messages
-    from gemma_code.tasks.attachments import pack_documents
+    from gemma_code.tasks.attachments import pack_documents, read_pdfs
 
     pdf = write_pdf(tmp_path / "scan.pdf", ["typed page", None])
-    docs = pack_documents(engine, [pdf], budget=3000)
+    docs = pack_documents(engine, read_pdfs([pdf], None), budget=3000)
     assert len(docs.images) == 1 and docs.images[0].label.endswith("page 2")
     assert "page 2 of 2: a scan without text, shown as image 1" in docs.blocks[0]
     assert "--- page 1 of 2 ---\ntyped page" in docs.blocks[0]

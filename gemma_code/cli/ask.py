@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -105,6 +106,7 @@ def ask(
         document_budget,
         load_images,
         pack_documents,
+        read_pdfs,
         sort_named,
     )
 
@@ -112,12 +114,14 @@ def ask(
     paths, pdfs = named.texts, named.pdfs
     check_pages_flag(pages, pdfs)
     images = load_images(named.images)
+    with working("reading the PDF …") if pdfs else contextlib.nullcontext():
+        documents = read_pdfs(pdfs, pages)
     with open_engine(settings, while_loading=working(f"loading {settings.model} …")) as eng:
         docs = Attachments()
         if pdfs or images:
             base = ask_messages(question, files=paths, stdin_text=piped)
             with working("reading the attachments …"):
-                docs = pack_documents(eng, pdfs, pages=pages, images=images,
+                docs = pack_documents(eng, documents, images=images,
                                       budget=document_budget(eng, base, settings))
             for note in docs.notes:
                 stderr_console().print(f"note: {note}", style="yellow", markup=False)

@@ -9,7 +9,15 @@ from pathlib import Path
 
 from gemma_code.config import Settings
 from gemma_code.documents.images import image_kind, load_image
-from gemma_code.documents.pdf import PackedDocument, is_pdf, pack_pdf, ranges, read_pdf, render_page
+from gemma_code.documents.pdf import (
+    PackedDocument,
+    PdfDocument,
+    is_pdf,
+    pack_pdf,
+    ranges,
+    read_pdf,
+    render_page,
+)
 from gemma_code.engine.base import Engine, ImageData, Message
 from gemma_code.errors import ModelError, UsageError
 from gemma_code.tasks.prompting import prompt_tokens
@@ -119,9 +127,13 @@ def document_budget(engine: Engine, messages: Sequence[Message], settings: Setti
     return max(0, min(settings.budget, room))
 
 
+def read_pdfs(pdfs: Sequence[Path], pages: str | None) -> list[PdfDocument]:
+    """Read every PDF first, so a locked or broken one fails before the model loads (exit 2)."""
+    return [read_pdf(path, pages) for path in pdfs]
+
+
 def pack_documents(
-    engine: Engine, pdfs: Sequence[Path], *, budget: int, pages: str | None = None,
-    images: Sequence[ImageData] = (),
+    engine: Engine, pdfs: Sequence[PdfDocument], *, budget: int, images: Sequence[ImageData] = (),
 ) -> Attachments:
     """The images, then each PDF's selected pages in order, within one shared `budget`.
 
@@ -136,8 +148,7 @@ def pack_documents(
                 "raise --budget (or --n-ctx), or send fewer images",
             )
     see = can_see(engine)
-    for path in pdfs:
-        doc = read_pdf(path, pages)
+    for doc in pdfs:
         shown = _show_scans(engine, doc.path, doc.scanned, result, budget) if see else {}
         packed = pack_pdf(doc, engine.count_tokens, budget - result.tokens, shown)
         result.documents.append(packed)
