@@ -76,33 +76,11 @@ def tensor_shapes(shape: VisionShape) -> dict[str, tuple[int, ...]]:
 def expected_tokens(
     width: int, height: int, shape: VisionShape = VisionShape(), *, max_tokens: int = MAX_TOKENS
 ) -> int:
-    """Image tokens llama.cpp's gemma4v preprocessing gives a width x height image.
+    """Image tokens llama.cpp should give a width x height image with this projector."""
+    from gemma_code.engine.vision import gemma4_image_tokens
 
-    A transcription of `calc_size_preserved_ratio` (mtmd-image.cpp): align each side to the
-    pooled cell, then scale into [MIN_TOKENS, max_tokens] cells keeping the aspect ratio.
-    """
-    import math
-
-    cell = shape.patch_size * shape.n_merge
-    min_px, max_px = MIN_TOKENS * cell * cell, max_tokens * cell * cell
-    w = max(cell, _round_half_away(width / cell) * cell)
-    h = max(cell, _round_half_away(height / cell) * cell)
-    if w * h > max_px:
-        beta = math.sqrt(height * width / max_px)
-        h = max(cell, math.floor(height / beta / cell) * cell)
-        w = max(cell, math.floor(width / beta / cell) * cell)
-    elif w * h < min_px:
-        beta = math.sqrt(min_px / (height * width))
-        h = math.ceil(height * beta / cell) * cell
-        w = math.ceil(width * beta / cell) * cell
-    return (w // cell) * (h // cell)
-
-
-def _round_half_away(x: float) -> int:
-    """C's std::round (halves away from zero), not Python's banker's rounding."""
-    import math
-
-    return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
+    return gemma4_image_tokens(width, height, patch=shape.patch_size, merge=shape.n_merge,
+                               min_tokens=MIN_TOKENS, max_tokens=max_tokens)
 
 
 def write_mmproj(path: Path, shape: VisionShape = VisionShape()) -> Path:

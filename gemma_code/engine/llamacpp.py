@@ -132,6 +132,10 @@ class LlamaCppEngine:
             self._vision = open_vision(self)
         return self._vision
 
+    @property
+    def takes_images(self) -> bool:
+        return self.mmproj is not None
+
     def image_tokens(self, image: ImageData) -> int:
         """Exact prompt positions `image` takes (its begin/end markers included)."""
         return self.vision.image_tokens(image)

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from gemma_code.config import Settings
-from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
+from gemma_code.engine.base import Chunk, GenerationStats, ImageData, Message, ModelInfo
 from gemma_code.engine.gemma import FORMATS, ThoughtSplitter, detect_format, strip_thinking
 from gemma_code.engine.openai_http import HttpClient, HttpStatusError, iter_sse
-from gemma_code.errors import ConfigError, EngineError, GemmaCodeError, ModelNotFoundError
+from gemma_code.errors import ConfigError, EngineError, GemmaCodeError, ModelError, ModelNotFoundError
 
 DEFAULT_REMOTE_N_CTX = 8192  # when neither the settings nor the server say
 CHARS_PER_TOKEN = 3.5  # the flagged estimate when nothing can tokenize
@@ -47,7 +47,7 @@ def request_body(
         "messages": [
             {
                 "role": _ROLES[m.role],
-                "content": strip_thinking(m.content) if m.role == "model" else m.content,
+                "content": strip_thinking(m.content) if m.role == "model" else _content(m),
             }
             for m in messages
         ],
@@ -67,6 +67,18 @@ def request_body(
     if grammar:
         body["grammar"] = grammar  # llama-server and llama-cpp-python's server
     return body
+
+
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    """Text, or image parts (PNG data URLs) then the text, as the OpenAI API takes images."""
+    if not message.images:
+        return message.content
+    from gemma_code.engine.vision import image_data_url
+
+    parts: list[dict[str, Any]] = [
+        {"type": "image_url", "image_url": {"url": image_data_url(image)}} for image in message.images
+    ]
+    return [*parts, {"type": "text", "text": message.content}]
 
 
 class StreamState:
@@ -164,6 +176,19 @@ class OpenAIEngine:
         self.token_counting = "unknown"  # server | local | estimate
         self.model = ""
         self.info = self._probe()
+
+    @property
+    def takes_images(self) -> bool:
+        """A Gemma 4 server may have its mmproj; if not, the server's error says so."""
+        return self.info.chat_format == "gemma4"
+
+    def image_tokens(self, image: ImageData) -> int:
+        """The image's tokens as llama.cpp's Gemma 4 rule predicts them (the server counts)."""
+        from gemma_code.engine.vision import gemma4_image_tokens
+
+        if not self.takes_images:
+            raise ModelError(f"{self.model} is not a Gemma 4 model: images need one")
+        return gemma4_image_tokens(image.width, image.height) + 2  # <|image> ... <image|>
 
     # --- discovery -------------------------------------------------------------------------
 

@@ -186,6 +186,49 @@ class Vision:
             self.ctx = None
 
 
+def gemma4_image_tokens(
+    width: int, height: int, *, patch: int = 16, merge: int = 3, min_tokens: int = MIN_IMAGE_TOKENS,
+    max_tokens: int = MAX_IMAGE_TOKENS,
+) -> int:
+    """Image tokens llama.cpp's gemma4v preprocessing gives a width x height image.
+
+    A transcription of `calc_size_preserved_ratio` (tools/mtmd/mtmd-image.cpp): align each side
+    to the pooled cell (patch x merge pixels), then scale into [min_tokens, max_tokens] cells
+    keeping the aspect ratio. The in-process engine asks llama.cpp itself; this predicts the
+    count for a server (the openai engine) and checks llama.cpp in the tests.
+    """
+    import math
+
+    def round_half_away(x: float) -> int:  # C's std::round, not Python's banker's rounding
+        return math.floor(x + 0.5)
+
+    cell = patch * merge
+    min_px, max_px = min_tokens * cell * cell, max_tokens * cell * cell
+    w = max(cell, round_half_away(width / cell) * cell)
+    h = max(cell, round_half_away(height / cell) * cell)
+    if w * h > max_px:
+        beta = math.sqrt(height * width / max_px)
+        h = max(cell, math.floor(height / beta / cell) * cell)
+        w = max(cell, math.floor(width / beta / cell) * cell)
+    elif w * h < min_px:
+        beta = math.sqrt(min_px / (height * width))
+        h = math.ceil(height * beta / cell) * cell
+        w = math.ceil(width * beta / cell) * cell
+    return (w // cell) * (h // cell)
+
+
+def image_data_url(image: ImageData) -> str:
+    """The image as a PNG data URL, for OpenAI-style `image_url` parts."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (image.width, image.height), image.rgb).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def _capture_log(mt: Any) -> None:
     """libmtmd logs every image to stderr: keep it with llama.cpp's log unless asked to show it."""
     import os

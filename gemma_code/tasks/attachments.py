@@ -87,7 +87,7 @@ def image_budget(engine: Engine, images: Sequence[ImageData]) -> int:
 
 def can_see(engine: Engine) -> bool:
     """True when the engine takes images and the model's vision projector is there."""
-    return callable(getattr(engine, "image_tokens", None)) and getattr(engine, "mmproj", None) is not None
+    return callable(getattr(engine, "image_tokens", None)) and bool(getattr(engine, "takes_images", False))
 
 
 def _show_scans(

@@ -41,9 +41,15 @@ def fence(path: str, text: str) -> str:
 
 def prompt_tokens(engine: Engine, messages: Sequence[Message], *, think: bool) -> int:
     """Exact prompt size in the engine's own format and tokenizer (images: their positions)."""
-    own = getattr(engine, "prompt_tokens", None)
-    if callable(own) and any(m.images for m in messages):
-        return len(own(messages, think=think))
+    if any(m.images for m in messages):
+        own = getattr(engine, "prompt_tokens", None)
+        if callable(own):
+            return len(own(messages, think=think))
+        count_image = getattr(engine, "image_tokens", None)
+        if callable(count_image):  # a server: the text, plus each image as the engine counts it
+            text = [Message(m.role, m.content) for m in messages]
+            images = sum(int(count_image(i)) for m in messages for i in m.images)
+            return engine.count_tokens(render(text, engine.info.chat_format, think=think)) + images
     return engine.count_tokens(render(messages, engine.info.chat_format, think=think))
 
 
