@@ -151,3 +151,18 @@ def test_a_registry_model_without_its_projector_says_to_pull(
                                  "-f", "shot.png", "q"])
     assert result.exit_code == ExitCode.MODEL
     assert "fetch it with: gemma-code models pull vis" in " ".join(result.stderr.split())
+
+
+def test_a_saved_chat_keeps_its_images_and_names_those_gone(tmp_path: Path) -> None:
+    from gemma_code.engine.base import Message
+    from gemma_code.repl.store import SessionFile, read_session
+
+    kept = load_image(write_png(tmp_path / "kept.png", 64, 48))
+    changed = load_image(write_png(tmp_path / "changed.png", 64, 48))
+    session = SessionFile("s-images", cwd=tmp_path, model="m")
+    session.add_message(Message("user", "look", (kept, changed)))
+    session.add_message(Message("model", "seen"))
+    write_png(tmp_path / "changed.png", 80, 48)  # edited after the chat
+    info = read_session(session.path)
+    assert info.messages[0].images == (kept,)
+    assert info.missing_images == [str(tmp_path / "changed.png")]

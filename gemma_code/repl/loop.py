@@ -74,9 +74,11 @@ class Repl:
         self.warmer = Warmer()
         self._files: list[str] | None = None
         self._symbols: list[str] | None = None
+        self.resumed_missing: list[str] = []  # images of the resumed chat that could not be read
         if resume is not None:
             self.session = SessionFile(resume.id, cwd=cwd, model=self.engine.info.name)
             self.conv.history = list(resume.messages)
+            self.resumed_missing = list(resume.missing_images)
         else:
             self.session = SessionFile(new_session_id(), cwd=cwd, model=self.engine.info.name)
         from gemma_code.repl.commands import Commands
@@ -344,6 +346,9 @@ class Repl:
             self.notice(self.packed.notes[0])
         if self.conv.history:
             self.notice(f"resumed with {len(self.conv.history) // 2} earlier exchange(s) (/history)")
+        if self.resumed_missing:
+            self.notice("images no longer there (or changed), resumed without them: "
+                        + ", ".join(self.resumed_missing))
         self.console.print("[dim]Enter sends · Alt-Enter (or Esc Enter) new line · /help · Ctrl-D quits[/]")
 
     def _line_reader(self) -> Callable[[], str]:

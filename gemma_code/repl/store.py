@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gemma_code import paths
-from gemma_code.engine.base import Message
+from gemma_code.engine.base import ImageData, Message
 from gemma_code.errors import UsageError
 
 SUFFIX = ".jsonl"
@@ -47,6 +47,7 @@ class SessionInfo:
     name: str = ""
     messages: list[Message] = field(default_factory=list)
     modified: float = 0.0
+    missing_images: list[str] = field(default_factory=list)  # gone or changed since the chat
 
     @property
     def title(self) -> str:
@@ -84,6 +85,8 @@ class SessionFile:
 
     def add_message(self, message: Message, stats: dict[str, Any] | None = None) -> None:
         record: dict[str, Any] = {"type": "message", "role": message.role, "content": message.content}
+        if message.images:  # the file's path and pixels' digest: reloaded on resume if unchanged
+            record["images"] = [{"path": i.label, "digest": i.digest} for i in message.images]
         if stats:
             record["stats"] = stats
         self._append(record)
@@ -101,6 +104,25 @@ class SessionFile:
         """Record a whole history at once (after /load or --resume into a new file)."""
         for message in history:
             self.add_message(message)
+
+
+def _reload_images(saved: Any, missing: list[str]) -> tuple[ImageData, ...]:
+    """The images a stored message had, read again; those gone or changed are named in `missing`."""
+    from gemma_code.documents.images import load_image
+    from gemma_code.errors import GemmaCodeError
+
+    found: list[ImageData] = []
+    for item in saved if isinstance(saved, list) else []:
+        path = str(item.get("path", "")) if isinstance(item, dict) else ""
+        try:
+            image = load_image(Path(path))
+        except (GemmaCodeError, OSError):
+            image = None
+        if image is None or image.digest != item.get("digest"):
+            missing.append(path)
+            continue
+        found.append(image)
+    return tuple(found)
 
 
 def read_session(path: Path) -> SessionInfo:
@@ -122,7 +144,8 @@ def read_session(path: Path) -> SessionInfo:
             info.cwd = str(record.get("cwd", ""))
             info.model = str(record.get("model", ""))
         elif kind == "message" and record.get("role") in ("user", "model"):
-            info.messages.append(Message(record["role"], str(record.get("content", ""))))
+            images = _reload_images(record.get("images"), info.missing_images)
+            info.messages.append(Message(record["role"], str(record.get("content", "")), images))
         elif kind == "clear":
             info.messages.clear()
         elif kind == "drop":
