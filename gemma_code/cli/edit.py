@@ -376,7 +376,8 @@ def undo_cmd(
     if list_only:
         for entry in reversed(list_entries(root)):
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created))
-            typer.echo(f"{when}  {entry.label:<8}  {', '.join(entry.paths)}")
+            state = "" if entry.state == "done" else f"({entry.state})  "
+            typer.echo(f"{when}  {entry.label:<8}  {state}{', '.join(entry.paths)}")
         return
     result = undo_last(root, force=force)
     err = _err()
