@@ -215,12 +215,14 @@ def run_review(
     use_cache: bool = True,
     load: Callable[[Settings], Engine] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    started: float | None = None,
 ) -> ReviewResult:
     """Review `target`; a cached result when the same content was reviewed the same way.
 
-    Raises ModelError (and ReviewTimeoutError) when the model cannot run or runs past `timeout`.
+    Raises ModelError (and ReviewTimeoutError) when the model cannot run or runs past `timeout`,
+    counted from `started` (a `clock()` reading: when the command began) or from now.
     """
-    start = clock()
+    start = clock() if started is None else started
     key = cache.cache_key(cache_material(target, settings, max_tokens))
     if use_cache:
         record = cache.load(key)
@@ -241,10 +243,10 @@ def run_review(
         result.seconds = clock() - start
         return result
 
-    def check_deadline() -> None:
+    def check_deadline(stage: str = "generating") -> None:
         if timeout is not None and clock() - start > timeout:
             raise ReviewTimeoutError(
-                f"the review took longer than its {timeout:g} s time budget",
+                f"the review took longer than its {timeout:g} s time budget (while {stage})",
                 "raise --timeout (or `review_timeout` in config), or use a faster model or machine",
             )
 
@@ -252,9 +254,10 @@ def run_review(
         from gemma_code.engine import load_engine
 
         load = load_engine
+    check_deadline("reading the change")
     engine = load(settings)
     try:
-        check_deadline()
+        check_deadline("loading the model")
         result = ReviewResult(model=engine.info.name)
         probe = review_messages("", None)
         overhead = prompt_tokens(engine, probe, think=False) + PROMPT_MARGIN
@@ -268,9 +271,12 @@ def run_review(
         context_budget = min(settings.budget, room // 3) if settings.context else 0
         per_request = min(MAX_REQUEST_TOKENS, room - context_budget)
         requests, result.reviewed, result.skipped, result.notices = plan_requests(
-            target.changes, engine.count_tokens, per_request=per_request
+            target.changes, engine.count_tokens, per_request=per_request,
+            check=lambda: check_deadline("splitting the diff"),
         )
+        check_deadline("splitting the diff")
         context = repo_context(engine, target, result.reviewed, context_budget, result.notices)
+        check_deadline("packing the repository context")
         seen: set[tuple[str, int, str]] = set()
         for paths, text in requests:
             check_deadline()
