@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gemma_code import paths
+from gemma_code.atomic import sync_folder
 from gemma_code.edits.model import FileChange
 from gemma_code.errors import EditRejectedError, GemmaCodeError
 
@@ -59,16 +60,6 @@ class UndoResult:
 
 def _sha(data: bytes | None) -> str | None:
     return hashlib.sha256(data).hexdigest() if data is not None else None
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a folder's new or renamed entries durable (best effort: not every system allows it)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -130,9 +121,9 @@ def record(root: Path, changes: Sequence[FileChange], *, label: str = "apply",
                       "old_sha256": _sha(change.old), "new_sha256": _sha(change.new)})
     manifest = {"id": entry_id, "root": str(Path(root).resolve()), "label": label,
                 "created": time.time(), "files": files, "extra": extra or {}, "dirs": list(dirs)}
-    fsync_dir(folder)
+    sync_folder(folder)
     write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1).encode(), 0o600)
-    fsync_dir(base)
+    sync_folder(base)
     for old in list_entries(root)[:-KEEP]:
         if old.state != "applying":
             shutil.rmtree(old.folder, ignore_errors=True)
@@ -150,7 +141,7 @@ def finish(root: Path, entry_id: str) -> None:
     shutil.rmtree(folder / STAGING, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         (folder / STATE).unlink()
-    fsync_dir(folder)
+    sync_folder(folder)
 
 
 def discard(root: Path, entry_id: str) -> None:

@@ -185,7 +185,8 @@ def write_changes(root: Path, changes: Sequence[FileChange], *, journal: bool = 
     change was planned against, and EditRejectedError when the disk refuses a write (what was
     written is restored). An interrupt (Ctrl-C) also restores what was written.
     """
-    from gemma_code.edits.journal import discard, finish, fsync_dir, record
+    from gemma_code.atomic import sync_folder
+    from gemma_code.edits.journal import discard, finish, record
 
     root = Path(root)
     targets = [_Target(c, resolve_inside(root, normalize(c.path))) for c in changes]
@@ -215,7 +216,7 @@ def write_changes(root: Path, changes: Sequence[FileChange], *, journal: bool = 
                 current.temp = None
             written.append(current)
         for folder in {t.path.parent for t in targets} | {(root / d).parent for d in dirs}:
-            fsync_dir(folder)
+            sync_folder(folder)
     except BaseException as exc:
         _roll_back(root, written, dirs)
         _clean(targets, folders)

@@ -306,7 +306,9 @@ def run_review(
     finally:
         engine.close()
     if use_cache:  # a cut-off reply is cached too: a re-run would cut off the same way
-        cache.save(key, result.to_record())
+        problem = cache.save(key, result.to_record())
+        if problem:
+            result.notices.append(problem)
     result.seconds = clock() - start
     return result
 
