@@ -48,7 +48,7 @@ def test_the_hook_reviews_part_of_a_4mb_staged_file_and_lets_a_clean_commit_thro
     script = tmp_path / "replies.json"
     script.write_text(json.dumps({"replies": [CLEAN] * 40, "log": str(log)}), encoding="utf-8")
     env = {**os.environ, "GEMMA_CODE_ENGINE": "scripted", "GEMMA_CODE_SCRIPT": str(script),
-           "GEMMA_CODE_REVIEW_TIMEOUT": "10"}
+           "GEMMA_CODE_REVIEW_TIMEOUT": "120"}  # ample: the deadline is tested on a simulated clock
     proc = subprocess.run(["git", "commit", "-q", "-m", "big"], cwd=git_repo, env=env,
                           capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr
@@ -116,3 +116,22 @@ def test_splitting_a_4mb_diff_counts_each_reviewed_line_once(git_repo: Path) -> 
     assert any(n.startswith("big.py: only part of this diff was reviewed") for n in result.notices)
     assert engine.counts < lines // 10  # bounded by the part reviewed, not the 4 MB
     assert all(len(call.prompt) < 8192 * 8 for call in engine.calls)
+
+
+def test_the_alarm_interrupts_a_blocking_call_and_restores_the_handler() -> None:
+    """What stops a long model load or prefill: the exception lands when the call returns."""
+    import signal
+    import threading
+
+    from gemma_code.review.deadline import alarm
+
+    class Late(Exception):
+        pass
+
+    before = signal.getsignal(signal.SIGALRM)
+    with pytest.raises(Late), alarm(0.01, Late):
+        threading.Event().wait(120)  # a blocking call that never returns by itself in time
+    assert signal.getsignal(signal.SIGALRM) is before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    with alarm(None, Late):  # no budget: nothing armed
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
