@@ -225,3 +225,43 @@ def test_a_finished_apply_leaves_no_staging_behind(git_repo: Path) -> None:
     assert not [p for p in journal_dir(git_repo).rglob("*") if "staging" in p.parts]
     assert not (paths.data_dir() / "staging").exists()
     assert [e.state for e in list_entries(git_repo)] == ["done"]
+
+
+def _two_file_plan(repo: Path, second: str) -> list[FileChange]:
+    reply = ("util.py\n<<<<<<< SEARCH\n    return a + b\n=======\n    return b + a\n>>>>>>> REPLACE\n"
+             f"{second}\n<<<<<<< SEARCH\n=======\nX = 1\n>>>>>>> REPLACE\n")
+    return plan_edits(repo, parse_reply(reply)).changes()
+
+
+def test_a_disk_error_mid_apply_restores_what_was_written_and_names_the_file(git_repo: Path) -> None:
+    from gemma_code.errors import EditRejectedError
+
+    (git_repo / "blocker").write_text("a file where a folder is needed\n")
+    changes = _two_file_plan(git_repo, "blocker/new.py")
+    with pytest.raises(EditRejectedError) as caught:
+        write_changes(git_repo, changes)
+    assert caught.value.message.startswith("could not write blocker/new.py")
+    assert (git_repo / "util.py").read_text() == "def add(a, b):\n    return a + b\n"
+    assert list_entries(git_repo) == [] and not (paths.data_dir() / "staging").exists()
+    assert not [p for p in journal_dir(git_repo).rglob("*") if "staging" in p.parts]
+
+
+def test_ctrl_c_mid_apply_restores_what_was_written(git_repo: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    changes = _two_file_plan(git_repo, "lib/new.py")
+    real_replace, calls = os.replace, []
+
+    def interrupted(src: str, dst: str) -> None:  # Ctrl-C arrives after the first file is in place
+        if str(dst).startswith(str(git_repo)):
+            calls.append(dst)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_changes(git_repo, changes)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert (git_repo / "util.py").read_text() == "def add(a, b):\n    return a + b\n"
+    assert not (git_repo / "lib").exists() and list_entries(git_repo) == []
+    assert git(git_repo, "status", "--porcelain", "--untracked-files=all") == ""

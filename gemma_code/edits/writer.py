@@ -46,7 +46,7 @@ def _current(path: Path) -> bytes | None:
     """The file's bytes now (None: absent)."""
     try:
         return path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except IsADirectoryError:
         return b"\0directory"
@@ -116,16 +116,20 @@ def _staging_folders(root: Path, entry: str | None) -> list[Path]:
     return out
 
 
-def _stage(targets: Sequence[_Target], folders: Sequence[Path], tag: str) -> list[Path]:
-    """Write every new content, fsynced, to a temporary file on the target's file system."""
+def _stage(targets: Sequence[_Target], folders: Sequence[Path], tag: str, made: list[Path],
+           at: list[_Target]) -> None:
+    """Write every new content, fsynced, to a temporary file on the target's file system.
+
+    Folders it creates go to `made`; the target being staged is kept in `at` (for errors).
+    """
     from gemma_code.atomic import _umask
 
-    made: list[Path] = []
     usable: dict[Path, int] = {}
     for n, t in enumerate(targets):
         new = t.change.new
         if new is None:
             continue
+        at[:] = [t]
         device = _existing_ancestor(t.path.parent).stat().st_dev
         place = None
         for folder in folders:
@@ -149,7 +153,6 @@ def _stage(targets: Sequence[_Target], folders: Sequence[Path], tag: str) -> lis
             os.fsync(handle.fileno())
         keep = t.change.mode if t.change.old is not None and t.change.mode is not None else None
         os.chmod(place, keep if keep is not None else 0o666 & ~_umask())
-    return made
 
 
 def _clean(targets: Sequence[_Target], folders: Sequence[Path]) -> None:
@@ -202,10 +205,11 @@ def write_changes(root: Path, changes: Sequence[FileChange], *, journal: bool = 
                                 "nothing was changed") from None
     folders: list[Path] = []
     written: list[_Target] = []
-    current = targets[0] if targets else None
+    at: list[_Target] = []  # the file being staged or written, for the error message
     try:
-        folders = _stage(targets, _staging_folders(root, entry), entry or "x")
+        _stage(targets, _staging_folders(root, entry), entry or "x", folders, at)
         for current in targets:
+            at[:] = [current]
             if _current(current.path) != current.change.old:
                 raise _refuse([current.change.path])
             if current.temp is None:
@@ -223,7 +227,7 @@ def write_changes(root: Path, changes: Sequence[FileChange], *, journal: bool = 
         if entry:
             discard(root, entry)
         if isinstance(exc, OSError):
-            name = current.change.path if current is not None else "the files"
+            name = at[0].change.path if at else "the files"
             raise EditRejectedError(f"could not write {name}: {exc.strerror or exc}",
                                     "check permissions and free space; nothing was changed") from None
         raise
