@@ -53,7 +53,15 @@ def _current(path: Path) -> bytes | None:
 
 
 def _changed(targets: Sequence[_Target]) -> list[str]:
-    return [t.change.path for t in targets if _current(t.path) != t.change.old]
+    out = []
+    for t in targets:
+        try:
+            if _current(t.path) != t.change.old:
+                out.append(t.change.path)
+        except OSError as exc:
+            raise EditRejectedError(f"cannot read {t.change.path}: {exc.strerror or exc}; "
+                                    "nothing was written", "check its permissions") from None
+    return out
 
 
 def _refuse(changed: Sequence[str]) -> ChangedOnDiskError:
