@@ -59,18 +59,49 @@ NoContextOpt = Annotated[bool, typer.Option("--no-context", help="Do not add rep
 
 # Options given before the command; the root callback sets them on every invocation.
 ROOT_FLAGS: dict[str, Any] = {}
+_NOTES_SHOWN: set[str] = set()
 
 
 def settings_from(**flags: Any) -> LoadedSettings:
     """Load the layered settings with command-line `flags` on top (None = not given).
 
     Options given before the command (`gemma-code --model M ask ...`) fill flags the command
-    itself left unset.
+    itself left unset. An untrusted project file's restricted keys are asked about in a
+    terminal (never in the hook or CI) and otherwise left out with a note on stderr.
     """
+    from gemma_code.trust import can_ask
+
     for key, value in ROOT_FLAGS.items():
         if value is not None and flags.get(key) is None:
             flags[key] = value
-    return load_settings(flags)
+    loaded = load_settings(flags, ask_trust=ask_trust if can_ask() else None)
+    show_notes(loaded)
+    return loaded
+
+
+def show_notes(loaded: LoadedSettings) -> None:
+    """Print the settings' notes (ignored project keys) on stderr, each once per process."""
+    from gemma_code.ui import print_warning
+
+    for note in loaded.notes:
+        if note not in _NOTES_SHOWN:
+            _NOTES_SHOWN.add(note)
+            print_warning(note)
+
+
+def ask_trust(project: Path, restricted: dict[str, Any]) -> bool:
+    """Show what an untrusted project file would choose and ask whether to trust its folder."""
+    import click
+    from rich.markup import escape
+
+    from gemma_code.ui import stderr_console
+
+    err = stderr_console()
+    err.print(f"[bold yellow]{escape(str(project))}[/] sets what only a trusted folder may:")
+    for key, value in restricted.items():
+        err.print(f"  {escape(key)} = {escape(repr(value))}")
+    err.print("It chooses where your code and keys go, or what is loaded and run.")
+    return click.confirm(f"Trust {project.parent} (this file as it is now)?", default=False, err=True)
 
 
 def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
