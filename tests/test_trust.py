@@ -20,12 +20,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import REPO, git
 from typer.testing import CliRunner
 
 from gemma_code import paths, trust
 from gemma_code.cli import app
 from gemma_code.config import load_settings, project_file
-from tests.conftest import REPO, git
 
 runner = CliRunner()
 SECRET = "ghp_thisisnotarealtokenbutlooksabitlikeone01"

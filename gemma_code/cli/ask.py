@@ -125,5 +125,5 @@ def ask(
             raise Interrupted("interrupted; the answer above is incomplete")
         if stats and final is not None:
             for note in cache.notes:
-                stderr_console().print(note, style="dim")
+                stderr_console().print(note, style="dim", markup=False)
             stderr_console().print(format_stats(final), style="dim")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from collections.abc import Callable
@@ -136,6 +137,10 @@ class handle_errors:
         if isinstance(exc, KeyboardInterrupt):
             print_error("interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            message, hint = disk_error(exc)
+            print_error(message, hint)
+            raise typer.Exit(int(ExitCode.FAILURE)) from None
         if _is_bug(exc) and not os.environ.get("GEMMA_CODE_DEBUG"):
             print_error(
                 f"internal error: {type(exc).__name__}: {exc}",
@@ -143,6 +148,26 @@ class handle_errors:
             )
             raise typer.Exit(int(ExitCode.FAILURE)) from None
         return False
+
+
+_DISK_ERRNOS = frozenset({
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+    errno.EISDIR, errno.EEXIST, errno.EFBIG, errno.EIO,
+})
+
+
+def disk_error(exc: OSError) -> tuple[str, str]:
+    """A full, read-only or unwritable folder as one line and a hint (not an internal error)."""
+    from gemma_code import paths
+
+    where = f" {exc.filename}" if exc.filename else ""
+    full = exc.errno in {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+    fix = "free some space" if full else "check that the folder exists and is writable"
+    return (
+        f"cannot write{where}: {exc.strerror or exc}",
+        f"{fix}; gemma-code keeps its data in {paths.data_dir()} and caches in "
+        f"{paths.cache_dir()} (GEMMA_CODE_HOME moves both)",
+    )
 
 
 def _is_bug(exc: BaseException) -> bool:

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from gemma_code.edits.match import Match, closest_lines, find_block, reindent, settle_shift, squash
 from gemma_code.edits.model import ApplyResult, Edit, EditsFailedError, Failure, FileChange
-from gemma_code.edits.safepath import UnsafePathError, normalize, resolve_inside
+from gemma_code.edits.safepath import (
+    UnsafePathError,
+    active_hooks_dirs,
+    normalize,
+    refuse_hooks,
+    resolve_inside,
+)
 from gemma_code.edits.textfile import NotTextError, TextFile, text_lines
 from gemma_code.errors import EditRejectedError
 
@@ -51,6 +57,7 @@ class Plan:
     already_applied: list[Edit] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hooks: list[Path] | None = None  # active git hook folders inside the work tree, found once
 
     def changes(self) -> list[FileChange]:
         """Files whose bytes would change, in the order first touched."""
@@ -81,6 +88,9 @@ def _load(plan: Plan, edit: Edit) -> _FileState | None:
         if rel in plan.files:
             return plan.files[rel]
         real = resolve_inside(plan.root, rel)
+        if plan.hooks is None:
+            plan.hooks = active_hooks_dirs(plan.root)
+        refuse_hooks(real, plan.hooks)
     except UnsafePathError as exc:
         _fail(plan, edit, f"refused: {exc}")
         return None
@@ -338,8 +348,10 @@ def write_changes(root: Path, changes: Sequence[FileChange], *, journal: bool = 
 
     entry = record(root, changes, label=label, extra=extra) if journal else None
     done: list[FileChange] = []
+    failed = changes[0] if changes else None
     try:
         for change in changes:
+            failed = change
             target = resolve_inside(root, normalize(change.path))
             if change.new is None:
                 target.unlink()
@@ -348,15 +360,16 @@ def write_changes(root: Path, changes: Sequence[FileChange], *, journal: bool = 
                              else _new_file_mode())
             done.append(change)
     except OSError as exc:
-        for change in reversed(done):
-            target = resolve_inside(root, normalize(change.path))
+        for written in reversed(done):
+            target = resolve_inside(root, normalize(written.path))
             with contextlib.suppress(OSError):
-                if change.old is None:
+                if written.old is None:
                     target.unlink()
                 else:
-                    write_atomic(target, change.old, change.mode)
+                    write_atomic(target, written.old, written.mode)
         if entry:
             discard(root, entry)
-        raise EditRejectedError(f"could not write {change.path}: {exc.strerror or exc}",
+        name = failed.path if failed is not None else "?"
+        raise EditRejectedError(f"could not write {name}: {exc.strerror or exc}",
                                 "check permissions and free space; nothing was changed") from None
     return entry
