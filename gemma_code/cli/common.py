@@ -90,6 +90,49 @@ def show_notes(loaded: LoadedSettings) -> None:
             print_warning(note)
 
 
+def show_redaction_notes() -> None:
+    """Say on stderr which secret values were kept out of the prompt (once each)."""
+    import sys
+
+    if "gemma_code.engine.redacting" not in sys.modules:
+        return  # no engine was loaded
+    from gemma_code.engine.redacting import take_notes
+    from gemma_code.ui import print_warning
+
+    for note in take_notes():
+        print_warning(note)
+
+
+def check_named_secrets(paths: list[Path]) -> None:
+    """Warn about -f files that look like secrets files; in a terminal, ask before sending them.
+
+    Recognised key values in them are redacted anyway; the rest of such a file is not.
+    """
+    import click
+
+    from gemma_code.context.files import has_private_key, is_secret_path
+    from gemma_code.errors import UsageError
+    from gemma_code.trust import can_ask
+    from gemma_code.ui import print_warning
+
+    for path in paths:
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(65536)
+        except OSError:
+            continue  # the task reports a missing or unreadable file itself
+        if not (is_secret_path(path.as_posix()) or has_private_key(head)):
+            continue
+        message = (f"{path} looks like a secrets file: known key formats in it are redacted, "
+                   "the rest of it goes into the prompt")
+        if not can_ask():
+            print_warning(message)
+            continue
+        print_warning(message)
+        if not click.confirm(f"Send {path} to the model?", default=False, err=True):
+            raise UsageError(f"{path} was not sent", "leave it out of -f/FILES, or answer y")
+
+
 def ask_trust(project: Path, restricted: dict[str, Any]) -> bool:
     """Show what an untrusted project file would choose and ask whether to trust its folder."""
     import click
@@ -111,8 +154,11 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kw: Any) -> Any:
-            with handle_errors():
-                return fn(*args, **kw)
+            try:
+                with handle_errors():
+                    return fn(*args, **kw)
+            finally:
+                show_redaction_notes()
 
         app.command(name, **kwargs)(wrapper)
         return fn

@@ -17,6 +17,7 @@ from gemma_code.cli.common import (
     ModelOpt,
     NCtxOpt,
     ThinkOpt,
+    check_named_secrets,
     command,
     settings_from,
 )
@@ -266,6 +267,7 @@ def run_edit_command(
         raise UsageError(f"unknown format {fmt!r}", f"choose one of: {', '.join(FORMATS)}")
     root = _root()
     settings = settings_from(**flags).settings
+    check_named_secrets(files)
     named, sites = gather_files(root, files, symbol=symbol, refactor=refactor, instruction=instruction)
     if commit and not dry_run:  # before the model runs: it would be refused after
         check_commit(root, list(named))
