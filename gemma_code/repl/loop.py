@@ -235,6 +235,10 @@ class Repl:
                                      "or lower --max-tokens")
         messages = self.conv.messages(user)
         answer, stats, interrupted = self.stream(messages)
+        from gemma_code.engine.redacting import take_notes
+
+        for line in take_notes():  # secret values kept out of this turn's prompt
+            self.notice(line)
         if interrupted and stats is None:
             # the engine's stats chunk never came: record the turn anyway, counted on our side
             stats = GenerationStats(prompt_tokens=self.count_prompt(messages),
