@@ -17,6 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 # (kind, regex, flags): detect-secrets 1.5.0's patterns for the commonest formats
 FALLBACK: tuple[tuple[str, str, int], ...] = (
@@ -75,12 +76,25 @@ def _from_detect_secrets() -> list[tuple[str, str, int]] | None:
 
 
 def _detect_secrets_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
+    """The installed detect-secrets' version, read without importing it (that costs ~0.25 s)
+    or scanning every installed distribution's metadata (importlib.metadata: ~0.2 s)."""
+    import importlib.util
 
     try:
-        return version("detect-secrets")
-    except PackageNotFoundError:
+        spec = importlib.util.find_spec("detect_secrets")
+    except (ImportError, ValueError):
         return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        try:
+            text = (Path(folder) / "__version__.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        found = re.search(r"VERSION\s*=\s*['\"]([^'\"]+)['\"]", text)
+        if found:
+            return found.group(1)
+    return None
 
 
 def _load_raw() -> tuple[list[tuple[str, str, int]], str]:
