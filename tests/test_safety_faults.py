@@ -4,7 +4,9 @@ folder is a disk error (not an internal error), and a staged review shows staged
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 
 import pytest
 from conftest import git
@@ -115,3 +117,42 @@ def test_a_staged_review_shows_the_staged_file_not_the_work_tree(git_repo, scrip
     prompt = engine.calls[0].prompt
     assert "STAGED_VERSION" in prompt.split("# Repository context", 1)[1].split("Review this change")[0]
     assert "WORKTREE_VERSION" not in prompt
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A 64 KiB tmpfs of our own (needs root, as on the development machines and CI)."""
+    mount_point = tmp_path / "mnt"
+    mount_point.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
+                          capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_a_full_or_read_only_data_folder_is_a_disk_error(git_repo, monkeypatch, tiny_filesystem,
+                                                         fault):
+    (tiny_filesystem / "data").mkdir()
+    if fault == "full":
+        with contextlib.suppress(OSError), (tiny_filesystem / "filler").open("wb", buffering=0) as handle:
+            while True:
+                handle.write(b"\0" * 4096)
+    else:
+        subprocess.run(["mount", "-o", "remount,ro", str(tiny_filesystem)], check=True)
+    monkeypatch.setenv("GEMMA_CODE_HOME", str(tiny_filesystem))
+    monkeypatch.chdir(git_repo)
+    big = "x = 1\n" * 20_000  # the journal keeps the old bytes: they cannot fit
+    (git_repo / "util.py").write_text(big + "def add(a, b):\n    return a + b\n")
+    result = runner.invoke(app, ["apply", "-"], input=sr("util.py", "    return a + b\n",
+                                                          "    return b + a\n"))
+    assert result.exit_code == 1, result.output
+    assert "internal error" not in result.output
+    reason = "No space left on device" if fault == "full" else "Read-only file system"
+    assert "error: cannot write" in result.output and reason in result.output
+    assert "free some space" in result.output if fault == "full" else "writable" in result.output
+    assert (git_repo / "util.py").read_text().endswith("    return a + b\n")
