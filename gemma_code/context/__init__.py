@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +92,12 @@ def build_context(
     tokenizer_id: str = "",
     max_file_bytes: int = 1_000_000,
     max_ranked: int = MAX_RANKED,
+    contents: Mapping[str, bytes] | None = None,
 ) -> PackedContext:
     """Rank the repository's files for `question` and pack them into `budget` tokens.
+
+    `contents`: the bytes to show for some files instead of the work tree's (a staged review
+    shows the staged version: the version its diff is about).
 
     `named` files (the user's -f) rank first and may break the secret and size filters;
     `seeds` steer the ranking; `omit` files are ranked but not packed (the caller shows them).
@@ -151,7 +155,7 @@ def build_context(
             counter = TokenCounter(count_tokens, tokenizer_id, cache)
             packed = pack(base, order, docs, budget=max(budget, 0), counter=counter,
                           named=[p for p in named_rel if p not in omit_rel],
-                          all_paths=[f.path for f in scan.files])
+                          all_paths=[f.path for f in scan.files], contents=contents)
             if counter.counted and count_tokens is not None and packed.text:
                 _verify(packed, count_tokens)
             if not cache.damaged or attempt:

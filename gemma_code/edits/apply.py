@@ -10,7 +10,13 @@ from pathlib import Path
 
 from gemma_code.edits.match import Match, closest_lines, find_block, reindent, settle_shift, squash
 from gemma_code.edits.model import ApplyResult, Edit, EditsFailedError, Failure, FileChange
-from gemma_code.edits.safepath import UnsafePathError, normalize, resolve_inside
+from gemma_code.edits.safepath import (
+    UnsafePathError,
+    active_hooks_dirs,
+    normalize,
+    refuse_hooks,
+    resolve_inside,
+)
 from gemma_code.edits.textfile import NotTextError, TextFile, text_lines
 from gemma_code.edits.writer import write_changes
 
@@ -49,6 +55,7 @@ class Plan:
     already_applied: list[Edit] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hooks: list[Path] | None = None  # active git hook folders inside the work tree, found once
 
     def changes(self) -> list[FileChange]:
         """Files whose bytes would change, in the order first touched."""
@@ -79,6 +86,9 @@ def _load(plan: Plan, edit: Edit) -> _FileState | None:
         if rel in plan.files:
             return plan.files[rel]
         real = resolve_inside(plan.root, rel)
+        if plan.hooks is None:
+            plan.hooks = active_hooks_dirs(plan.root)
+        refuse_hooks(real, plan.hooks)
     except UnsafePathError as exc:
         _fail(plan, edit, f"refused: {exc}")
         return None

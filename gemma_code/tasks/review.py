@@ -11,7 +11,7 @@ from typing import Any
 from gemma_code.config import Settings
 from gemma_code.engine.base import Engine, Message
 from gemma_code.errors import GemmaCodeError, GitError, ModelError, UsageError
-from gemma_code.gitops import head_tree, staged_tree, work_tree_root
+from gemma_code.gitops import head_tree, index_contents, staged_tree, work_tree_root
 from gemma_code.review import cache
 from gemma_code.review.changes import (
     FileChange,
@@ -144,9 +144,11 @@ def repo_context(
     if symbols:
         question += " touching " + ", ".join(symbols[:40])
     try:
+        # a staged review's diff is index against HEAD: show the staged files, not the work tree's
+        staged = index_contents(target.root, paths) if target.mode == "staged" else None
         packed = build_context(
             target.root, question, budget=budget, count_tokens=engine.count_tokens,
-            seeds=tuple(paths), tokenizer_id=engine.info.name,
+            seeds=tuple(paths), tokenizer_id=engine.info.name, contents=staged,
         )
     except Exception as exc:  # a hook must still review the diff when the context builder fails
         notices.append(f"no repository context ({type(exc).__name__}: {exc}); reviewed the diff alone")
