@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import render, strip_thinking
+from gemma_code.engine.gemma import render, render_gemma4_segments, strip_thinking
 
 _MARK = "\x00{}\x00"
 _MARKS = re.compile("\x00(\\d+)\x00")
@@ -32,6 +32,8 @@ def render_segments(
     messages: Sequence[Message], fmt: str, *, think: bool = False
 ) -> list[tuple[str, bool]] | None:
     """[(text, is_template)] whose texts join to `render(messages, fmt)`; None if they cannot."""
+    if fmt == "gemma4":  # its renderer keeps content (tool arguments and results too) apart
+        return render_gemma4_segments(messages, think=think)
     if any("\x00" in m.content for m in messages):
         return None
     marked = [Message(m.role, _MARK.format(i)) for i, m in enumerate(messages)]
