@@ -12,10 +12,9 @@ in a row is not run again (the model is told); a fourth time stops the run.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from gemma_code.tasks.agent_prompt import (
     task_text,
 )
 from gemma_code.tasks.prompting import prompt_tokens
-from gemma_code.tools import Permissions, Tool, ToolContext, ToolError, Toolbox, builtin_tools
+from gemma_code.tools import Permissions, Tool, Toolbox, ToolContext, ToolError, builtin_tools
 from gemma_code.tools.permissions import check_mode
 
 REPEAT_REFUSE = 3  # the same call this many times in a row is not run again
@@ -256,11 +255,12 @@ class AgentSession:
                         stopped = True
                         break
                     t2 = time.perf_counter()
+                    changed: list[str] = []
                     if streak == REPEAT_REFUSE:
-                        ok, output, changed = False, (
+                        ok, output = False, (
                             f"not run: you made this exact {call.name} call {streak} times in a "
                             "row and its result will not change. Do something different, or "
-                            "give your answer now"), []
+                            "give your answer now")
                         yield NoteEvent(message=f"repeated call to {call.name} not run "
                                                 f"({streak} times in a row)")
                     else:
@@ -286,7 +286,9 @@ class AgentSession:
             stats.elapsed_s = time.perf_counter() - start
         yield DoneEvent(answer=answer, stats=stats.to_dict())
 
-    def _generate(self, max_tokens: int) -> Any:
+    def _generate(
+        self, max_tokens: int
+    ) -> Generator[AgentEvent, None, tuple[str, str, tuple[GenerationStats, float]]]:
         """Stream one reply: TextDelta events until a call starts; returns (raw, thought, stats)."""
         opts = self.options
         watcher = CallWatcher()
@@ -391,7 +393,3 @@ class AgentSession:
         while any(r.journal_ids for r in self.records):
             restored.update(self.undo_step())
         return sorted(restored)
-
-    def replace_messages(self, messages: list[Message]) -> None:
-        """Continue from `messages` (a saved chat); the KV prefix is the engine's business."""
-        self.messages = [dataclasses.replace(m) for m in messages]
