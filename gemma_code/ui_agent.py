@@ -104,25 +104,29 @@ class JsonEventWriter:
         self.stream.flush()
 
 
+def show_action(console: Console, action: Action) -> str:
+    """Show what an approval is about (a diff, a command line); returns what "always" covers."""
+    from rich.markup import escape
+
+    from gemma_code.ui_diff import print_change
+
+    console.print(f"[bold yellow]?[/] {escape(action.summary)}")
+    if action.kind == "edit" and action.changes:
+        for change in action.changes:
+            print_change(console, change)
+        return "all edits this session"
+    if action.kind == "command":
+        console.print(f"  [bold]$[/] {escape(action.preview)}")
+        return "this command this session"
+    console.print(escape(action.preview))
+    return "this tool this session"
+
+
 def terminal_approver(console: Console) -> Any:
     """An Approver that shows the diff or command on `console` and reads y/n/a from the terminal."""
 
     def approve(action: Action) -> Answer:
-        from rich.markup import escape
-
-        from gemma_code.ui_diff import print_change
-
-        console.print(f"[bold yellow]?[/] {escape(action.summary)}")
-        if action.kind == "edit" and action.changes:
-            for change in action.changes:
-                print_change(console, change)
-            always = "all edits this session"
-        elif action.kind == "command":
-            console.print(f"  [bold]$[/] {escape(action.preview)}")
-            always = "this command this session"
-        else:
-            console.print(escape(action.preview))
-            always = "this tool this session"
+        always = show_action(console, action)
         while True:
             try:
                 reply = console.input(f"  allow? [bold]y[/]es / [bold]n[/]o / [bold]a[/]lways "

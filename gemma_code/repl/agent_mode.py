@@ -1,0 +1,94 @@
+"""The chat's agent mode: with `/mode plan|ask|auto-edit|full-auto`, each message runs the
+agent loop (tasks/agent.py) instead of a plain answer; `/mode off` goes back to the chat.
+
+Tool calls show as one line each with a short result; `/undo` reverts the last agent step's
+edits, `/undo run` every edit the agent made in this chat.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gemma_code.errors import GemmaCodeError
+
+if TYPE_CHECKING:
+    from gemma_code.repl.loop import Repl
+    from gemma_code.tasks.agent import AgentSession
+    from gemma_code.tools.base import Action
+    from gemma_code.tools.permissions import Answer
+
+
+class AgentChat:
+    """The agent session behind the chat's agent mode, made on first use."""
+
+    def __init__(self, repl: Repl) -> None:
+        self.repl = repl
+        self.mode: str | None = None
+        self.session: AgentSession | None = None
+
+    def set_mode(self, mode: str | None) -> None:
+        """Switch mode (None: plain chat); full-auto checks the sandbox first."""
+        if mode is not None and self.session is not None:
+            self.session.set_mode(mode)
+        elif mode == "full-auto":
+            from gemma_code.tools.sandbox import require_sandbox
+
+            require_sandbox()
+        self.mode = mode
+
+    def _session(self) -> AgentSession:
+        if self.session is None:
+            from gemma_code.tasks.agent import AgentOptions, AgentSession
+            from gemma_code.tools.permissions import Permissions
+
+            s = self.repl.settings
+            assert self.mode is not None
+            options = AgentOptions(
+                mode=self.mode, max_steps=s.agent_max_steps, max_tokens=s.max_tokens,
+                think=s.think, temperature=s.temperature, context_budget=s.budget,
+                use_context=s.context and self.repl.in_repo, command_timeout_s=s.command_timeout,
+            )
+            approver = None if self.repl.piped else self._approve
+            self.session = AgentSession(self.repl.engine, self.repl.root, options,
+                                        permissions=Permissions(self.mode, approver))
+        return self.session
+
+    def _approve(self, action: Action) -> Answer:
+        from gemma_code.ui_agent import show_action
+
+        show_action(self.repl.console, action)
+        reply = self.repl.ask_line("  allow? y/n/a(lways) ").strip().lower()
+        if reply in ("a", "always"):
+            return "always"
+        return "yes" if reply in ("y", "yes") else "no"
+
+    def turn(self, text: str) -> None:
+        """Run the agent on one message; Ctrl-C stops the step (the chat goes on)."""
+        from gemma_code.ui_agent import EventPrinter
+
+        session = self._session()
+        printer = EventPrinter(self.repl.console, self.repl.console,
+                               show_thoughts=self.repl.settings.show_thoughts)
+        for event in session.run(text):
+            printer.show(event)
+            if event.type == "done":
+                stats: dict[str, Any] = event.to_dict()["stats"]
+                self.repl.context_used = max(
+                    (s["prompt_tokens"] + s["completion_tokens"] for s in stats["per_step"]),
+                    default=self.repl.context_used)
+
+    def undo(self, whole_run: bool) -> list[str] | None:
+        """Revert the last agent step (or all of them); None when the newest change is not ours."""
+        from gemma_code.edits.journal import list_entries
+
+        session = self.session
+        if session is None or not any(r.journal_ids for r in session.records):
+            return None
+        newest = list_entries(self.repl.root)
+        ours = {i for r in session.records for i in r.journal_ids}
+        if not newest or newest[-1].id not in ours:
+            if whole_run:
+                raise GemmaCodeError("newer changes were made after the agent's; nothing was undone",
+                                     "/undo reverts the newest change set first")
+            return None
+        return session.undo_run() if whole_run else session.undo_step()
