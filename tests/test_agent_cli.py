@@ -56,7 +56,7 @@ def test_run_without_a_terminal_refuses_what_needs_approval(scripted: Any, git_r
     scripted(tc("run_command", command="touch ran.txt"), "could not run it")
     result = runner.invoke(app, ["run", "--json", "--no-context", "touch a file"])
     assert result.exit_code == 0, result.output
-    refused = [e for e in lines(result.stdout) if e["type"] == "tool_result"][0]
+    refused = next(e for e in lines(result.stdout) if e["type"] == "tool_result")
     assert not refused["ok"] and "no terminal" in refused["output"]
     assert not (git_repo / "ran.txt").exists()
 
@@ -68,7 +68,7 @@ def test_run_guard_exits_1_with_an_error_event(scripted: Any, git_repo: Path,
     result = runner.invoke(app, ["run", "--json", "--no-context", "loop"])
     assert result.exit_code == ExitCode.FAILURE
     events = lines(result.stdout)
-    assert [e for e in events if e["type"] == "error"][0]["message"].startswith("stopped: the model")
+    assert next(e for e in events if e["type"] == "error")["message"].startswith("stopped: the model")
     assert events[-1]["type"] == "done" and events[-1]["stats"]["stop_reason"] == "repetition"
 
 

@@ -3,6 +3,7 @@ tool calls, the tools act on real git repositories, and the tests check what the
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ def test_reads_edits_runs_the_tests_and_answers(buggy_repo: Path) -> None:
     # the model saw each result natively, and every prompt extends the last one
     prompts = [c.prompt for c in engine.calls]
     assert '<|tool_response>response:read_file{output:<|"|>util.py (2 lines):' in prompts[1]
-    for before, after in zip(prompts, prompts[1:], strict=False):
+    for before, after in itertools.pairwise(prompts):
         assert after.startswith(before.removesuffix(EMPTY_THOUGHT))
     assert "<|tool>declaration:edit_file{" in prompts[0]
     assert "Mode: ask." in prompts[0] and "fix add" in prompts[0]

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from gemma_code.errors import ConfigError
 from gemma_code.tools.base import Action, Tool, ToolContext, ToolOutput, bound_text
@@ -155,6 +155,21 @@ async def _start(session: Any, timeout: float) -> list[Any]:
     return list(listed.tools)
 
 
+def log_path(name: str) -> Path:
+    """Where a server's standard error goes (it would garble the terminal)."""
+    from gemma_code import paths
+
+    return paths.cache_dir() / "mcp" / f"{name}.log"
+
+
+@contextlib.contextmanager
+def _server_log(name: str) -> Iterator[IO[str]]:
+    path = log_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        yield handle
+
+
 @contextlib.contextmanager
 def open_mcp(root: Path, servers: list[McpServerConfig] | None = None) -> Iterator[McpHub]:
     """Start the configured servers (cwd: the repository) for one `with` block."""
@@ -177,10 +192,11 @@ def open_mcp(root: Path, servers: list[McpServerConfig] | None = None) -> Iterat
         for server in configured:
             params = StdioServerParameters(command=server.command, args=list(server.args),
                                            env=dict(server.env) or None, cwd=str(root))
+            inner = contextlib.ExitStack()
             try:
-                inner = contextlib.ExitStack()
+                log = inner.enter_context(_server_log(server.name))
                 read, write = inner.enter_context(portal.wrap_async_context_manager(
-                    stdio_client(params)))
+                    stdio_client(params, errlog=log)))
                 session = inner.enter_context(portal.wrap_async_context_manager(
                     ClientSession(read, write)))
                 listed = portal.call(_start, session, server.timeout_s)
@@ -188,7 +204,7 @@ def open_mcp(root: Path, servers: list[McpServerConfig] | None = None) -> Iterat
                 with contextlib.suppress(Exception):
                     inner.close()
                 hub.notes.append(f"MCP server {server.name} could not start: "
-                                 f"{type(exc).__name__}: {exc}")
+                                 f"{type(exc).__name__}: {exc} (its log: {log_path(server.name)})")
                 continue
             stack.push(inner.__exit__)
             hub.tools += [_tool_for(hub, server, session, spec) for spec in listed]
