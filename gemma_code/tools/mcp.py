@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, TextIO
 
 from gemma_code.errors import ConfigError
 from gemma_code.tools.base import Action, Tool, ToolContext, ToolOutput, bound_text
@@ -163,7 +163,7 @@ def log_path(name: str) -> Path:
 
 
 @contextlib.contextmanager
-def _server_log(name: str) -> Iterator[IO[str]]:
+def _server_log(name: str) -> Iterator[TextIO]:
     path = log_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
