@@ -233,3 +233,16 @@ def test_ctrl_c_during_approval_leaves_a_consistent_conversation(git_repo: Path)
     assert "interrupted" in session.messages[-1].response["error"]
     events: list[AgentEvent] = list(session.run("just answer"))  # the chat goes on
     assert events[-1].to_dict()["answer"] == "answer"
+
+
+def test_the_prompt_estimate_between_exact_counts_never_undercounts(buggy_repo: Path) -> None:
+    from gemma_code.tasks.prompting import prompt_tokens
+
+    engine = ScriptedEngine(replies=[
+        tc("read_file", path="util.py"), tc("search", query="add"),
+        tc("edit_file", path="util.py", old_text="    return a - b", new_text="    return a + b"),
+        "done"])
+    session, _ = run(engine, buggy_repo, mode="auto-edit")
+    estimate = session._estimate()
+    exact = prompt_tokens(engine, session.messages, think=False)
+    assert estimate is not None and exact <= estimate <= exact + 16 * 8
