@@ -38,7 +38,8 @@ class EventPrinter:
     """Agent events for a person: streamed answer text, one line per call, short results."""
 
     def __init__(self, out: Console, err: Console, *, show_thoughts: bool = True,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, more: str = "--verbose shows them") -> None:
+        self.more = more
         self.out = out
         self.err = err
         self.show_thoughts = show_thoughts
@@ -75,8 +76,8 @@ class EventPrinter:
             for n, line in enumerate(lines[:limit]):
                 self.err.print(Text(("  ⎿ " if n == 0 else "    ") + line, style=style))
             if len(lines) > limit:
-                self.err.print(Text(f"    … {len(lines) - limit} more lines (--verbose shows "
-                                    "them)", style="dim"))
+                self.err.print(Text(f"    … {len(lines) - limit} more lines ({self.more})",
+                                    style="dim"))
         elif kind == "note":
             self.err.print(Text("note: " + data["message"], style="yellow"))
         elif kind == "error":

@@ -43,3 +43,12 @@ def test_mode_shows_in_the_toolbar_and_bad_modes_are_refused(git_repo: Path) -> 
     out, repl = drive(lines("/mode yolo", "/mode plan"), ScriptedEngine(), git_repo)
     assert "unknown mode 'yolo'" in out
     assert "mode plan" in repl.toolbar()
+
+
+def test_results_are_compact_and_expand_shows_them_whole(git_repo: Path) -> None:
+    (git_repo / "long.txt").write_text("".join(f"row {n}\n" for n in range(30)))
+    engine = ScriptedEngine(replies=[tc("read_file", path="long.txt"), "read it"])
+    out, _ = drive(lines("/mode plan", "read long.txt", "/expand 1"), engine, git_repo)
+    compact, expanded = out.split("/expand shows them", 1)
+    assert "row 29" not in compact and "row 29" in expanded
+    assert "1. read_file (ok)" in expanded

@@ -41,7 +41,7 @@ def test_run_json_prints_one_event_per_line_and_done_last(scripted: Any, git_rep
     types = [e["type"] for e in events]
     assert types == ["tool_call", "tool_result", "step", "text", "step", "done"]
     assert events[0] == {"type": "tool_call", "name": "read_file", "arguments": {"path": "util.py"},
-                         "step": 1, "summary": ""}
+                         "step": 1}
     assert events[1]["ok"] and "return a + b" in events[1]["output"]
     assert events[-1]["answer"] == "util.add returns a + b."
     stats = events[-1]["stats"]

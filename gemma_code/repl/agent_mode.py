@@ -25,6 +25,7 @@ class AgentChat:
         self.repl = repl
         self.mode: str | None = None
         self.session: AgentSession | None = None
+        self.results: list[dict[str, Any]] = []  # the last message's tool results, for /expand
 
     def set_mode(self, mode: str | None) -> None:
         """Switch mode (None: plain chat); full-auto checks the sandbox first."""
@@ -68,14 +69,36 @@ class AgentChat:
 
         session = self._session()
         printer = EventPrinter(self.repl.console, self.repl.console,
-                               show_thoughts=self.repl.settings.show_thoughts)
+                               show_thoughts=self.repl.settings.show_thoughts,
+                               more="/expand shows them")
+        self.results = []
         for event in session.run(text):
             printer.show(event)
+            if event.type == "tool_result":
+                self.results.append(event.to_dict())
             if event.type == "done":
                 stats: dict[str, Any] = event.to_dict()["stats"]
                 self.repl.context_used = max(
                     (s["prompt_tokens"] + s["completion_tokens"] for s in stats["per_step"]),
                     default=self.repl.context_used)
+
+    def expand(self, which: str) -> None:
+        """Print whole tool results of the last message: all, or the N-th (from 1)."""
+        from rich.text import Text
+
+        from gemma_code.errors import UsageError
+
+        if not self.results:
+            raise UsageError("no tool results to show", "they are kept for the last agent message")
+        chosen = list(enumerate(self.results, 1))
+        if which:
+            if not which.isdigit() or not 1 <= int(which) <= len(self.results):
+                raise UsageError(f"no tool result {which!r}", f"choose 1 to {len(self.results)}")
+            chosen = [chosen[int(which) - 1]]
+        for number, result in chosen:
+            self.repl.console.print(f"[bold]{number}. {result['name']}[/] "
+                                    f"({'ok' if result['ok'] else 'failed'})")
+            self.repl.console.print(Text(result["output"]))
 
     def undo(self, whole_run: bool) -> list[str] | None:
         """Revert the last agent step (or all of them); None when the newest change is not ours."""

@@ -115,6 +115,13 @@ class Commands(CodeCommands):
         self.repl.notice(f"mode: {wanted}" + ("" if wanted == "off" else
                          " (messages run the agent; /undo reverts its last step)"))
 
+    def cmd_expand(self, args: str) -> None:
+        """Show the whole tool results of the last agent message (all, or the N-th).
+        /expand
+        /expand 2
+        """
+        self.repl.agent.expand(args.strip())
+
     def cmd_clear(self, args: str) -> None:
         """Forget the conversation; keep the added files and the repository context.
         /clear

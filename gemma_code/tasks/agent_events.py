@@ -99,7 +99,6 @@ class ToolCallEvent(AgentEvent):
     name: str = ""
     arguments: dict[str, Any] = field(default_factory=dict)
     step: int = 0
-    summary: str = ""
 
 
 @dataclass
