@@ -246,3 +246,17 @@ def test_the_prompt_estimate_between_exact_counts_never_undercounts(buggy_repo: 
     estimate = session._estimate()
     exact = prompt_tokens(engine, session.messages, think=False)
     assert estimate is not None and exact <= estimate <= exact + 16 * 8
+
+
+def test_reasoning_of_a_tool_call_turn_reaches_the_next_step(git_repo: Path) -> None:
+    engine = ScriptedEngine(replies=[
+        "<|channel>thought\nI should read util.py first.<channel|>" + tc("read_file", path="util.py"),
+        "<|channel>thought\nIt adds.<channel|>It returns a + b.",
+    ])
+    _, events = run(engine, git_repo, think=True)
+    assert [e["text"] for e in of(events, "thought")] == ["I should read util.py first.", "It adds."]
+    second = engine.calls[1].prompt
+    assert "<|think|>" in second
+    assert "<|channel>thought\nI should read util.py first.\n<channel|><|tool_call>call:read_file" \
+        in second
+    assert events[-1]["answer"] == "It returns a + b."
