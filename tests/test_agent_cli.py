@@ -180,3 +180,20 @@ def test_run_json_with_the_tiny_real_model_ends_on_a_turn_without_calls(
     step = stats["per_step"][0]
     assert step["prompt_tokens_evaluated"] + step["prompt_tokens_reused"] == step["prompt_tokens"] > 200
     assert "Traceback" not in result.stderr
+
+
+def test_full_auto_runs_commands_in_the_sandbox(scripted: Any, git_repo: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from gemma_code.tools.sandbox import Sandbox, find_sandbox
+
+    if not isinstance(find_sandbox(), Sandbox):
+        pytest.skip("no sandbox here (.ci/run installs bubblewrap)")
+    monkeypatch.chdir(git_repo)
+    outside = tmp_path / "outside.txt"
+    scripted(tc("run_command", command=f"touch inside.txt; touch {outside}"), "done")
+    result = runner.invoke(app, ["run", "--json", "--no-context", "--mode", "full-auto", "touch"])
+    assert result.exit_code == 0, result.output
+    output = next(e for e in lines(result.stdout) if e["type"] == "tool_result")["output"]
+    assert "sandboxed" in output
+    # the sandbox's /tmp is its own: the file went there, not to the real /tmp
+    assert (git_repo / "inside.txt").exists() and not outside.exists()
