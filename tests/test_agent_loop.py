@@ -243,7 +243,7 @@ def test_the_prompt_estimate_between_exact_counts_never_undercounts(buggy_repo: 
         tc("edit_file", path="util.py", old_text="    return a - b", new_text="    return a + b"),
         "done"])
     session, _ = run(engine, buggy_repo, mode="auto-edit")
-    estimate = session._estimate()
+    estimate = session.window.estimate(session.messages)
     exact = prompt_tokens(engine, session.messages, think=False)
     assert estimate is not None and exact <= estimate <= exact + 16 * 8
 

@@ -20,16 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from gemma_code.engine.base import Engine, GenerationStats, Message
-from gemma_code.engine.gemma_tools import (
-    RESPONSE_OPEN,
-    CallWatcher,
-    ToolCall,
-    ToolSpec,
-    parse_reply,
-    render_call,
-    render_response,
-)
-from gemma_code.errors import GemmaCodeError, PromptTooLongError
+from gemma_code.engine.gemma_tools import RESPONSE_OPEN, CallWatcher, ToolCall, ToolSpec, parse_reply
+from gemma_code.errors import GemmaCodeError
 from gemma_code.tasks.agent_events import (
     AgentEvent,
     DoneEvent,
@@ -46,19 +38,16 @@ from gemma_code.tasks.agent_events import (
 )
 from gemma_code.tasks.agent_prompt import (
     project_instructions,
-    shorten_results,
     system_text,
     task_text,
 )
+from gemma_code.tasks.agent_window import Window
 from gemma_code.tasks.prompting import prompt_tokens
 from gemma_code.tools import Permissions, Tool, Toolbox, ToolContext, ToolError, builtin_tools
 from gemma_code.tools.permissions import check_mode
 
 REPEAT_REFUSE = 3  # the same call this many times in a row is not run again
 REPEAT_STOP = 4  # ... and this many times stops the run
-MIN_REPLY_TOKENS = 256  # below this much room for the reply, older results are shortened
-EXACT_BELOW = 0.85  # estimated prompts above this share of the window are counted exactly
-ESTIMATE_MARGIN = 16  # tokens of turn markup allowed per appended message
 
 
 @dataclass
@@ -113,7 +102,7 @@ class AgentSession:
         self.records: list[StepRecord] = []
         self.run_id = f"{time.time_ns():020d}"
         self.stats = RunStats()
-        self._known: tuple[int, int] | None = None  # (messages, exact prompt tokens) last seen
+        self.window = Window(engine, think=self.options.think, max_tokens=self.options.max_tokens)
         self.ctx = ToolContext(self.root, engine.count_tokens,
                                max_result_tokens=self.options.result_tokens,
                                command_timeout_s=self.options.command_timeout_s)
@@ -168,47 +157,6 @@ class AgentSession:
         )
         return packed.text or None
 
-    def _estimate(self) -> int | None:
-        """The prompt's size from the last step's exact count plus what was appended since."""
-        if self._known is None or self._known[0] > len(self.messages):
-            return None
-        count = self.engine.count_tokens
-        size = self._known[1]
-        for m in self.messages[self._known[0]:]:
-            text = m.content + m.reasoning + "".join(render_call(c) for c in m.tool_calls)
-            if m.role == "tool":
-                text += render_response(m.name, m.response if m.response is not None else m.content)
-            size += count(text) + ESTIMATE_MARGIN
-        return size
-
-    def _fit(self, keep_last: int) -> tuple[int, int, list[str]]:
-        """(prompt tokens, reply budget, notes): shortens older results when room runs out.
-
-        Far from the window's end an estimate will do (rendering and tokenizing a long prompt
-        every step costs tens of ms); near it, the prompt is counted exactly.
-        """
-        opts = self.options
-        n_ctx = self.engine.info.n_ctx
-        estimate = self._estimate()
-        if estimate is not None and estimate + opts.max_tokens <= EXACT_BELOW * n_ctx:
-            return estimate, opts.max_tokens, []
-        used = prompt_tokens(self.engine, self.messages, think=opts.think)
-        notes: list[str] = []
-        if n_ctx - used < min(opts.max_tokens, MIN_REPLY_TOKENS * 4):
-            over = used + opts.max_tokens - n_ctx
-            self.messages, notes = shorten_results(self.messages, over, self.engine.count_tokens,
-                                                   keep_last=keep_last)
-            used = prompt_tokens(self.engine, self.messages, think=opts.think)
-        self._known = (len(self.messages), used)
-        room = n_ctx - used
-        if room < MIN_REPLY_TOKENS:
-            raise PromptTooLongError(
-                used, n_ctx, MIN_REPLY_TOKENS,
-                "the run's tool results no longer fit; start a new run with a narrower task, "
-                "or raise --n-ctx",
-            )
-        return used, min(opts.max_tokens, room), notes
-
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, task: str) -> Iterator[AgentEvent]:
@@ -235,15 +183,14 @@ class AgentSession:
                 step_stats = StepStats(step)
                 stats.steps.append(step_stats)
                 t0 = time.perf_counter()
-                _, reply_tokens, notes = self._fit(keep_last)
+                self.messages, reply_tokens, notes = self.window.fit(self.messages, keep_last)
                 step_stats.render_ms = (time.perf_counter() - t0) * 1000
                 for note in notes:
                     stats.notes.append(note)
                     yield NoteEvent(message=note)
                 raw, thought, gen = yield from self._generate(reply_tokens)
                 self._account(step_stats, gen)
-                if gen[0].prompt_tokens:
-                    self._known = (len(self.messages), gen[0].prompt_tokens)
+                self.window.observed(len(self.messages), gen[0].prompt_tokens)
                 t1 = time.perf_counter()
                 names = list(self.toolbox.tools)
                 parsed = parse_reply(raw, names, max_calls=opts.max_calls_per_reply)
