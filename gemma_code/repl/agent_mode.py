@@ -28,30 +28,29 @@ class AgentChat:
         self.results: list[dict[str, Any]] = []  # the last message's tool results, for /expand
 
     def set_mode(self, mode: str | None) -> None:
-        """Switch mode (None: plain chat); full-auto checks the sandbox first."""
-        if mode is not None and self.session is not None:
-            self.session.set_mode(mode)
-        elif mode == "full-auto":
-            from gemma_code.tools.sandbox import require_sandbox
-
-            require_sandbox()
+        """Switch mode (None: plain chat); full-auto checks the sandbox, at once."""
+        if mode is not None:
+            self._session(mode).set_mode(mode)
         self.mode = mode
 
-    def _session(self) -> AgentSession:
+    def _session(self, mode: str | None = None) -> AgentSession:
+        mode = mode or self.mode
+        if self.session is not None and self.session.engine is not self.repl.engine:
+            self.session = None  # /model loaded another model: a new agent conversation
         if self.session is None:
             from gemma_code.tasks.agent import AgentOptions, AgentSession
             from gemma_code.tools.permissions import Permissions
 
             s = self.repl.settings
-            assert self.mode is not None
+            assert mode is not None
             options = AgentOptions(
-                mode=self.mode, max_steps=s.agent_max_steps, max_tokens=s.max_tokens,
+                mode=mode, max_steps=s.agent_max_steps, max_tokens=s.max_tokens,
                 think=s.think, temperature=s.temperature, context_budget=s.budget,
                 use_context=s.context and self.repl.in_repo, command_timeout_s=s.command_timeout,
             )
             approver = None if self.repl.piped else self._approve
             self.session = AgentSession(self.repl.engine, self.repl.root, options,
-                                        permissions=Permissions(self.mode, approver))
+                                        permissions=Permissions(mode, approver))
         return self.session
 
     def _approve(self, action: Action) -> Answer:

@@ -21,7 +21,7 @@ from typing import Any
 
 from gemma_code.engine.base import Engine, GenerationStats, Message
 from gemma_code.engine.gemma_tools import RESPONSE_OPEN, CallWatcher, ToolCall, ToolSpec, parse_reply
-from gemma_code.errors import GemmaCodeError
+from gemma_code.errors import GemmaCodeError, UsageError
 from gemma_code.tasks.agent_events import (
     AgentEvent,
     DoneEvent,
@@ -93,6 +93,13 @@ class AgentSession:
         extra_tools: Sequence[Tool] = (),
         sandbox: Any = None,
     ) -> None:
+        if engine.info.backend == "remote":
+            # an OpenAI-compatible server gets role-based messages, not Gemma 4's native turns
+            raise UsageError(
+                "the agent needs an engine that renders Gemma 4's tool turns itself; "
+                "--engine openai cannot carry its tool calls yet",
+                "use the in-process engine (the default, --engine llamacpp)",
+            )
         self.engine = engine
         self.root = Path(root).resolve()
         self.options = options or AgentOptions()
