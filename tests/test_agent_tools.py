@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,31 @@ def test_always_is_remembered_per_command() -> None:
     ok, why = perms.check(_action("command", "make"))
     assert not ok and "declined" in why
     assert asked == ["pytest", "make"]
+
+
+def _alive(marker: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline and "pytest" not in cmdline:
+            found.append(cmdline)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_a_sandboxed_command_past_its_limit_is_killed_with_its_children(
+        git_repo: Path, sandbox: Sandbox) -> None:
+    marker = f"agent-sandbox-marker-{os.getpid()}"
+    command = (f"python3 -c 'import time; time.sleep(60)' {marker} & "
+               f"python3 -c 'import time; time.sleep(60)' {marker}")
+    ctx = ctx_for(git_repo, sandbox=sandbox, command_timeout_s=2)
+    out = Toolbox(builtin_tools()).prepare(ctx, "run_command", {"command": command}).execute()
+    assert not out.ok and "killed after 2 s" in out.output
+    for _ in range(100):  # the kernel reaps the sandbox's processes right after it dies
+        if not _alive(marker):
+            break
+        time.sleep(0.1)
+    assert _alive(marker) == []
