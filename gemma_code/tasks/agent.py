@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from gemma_code.engine.base import Engine, GenerationStats, Message
-from gemma_code.engine.gemma_tools import RESPONSE_OPEN, CallWatcher, ToolCall, ToolSpec, parse_reply
+from gemma_code.engine.gemma_tools import (
+    RESPONSE_OPEN,
+    CallWatcher,
+    ParsedReply,
+    ToolCall,
+    ToolSpec,
+    parse_reply,
+)
 from gemma_code.errors import GemmaCodeError, UsageError
 from gemma_code.tasks.agent_events import (
     AgentEvent,
@@ -109,6 +116,7 @@ class AgentSession:
         self.records: list[StepRecord] = []
         self.run_id = f"{time.time_ns():020d}"
         self.stats = RunStats()
+        self._streak: tuple[str, int] = ("", 0)  # the last call's identity, and how often in a row
         self.window = Window(engine, think=self.options.think, max_tokens=self.options.max_tokens)
         self.ctx = ToolContext(self.root, engine.count_tokens,
                                max_result_tokens=self.options.result_tokens,
@@ -179,7 +187,7 @@ class AgentSession:
                     yield NoteEvent(message=note)
             else:
                 self.messages.append(Message("user", task_text(task, opts.mode)))
-            streak_key, streak = "", 0
+            self._streak = ("", 0)
             keep_last = 1
             for step in range(1, opts.max_steps + 2):
                 if step > opts.max_steps:
@@ -224,44 +232,7 @@ class AgentSession:
                     continue
                 self.messages.append(Message("model", "", tool_calls=tuple(parsed.calls),
                                              reasoning=thought.strip()))
-                record = StepRecord(step)
-                self.records.append(record)
-                self.ctx.journal_extra = {"run": self.run_id, "step": str(step)}
-                stopped = False
-                for index, call in enumerate(parsed.calls):
-                    key = call_key(call)
-                    streak = streak + 1 if key == streak_key else 1
-                    streak_key = key
-                    yield ToolCallEvent(name=call.name, arguments=dict(call.arguments), step=step)
-                    if streak >= REPEAT_STOP:
-                        stats.stop_reason = "repetition"
-                        self._add_result(call.name, False, "the run was stopped: this call "
-                                         "was repeated too often")
-                        yield ErrorEvent(message=f"stopped: the model made the same {call.name} "
-                                                 f"call {streak} times in a row",
-                                         hint="rephrase the task, or use a larger model")
-                        stopped = True
-                        break
-                    t2 = time.perf_counter()
-                    changed: list[str] = []
-                    if streak == REPEAT_REFUSE:
-                        ok, output = False, (
-                            f"not run: you made this exact {call.name} call {streak} times in a "
-                            "row and its result will not change. Do something different, or "
-                            "give your answer now")
-                        yield NoteEvent(message=f"repeated call to {call.name} not run "
-                                                f"({streak} times in a row)")
-                    else:
-                        ok, output, changed, waited = self._execute(call, record)
-                        t2 += waited
-                    step_stats.tool_ms += (time.perf_counter() - t2) * 1000
-                    step_stats.calls += 1
-                    stats.tool_calls += 1
-                    if index == len(parsed.calls) - 1 and parsed.errors:
-                        output += "\n\nAlso: " + " ".join(parsed.errors)
-                    self._add_result(call.name, ok, output)
-                    yield ToolResultEvent(name=call.name, ok=ok, output=output, step=step,
-                                          changed=changed)
+                stopped = yield from self._run_calls(parsed, step_stats)
                 keep_last = len(parsed.calls) + 1
                 yield StepEvent(stats=step_stats.to_dict())
                 if stopped:
@@ -273,6 +244,46 @@ class AgentSession:
             self.repair()
             stats.elapsed_s = time.perf_counter() - start
         yield DoneEvent(answer=answer, stats=stats.to_dict())
+
+    def _run_calls(self, parsed: ParsedReply, step_stats: StepStats) -> Generator[AgentEvent, None, bool]:
+        """Run one reply's calls in order (guards, permissions, results); True: stop the run."""
+        step = step_stats.step
+        stats = self.stats
+        record = StepRecord(step)
+        self.records.append(record)
+        self.ctx.journal_extra = {"run": self.run_id, "step": str(step)}
+        for index, call in enumerate(parsed.calls):
+            key, streak = self._streak
+            streak = streak + 1 if call_key(call) == key else 1
+            self._streak = (call_key(call), streak)
+            yield ToolCallEvent(name=call.name, arguments=dict(call.arguments), step=step)
+            if streak >= REPEAT_STOP:
+                stats.stop_reason = "repetition"
+                self._add_result(call.name, False, "the run was stopped: this call was repeated "
+                                 "too often")
+                yield ErrorEvent(message=f"stopped: the model made the same {call.name} call "
+                                         f"{streak} times in a row",
+                                 hint="rephrase the task, or use a larger model")
+                return True
+            started = time.perf_counter()
+            changed: list[str] = []
+            if streak == REPEAT_REFUSE:
+                ok, output = False, (
+                    f"not run: you made this exact {call.name} call {streak} times in a row and "
+                    "its result will not change. Do something different, or give your answer now")
+                yield NoteEvent(message=f"repeated call to {call.name} not run ({streak} times "
+                                        "in a row)")
+            else:
+                ok, output, changed, waited = self._execute(call, record)
+                started += waited  # time spent waiting for the user is not the loop's
+            step_stats.tool_ms += (time.perf_counter() - started) * 1000
+            step_stats.calls += 1
+            stats.tool_calls += 1
+            if index == len(parsed.calls) - 1 and parsed.errors:
+                output += "\n\nAlso: " + " ".join(parsed.errors)
+            self._add_result(call.name, ok, output)
+            yield ToolResultEvent(name=call.name, ok=ok, output=output, step=step, changed=changed)
+        return False
 
     def _generate(
         self, max_tokens: int
