@@ -17,7 +17,7 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gemma_code.engine.base import Engine, GenerationStats, Message
 from gemma_code.engine.gemma_tools import (
@@ -52,6 +52,9 @@ from gemma_code.tasks.agent_window import Window
 from gemma_code.tasks.prompting import prompt_tokens
 from gemma_code.tools import Permissions, Tool, Toolbox, ToolContext, ToolError, builtin_tools
 from gemma_code.tools.permissions import check_mode
+
+if TYPE_CHECKING:
+    from gemma_code.tools.sandbox import Sandbox
 
 REPEAT_REFUSE = 3  # the same call this many times in a row is not run again
 REPEAT_STOP = 4  # ... and this many times stops the run
@@ -98,7 +101,7 @@ class AgentSession:
         *,
         permissions: Permissions | None = None,
         extra_tools: Sequence[Tool] = (),
-        sandbox: Any = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         if engine.info.backend == "remote":
             # an OpenAI-compatible server gets role-based messages, not Gemma 4's native turns
@@ -143,6 +146,7 @@ class AgentSession:
     # -- prompt ------------------------------------------------------------------------------
 
     def tool_specs(self) -> tuple[ToolSpec, ...]:
+        """The tools as declared to the model."""
         return tuple(ToolSpec(t.name, t.description, t.parameters) for t in self.toolbox)
 
     def _first_messages(self, task: str, notes: list[str]) -> list[Message]:
