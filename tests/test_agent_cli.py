@@ -198,20 +198,3 @@ def test_full_auto_runs_commands_in_the_sandbox(scripted: Any, git_repo: Path, t
     # the sandbox's /tmp is its own: the file went there, not to the real /tmp
     assert (git_repo / "inside.txt").exists() and not outside.exists()
 
-
-def test_run_refuses_an_engine_that_cannot_carry_native_tool_calls(
-        git_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gemma_code.engine import set_engine_factory
-    from gemma_code.engine.base import ModelInfo
-    from gemma_code.engine.scripted import ScriptedEngine
-
-    monkeypatch.chdir(git_repo)
-    remote = ScriptedEngine(replies=["never"])
-    remote.info = ModelInfo(name="served", n_ctx=8192, backend="remote")
-    set_engine_factory(lambda settings: remote)
-    try:
-        result = runner.invoke(app, ["run", "--no-context", "x"])
-    finally:
-        set_engine_factory(None)
-    assert result.exit_code == ExitCode.USAGE and "--engine openai" in result.stderr
-    assert remote.calls == []

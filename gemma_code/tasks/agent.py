@@ -28,7 +28,7 @@ from gemma_code.engine.gemma_tools import (
     ToolSpec,
     parse_reply,
 )
-from gemma_code.errors import GemmaCodeError, UsageError
+from gemma_code.errors import GemmaCodeError
 from gemma_code.tasks.agent_events import (
     AgentEvent,
     DoneEvent,
@@ -103,13 +103,6 @@ class AgentSession:
         extra_tools: Sequence[Tool] = (),
         sandbox: Sandbox | None = None,
     ) -> None:
-        if engine.info.backend == "remote":
-            # an OpenAI-compatible server gets role-based messages, not Gemma 4's native turns
-            raise UsageError(
-                "the agent needs an engine that renders Gemma 4's tool turns itself; "
-                "--engine openai cannot carry its tool calls yet",
-                "use the in-process engine (the default, --engine llamacpp)",
-            )
         self.engine = engine
         self.root = Path(root).resolve()
         self.options = options or AgentOptions()
