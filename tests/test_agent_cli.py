@@ -198,3 +198,20 @@ def test_full_auto_runs_commands_in_the_sandbox(scripted: Any, git_repo: Path, t
     # the sandbox's /tmp is its own: the file went there, not to the real /tmp
     assert (git_repo / "inside.txt").exists() and not outside.exists()
 
+
+
+@pytest.mark.llama
+def test_doctor_says_whether_full_auto_has_a_sandbox(tiny_model_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from gemma_code.tools import sandbox
+
+    monkeypatch.setattr(sandbox, "_FOUND", {"result": "bubblewrap (bwrap) is not installed"})
+    result = runner.invoke(app, ["doctor", "--json", "--model", str(tiny_model_path)])
+    report = json.loads(result.output)
+    assert report["sandbox"] == "none: bubblewrap (bwrap) is not installed"
+    warning = next(p for p in report["problems"] if "full-auto" in p["message"])
+    assert not warning["blocking"] and "bubblewrap" in warning["fix"]
+    assert result.exit_code == 0 and report["usable"]
+    monkeypatch.setattr(sandbox, "_FOUND", {"result": sandbox.Sandbox("bwrap", "/usr/bin/bwrap")})
+    report = json.loads(runner.invoke(app, ["doctor", "--json", "--model", str(tiny_model_path)]).output)
+    assert report["sandbox"] == "bwrap (/usr/bin/bwrap)"

@@ -107,13 +107,17 @@ def _probe() -> Sandbox | str:
     return box
 
 
+def install_hint() -> str:
+    """How to get a sandbox on this platform."""
+    return INSTALL_HINT["darwin" if sys.platform == "darwin" else "linux"]
+
+
 def require_sandbox() -> Sandbox:
     """The sandbox for full-auto; ConfigError with the install hint where none can run."""
     found = find_sandbox()
     if isinstance(found, Sandbox):
         return found
-    platform = "darwin" if sys.platform == "darwin" else "linux"
     raise ConfigError(
         f"full-auto needs a sandbox for commands, and none can run: {found}",
-        INSTALL_HINT[platform] + "; or use --mode auto-edit, which asks before each command",
+        install_hint() + "; or use --mode auto-edit, which asks before each command",
     )
