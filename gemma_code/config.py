@@ -70,6 +70,11 @@ class Settings:
     prompt_cache_mb: int = 8192  # disk bound; least recently used states are removed
     # scripted engine (tests, demos): a JSON file of replies
     script: str = ""
+    # the agent (`gemma-code run`, the chat's /mode); MCP servers are [mcp_servers.NAME] tables
+    # of the user config only (gemma_code/tools/mcp.py), never of a repository's file
+    agent_mode: str = "ask"  # plan | ask | auto-edit | full-auto
+    agent_max_steps: int = 30
+    command_timeout: float = 300.0  # seconds a run_command call may take
 
 
 SOURCE_DEFAULT = "default"
@@ -105,7 +110,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "kv_type": ("auto", "f16", "q8_0", "q4_0"),
     "cpu_moe": ("auto", "on", "off"),
     "fail_on": ("critical", "high", "medium", "low", "info"),
+    "agent_mode": ("plan", "ask", "auto-edit", "full-auto"),
 }
+# tables read elsewhere, and only from the user's own config file (they run programs)
+USER_ONLY_TABLES = ("mcp_servers",)
+# agent modes that act without asking: only the user (config, environment, flags) picks them
+RAISED_MODES = ("auto-edit", "full-auto")
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
@@ -173,12 +183,27 @@ def _apply_file(
     data = read_toml(path) if data is None else data
     for key, value in data.items():
         name = key.replace("-", "_")
+        if name in USER_ONLY_TABLES:
+            if path != paths.user_config_file():
+                raise ConfigError(
+                    f"{path}: `{key}` may only be set in your user config "
+                    f"({paths.user_config_file()}): a repository cannot choose programs to run",
+                    f"remove `{key}` from {path}",
+                )
+            continue
         if name not in known:
             raise ConfigError(
                 f"{path}: unknown key `{key}`",
                 "`gemma-code config show` lists every key; remove or rename it",
             )
-        setattr(loaded.settings, name, _coerce(name, value, str(path)))
+        coerced = _coerce(name, value, str(path))
+        if name == "agent_mode" and coerced in RAISED_MODES and path != paths.user_config_file():
+            raise ConfigError(
+                f"{path}: agent_mode = {coerced!r}: a repository's file may lower the agent's "
+                "mode (plan, ask) but not raise it",
+                f"remove agent_mode from {path}, or pass --mode yourself",
+            )
+        setattr(loaded.settings, name, coerced)
         loaded.sources[name] = str(path)
     loaded.files.append(path)
 
