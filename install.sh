@@ -203,7 +203,7 @@ build_and_check() {
   # --no-cache-dir: pip's own cache keys wheels by URL alone and would hand back a build
   # made with other flags (a CPU build for --cuda); the wheelhouse above is the cache.
   CMAKE_ARGS="$args" "$py" -m pip wheel --no-cache-dir --no-deps "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$wheelhouse" \
-    || die "building llama-cpp-python failed" "read the compiler error above; --cpu avoids GPU toolchain problems"
+    || { say "building llama-cpp-python failed (see the error above)"; return 1; }
   wheel=$(ls "$wheelhouse"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl | head -n1)
   install_wheel "$wheel"
   if check_build; then echo "$tag" > "$stamp"; return 0; fi
@@ -216,7 +216,8 @@ if ! build_and_check "$cmake_args"; then
   conservative=""
   [ -n "$cpu_args" ] && conservative=$("$python_bin" "$buildcheck" flags --conservative)
   [ -n "$conservative" ] && [ "$conservative" != "$cpu_args" ] \
-    || die "llama-cpp-python does not run on this machine" "report it with the output above; CMAKE_ARGS can set other build flags"
+    || die "llama-cpp-python could not be built or does not run on this machine" \
+      "read the errors above; --cpu avoids GPU toolchain problems; CMAKE_ARGS can set other build flags"
   say "rebuilding with the conservative flag set ($("$python_bin" "$buildcheck" flags --conservative --names)): slower, but it runs"
   build_and_check "$(echo $build_args $conservative ${CMAKE_ARGS:-})" \
     || die "llama-cpp-python does not run on this machine, even built conservatively" \

@@ -50,7 +50,7 @@ def bench_images(engine: Any, paths: list[Path], repeat: int) -> list[str]:
 
         def evaluate(image: Any = image) -> None:
             _empty_cache(engine)  # the image is encoded and decoded each time
-            list(engine.stream([Message("user", "", (image,))], max_tokens=1, temperature=0.0))
+            list(engine.stream([Message("user", "", images=(image,))], max_tokens=1, temperature=0.0))
 
         image_s = _median_time(evaluate, repeat)
         text = " ".join(["word"] * run.n_image_tokens)

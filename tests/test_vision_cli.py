@@ -160,7 +160,7 @@ def test_a_saved_chat_keeps_its_images_and_names_those_gone(tmp_path: Path) -> N
     kept = load_image(write_png(tmp_path / "kept.png", 64, 48))
     changed = load_image(write_png(tmp_path / "changed.png", 64, 48))
     session = SessionFile("s-images", cwd=tmp_path, model="m")
-    session.add_message(Message("user", "look", (kept, changed)))
+    session.add_message(Message("user", "look", images=(kept, changed)))
     session.add_message(Message("model", "seen"))
     write_png(tmp_path / "changed.png", 80, 48)  # edited after the chat
     info = read_session(session.path)

@@ -54,7 +54,7 @@ def test_an_image_takes_the_tokens_llama_cpp_reports(
 
 def test_a_prompt_with_an_image_generates_and_counts_it(engine: LlamaCppEngine, tmp_path: Path) -> None:
     image = load_image(write_png(tmp_path / "ui.png"))
-    messages = [Message("system", "rules"), Message("user", "what is broken here?", (image,))]
+    messages = [Message("system", "rules"), Message("user", "what is broken here?", images=(image,))]
     prompt = engine.prompt_tokens(messages)
     chunks = list(engine.stream(messages, max_tokens=3, temperature=0.0))
     stats = chunks[-1].stats
@@ -66,7 +66,7 @@ def test_a_prompt_with_an_image_generates_and_counts_it(engine: LlamaCppEngine, 
 
 def test_the_kv_cache_is_reused_up_to_and_past_an_image(engine: LlamaCppEngine, tmp_path: Path) -> None:
     image = load_image(write_png(tmp_path / "diagram.png", 480, 480))
-    first = [Message("system", "rules"), Message("user", "describe it", (image,))]
+    first = [Message("system", "rules"), Message("user", "describe it", images=(image,))]
     list(engine.stream(first, max_tokens=2, temperature=0.0))
     follow = [*first, Message("model", "a box"), Message("user", "and the arrow?")]
     stats = list(engine.stream(follow, max_tokens=2, temperature=0.0))[-1].stats
@@ -75,7 +75,7 @@ def test_the_kv_cache_is_reused_up_to_and_past_an_image(engine: LlamaCppEngine, 
     after_image = max(i for i, t in enumerate(prompt) if t < 0) + 1
     assert stats.prompt_tokens_reused >= after_image  # the image was not encoded again
     other = load_image(write_png(tmp_path / "other.png", 500, 480))
-    changed = [Message("system", "rules"), Message("user", "describe it", (other,))]
+    changed = [Message("system", "rules"), Message("user", "describe it", images=(other,))]
     stats = list(engine.stream(changed, max_tokens=2, temperature=0.0))[-1].stats
     assert stats is not None
     first_image = min(i for i, t in enumerate(engine.prompt_tokens(changed)) if t < 0)
@@ -153,7 +153,7 @@ def test_only_a_few_tokenized_images_are_kept(engine: LlamaCppEngine, tmp_path: 
     for image in images:
         engine.image_tokens(image)
     last = images[-1]
-    prompt = engine.prompt_tokens([Message("user", "this one", (last,))])
+    prompt = engine.prompt_tokens([Message("user", "this one", images=(last,))])
     vision = engine.vision
     assert len(vision.runs) <= MAX_KEPT and last.digest in vision.runs
     assert all(vision.by_id[t][0].digest == last.digest for t in prompt if t < 0)

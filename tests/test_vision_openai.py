@@ -26,7 +26,7 @@ def test_images_go_to_the_server_as_image_url_parts_before_the_text(
                                                                     "completion_tokens": 2}))
     engine = engine_for(stub)
     image = load_image(write_png(tmp_path / "chart.png", 320, 200))
-    chunks = list(engine.stream([Message("user", "what is this?", (image,))], max_tokens=8))
+    chunks = list(engine.stream([Message("user", "what is this?", images=(image,))], max_tokens=8))
     assert "".join(c.text for c in chunks if c.kind == "text") == "a chart"
     content = stub.requests("/v1/chat/completions")[0].body["messages"][0]["content"]
     assert [part["type"] for part in content] == ["image_url", "text"]

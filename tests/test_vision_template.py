@@ -40,8 +40,8 @@ def test_image_parts_render_as_the_embedded_template_does(
     template = str(read_metadata(gemma4_vocab)["tokenizer.chat_template"])
     messages = [
         Message("system", "Be brief."),
-        Message("user", "What is wrong in this screenshot?", (PIXEL,) * n_images),
+        Message("user", "What is wrong in this screenshot?", images=(PIXEL,) * n_images),
         Message("model", "The button is cut off."),
-        Message("user", "and here?", (PIXEL,)),
+        Message("user", "and here?", images=(PIXEL,)),
     ]
     assert render(messages, "gemma4", think=think) == template_render(template, messages, think=think)

@@ -25,6 +25,7 @@ from gemma_code.cli.common import (
     ShowThoughtsOpt,
     StatsOpt,
     ThinkOpt,
+    check_named_secrets,
     command,
     settings_from,
 )
@@ -112,6 +113,7 @@ def ask(
 
     named = sort_named([Path(p) for p in (files or [])])
     paths, pdfs = named.texts, named.pdfs
+    check_named_secrets([*paths, *pdfs])
     check_pages_flag(pages, pdfs)
     images = load_images(named.images)
     with working("reading the PDF …") if pdfs else contextlib.nullcontext():
@@ -161,5 +163,5 @@ def ask(
             raise Interrupted("interrupted; the answer above is incomplete")
         if stats and final is not None:
             for note in cache.notes:
-                stderr_console().print(note, style="dim")
+                stderr_console().print(note, style="dim", markup=False)
             stderr_console().print(format_stats(final), style="dim")

@@ -65,7 +65,7 @@ class Conversation:
 
     def user_message(self, text: str) -> Message:
         """The next user turn: added images, pending notes (files, shell output), then the text."""
-        return Message("user", "\n\n".join([*self.pending, text.strip()]), tuple(self.pending_images))
+        return Message("user", "\n\n".join([*self.pending, text.strip()]), images=tuple(self.pending_images))
 
     def messages(self, user: Message) -> list[Message]:
         """Everything the model sees for the next turn."""

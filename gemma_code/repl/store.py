@@ -145,7 +145,7 @@ def read_session(path: Path) -> SessionInfo:
             info.model = str(record.get("model", ""))
         elif kind == "message" and record.get("role") in ("user", "model"):
             images = _reload_images(record.get("images"), info.missing_images)
-            info.messages.append(Message(record["role"], str(record.get("content", "")), images))
+            info.messages.append(Message(record["role"], str(record.get("content", "")), images=images))
         elif kind == "clear":
             info.messages.clear()
         elif kind == "drop":

@@ -49,7 +49,7 @@ def ask_messages(
     if stdin_text and stdin_text.strip():
         parts.append(fence("(standard input)", stdin_text))
     parts.append(question.strip())
-    return [Message("system", system), Message("user", "\n".join(parts), tuple(images))]
+    return [Message("system", system), Message("user", "\n".join(parts), images=tuple(images))]
 
 
 def stream_ask(

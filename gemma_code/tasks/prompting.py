@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gemma_code.engine.base import Engine, Message
-from gemma_code.engine.gemma import render
 from gemma_code.errors import PromptTooLongError, UsageError
 
 BASE_RULES = (
@@ -40,17 +39,11 @@ def fence(path: str, text: str) -> str:
 
 
 def prompt_tokens(engine: Engine, messages: Sequence[Message], *, think: bool) -> int:
-    """Exact prompt size in the engine's own format and tokenizer (images: their positions)."""
-    if any(m.images for m in messages):
-        own = getattr(engine, "prompt_tokens", None)
-        if callable(own):
-            return len(own(messages, think=think))
-        count_image = getattr(engine, "image_tokens", None)
-        if callable(count_image):  # a server: the text, plus each image as the engine counts it
-            text = [Message(m.role, m.content) for m in messages]
-            images = sum(int(count_image(i)) for m in messages for i in m.images)
-            return engine.count_tokens(render(text, engine.info.chat_format, think=think)) + images
-    return engine.count_tokens(render(messages, engine.info.chat_format, think=think))
+    """Exact prompt size in the engine's own format and tokenizer (content counted as text;
+    images as the engine counts them)."""
+    from gemma_code.engine.segments import count_prompt
+
+    return count_prompt(engine, messages, think=think)
 
 
 def check_fits(engine: Engine, messages: Sequence[Message], *, max_tokens: int, think: bool) -> int:
