@@ -166,3 +166,33 @@ def test_a_saved_chat_keeps_its_images_and_names_those_gone(tmp_path: Path) -> N
     info = read_session(session.path)
     assert info.messages[0].images == (kept,)
     assert info.missing_images == [str(tmp_path / "changed.png")]
+
+
+def test_image_paths_in_a_task_are_found(tmp_path: Path) -> None:
+    from gemma_code.tasks.attachments import images_in_text
+
+    write_png(tmp_path / "login.png", 32, 32)
+    (tmp_path / "shots").mkdir()
+    write_png(tmp_path / "shots" / "after.jpg", 32, 32, fmt="JPEG")
+    text = "make it look like (login.png), not like shots/after.jpg. Ignore gone.png and notes.txt"
+    assert images_in_text(text, tmp_path) == [tmp_path / "login.png", tmp_path / "shots" / "after.jpg"]
+
+
+def test_run_with_an_image_in_the_task_needs_vision(scripted, git_repo: Path, monkeypatch) -> None:
+    monkeypatch.chdir(git_repo)
+    write_png(git_repo / "design.png", 64, 64)
+    engine = scripted("unused")
+    result = runner.invoke(app, ["run", "--mode", "plan", "make the page match design.png"])
+    assert result.exit_code == ExitCode.MODEL
+    assert "the scripted engine cannot read images" in result.stderr
+    assert engine.calls == []
+
+
+def test_run_with_a_broken_image_in_the_task_fails_before_loading(scripted, git_repo: Path,
+                                                                 monkeypatch) -> None:
+    monkeypatch.chdir(git_repo)
+    (git_repo / "design.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    scripted("unused")
+    result = runner.invoke(app, ["run", "--mode", "plan", "make the page match design.png"])
+    assert result.exit_code == ExitCode.USAGE
+    assert "design.png is not a readable PNG" in result.stderr

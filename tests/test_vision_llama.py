@@ -158,3 +158,15 @@ def test_only_a_few_tokenized_images_are_kept(engine: LlamaCppEngine, tmp_path: 
     assert len(vision.runs) <= MAX_KEPT and last.digest in vision.runs
     assert all(vision.by_id[t][0].digest == last.digest for t in prompt if t < 0)
     assert images[0].digest not in vision.runs  # the oldest was freed
+
+
+def test_the_agent_sees_an_image_its_task_names(engine: LlamaCppEngine, tmp_path: Path) -> None:
+    from gemma_code.tasks.agent import AgentOptions, AgentSession
+
+    image = load_image(write_png(tmp_path / "design.png", 640, 480))
+    session = AgentSession(engine, tmp_path, AgentOptions(mode="plan", max_steps=1, max_tokens=2,
+                                                          use_context=False))
+    events = list(session.run("make the page match design.png", [image]))
+    assert events[-1].type == "done"
+    assert session.messages[1].images == (image,)
+    assert session.stats.steps[0].prompt_tokens_evaluated > 130  # the image went through llama.cpp

@@ -37,10 +37,13 @@ Examples:
 
   gemma-code run --json "list the TODOs" | jq -c 'select(.type=="tool_call")'
 
+  gemma-code run "make the dialog look like design/login.png"
+
 Modes: plan (read only), ask (default: each edit and command needs your y/n), auto-edit \
 (edits apply, commands ask), full-auto (both without asking; commands run in a sandbox with \
 no network that can only write inside the repository; needs bubblewrap on Linux). Without a \
-terminal, anything that needs approval is refused.
+terminal, anything that needs approval is refused. An image path in the task (PNG, JPEG, \
+WebP, GIF) shows the model that image (docs/vision.md).
 
 --json prints JSON Lines: tool_call, tool_result, text, note, step, error, and done (last, \
 with stats). Exit codes: 0 answered, 1 stopped by a guard (steps, repeated calls), 130 \
@@ -99,6 +102,9 @@ def run(
     settings = loaded.settings
     chosen = check_mode(settings.agent_mode)
     text = _read_task(task)
+    from gemma_code.tasks.attachments import image_budget, images_in_text, load_images
+
+    images = load_images(images_in_text(text, Path.cwd()))  # a bad image fails before the model loads
     root = gitops.repo_root(Path.cwd()) or Path.cwd()
     sandbox = None
     if chosen == "full-auto":
@@ -123,12 +129,14 @@ def run(
         permissions = Permissions(chosen, approver, allowed_tools=mcp.allowed)
         session = AgentSession(eng, root, options, permissions=permissions, extra_tools=mcp.tools,
                                sandbox=sandbox)
+        if images:
+            image_budget(eng, images)  # exit 4 with the fix when the model cannot see
         for note in mcp.notes:
             from gemma_code.tasks.agent_events import NoteEvent
 
             printer.show(NoteEvent(message=note))
         try:
-            for event in session.run(text):
+            for event in session.run(text, images):
                 printer.show(event)
                 if event.type == "error":
                     exit_code = ExitCode(event.to_dict()["exit_code"])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gemma_code.engine.base import Engine, GenerationStats, Message
+from gemma_code.engine.base import Engine, GenerationStats, ImageData, Message
 from gemma_code.engine.gemma_tools import (
     RESPONSE_OPEN,
     CallWatcher,
@@ -142,7 +142,9 @@ class AgentSession:
         """The tools as declared to the model."""
         return tuple(ToolSpec(t.name, t.description, t.parameters) for t in self.toolbox)
 
-    def _first_messages(self, task: str, notes: list[str]) -> list[Message]:
+    def _first_messages(
+        self, task: str, notes: list[str], images: Sequence[ImageData] = ()
+    ) -> list[Message]:
         count = self.engine.count_tokens
         instructions, found = project_instructions(self.root, count)
         notes += found
@@ -150,7 +152,7 @@ class AgentSession:
         bare = Message("system", system_text(instructions, None), tools=specs)
         repo_context = self._pack(task, bare, notes) if self.options.use_context else None
         system = Message("system", system_text(instructions, repo_context), tools=specs)
-        return [system, Message("user", task_text(task, self.options.mode))]
+        return [system, Message("user", task_text(task, self.options.mode), images=tuple(images))]
 
     def _pack(self, task: str, bare: Message, notes: list[str]) -> str | None:
         """The packed repository context, in at most half of what the window leaves free."""
@@ -171,19 +173,22 @@ class AgentSession:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def run(self, task: str) -> Iterator[AgentEvent]:
-        """Work on `task` until the model answers or a guard stops it; DoneEvent comes last."""
+    def run(self, task: str, images: Sequence[ImageData] = ()) -> Iterator[AgentEvent]:
+        """Work on `task` until the model answers or a guard stops it; DoneEvent comes last.
+
+        `images` (screenshots the task names) open the task's turn.
+        """
         start = time.perf_counter()
         self.stats = stats = RunStats()
         opts = self.options
         answer = ""
         try:
             if not self.messages:
-                self.messages = self._first_messages(task, stats.notes)
+                self.messages = self._first_messages(task, stats.notes, images)
                 for note in stats.notes:
                     yield NoteEvent(message=note)
             else:
-                self.messages.append(Message("user", task_text(task, opts.mode)))
+                self.messages.append(Message("user", task_text(task, opts.mode), images=tuple(images)))
             self._streak = ("", 0)
             keep_last = 1
             for step in range(1, opts.max_steps + 2):

@@ -68,6 +68,22 @@ def split_named(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
 
 
+def images_in_text(text: str, cwd: Path) -> list[Path]:
+    """Image files a task names by path ("fix the layout in shots/login.png"), in order."""
+    found: list[Path] = []
+    for word in text.split():
+        word = word.strip("'\"`()[]{}<>,;:!?")
+        while word.endswith("."):
+            word = word[:-1]
+        if Path(word).suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        path = Path(word).expanduser()
+        path = path if path.is_absolute() else cwd / path
+        if path.is_file() and path not in found:
+            found.append(path)
+    return found
+
+
 def load_images(paths: Sequence[Path]) -> list[ImageData]:
     """Decode every image first, so a bad file fails before the model loads (exit 2)."""
     return [load_image(path) for path in paths]
