@@ -196,3 +196,16 @@ def test_run_with_a_broken_image_in_the_task_fails_before_loading(scripted, git_
     result = runner.invoke(app, ["run", "--mode", "plan", "make the page match design.png"])
     assert result.exit_code == ExitCode.USAGE
     assert "design.png is not a readable PNG" in result.stderr
+
+
+def test_drop_takes_an_image_out_of_the_next_message(tmp_path: Path) -> None:
+    from gemma_code.repl.conversation import Conversation
+    from gemma_code.repl.images import drop_images
+
+    conv = Conversation()
+    conv.pending_images = [load_image(write_png(tmp_path / n, 16, 16)) for n in ("a.png", "b.png")]
+    dropped, rest = drop_images(conv, tmp_path, ["a.png", "notes.py"], everything=False)
+    assert dropped == 1 and rest == ["notes.py"]
+    assert [Path(i.label).name for i in conv.pending_images] == ["b.png"]
+    assert conv.user_message("q").images == tuple(conv.pending_images)
+    assert drop_images(conv, tmp_path, [], everything=True)[0] == 1 and conv.pending_images == []

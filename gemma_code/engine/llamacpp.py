@@ -21,11 +21,11 @@ from gemma_code.engine.fit import Plan, facts_from_metadata, plan
 from gemma_code.engine.gemma import STOP_STRINGS, ThoughtSplitter, detect_format
 from gemma_code.engine.hardware import memory_for
 from gemma_code.engine.stops import StopScanner
+from gemma_code.engine.vision import VisionMixin
 from gemma_code.errors import EngineError, PromptTooLongError
 from gemma_code.gguf_header import read_metadata, tensor_sizes
 
 if TYPE_CHECKING:
-    from gemma_code.engine.base import ImageData
     from gemma_code.engine.kvstate import SwaCheckpoint
     from gemma_code.engine.vision import Vision
 
@@ -45,7 +45,7 @@ def load_llamacpp_engine(settings: Settings) -> LlamaCppEngine:
     return LlamaCppEngine(resolve_model_path(settings.model), settings)
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(VisionMixin):
     """One model and one context; `stream` reuses the KV cache across calls."""
 
     def __init__(self, path: Path, settings: Settings, *, n_outputs_max: int = N_OUTPUTS_MAX):
@@ -118,25 +118,6 @@ class LlamaCppEngine:
         self._vision: Vision | None = None  # loaded on the first image
         self._gpu = gpu
 
-    # -- images ------------------------------------------------------------------------------
-
-    @property
-    def vision(self) -> Vision:
-        """The multimodal context, loaded on first use; ModelError (exit 4) without an mmproj."""
-        if self._vision is None:
-            from gemma_code.engine.vision import open_vision
-
-            self._vision = open_vision(self)
-        return self._vision
-
-    @property
-    def takes_images(self) -> bool:
-        return self.mmproj is not None
-
-    def image_tokens(self, image: ImageData) -> int:
-        """Exact prompt positions `image` takes (its begin/end markers included)."""
-        return self.vision.image_tokens(image)
-
     # -- tokens ------------------------------------------------------------------------------
 
     def tokenize(self, text: str) -> list[int]:
@@ -153,13 +134,8 @@ class LlamaCppEngine:
         vocab, tokenize = self.vocab, self._ll.tokenize
         # Gemma tokenizers add no space prefix, so tokenizing piece by piece changes nothing
         # but the meaning of control strings quoted inside the content
-        images = [image for m in messages for image in m.images]
-        if images:
-            from gemma_code.engine.segments import render_segments
-            from gemma_code.engine.vision import tokens_with_images
-
-            segments = render_segments(messages, self.info.chat_format, think=think)
-            return tokens_with_images(self, segments, images)
+        if any(m.images for m in messages):
+            return self._image_prompt_tokens(messages, think=think)
         return content_safe_tokens(
             lambda text, special: tokenize(vocab, text, special=special),
             messages, self.info.chat_format, think=think,
@@ -230,19 +206,8 @@ class LlamaCppEngine:
         elif n_cached > len(self._tokens):
             lc.llama_memory_seq_rm(self.memory, SEQ, len(self._tokens), -1)
 
-    def _decode(self, tokens: Sequence[int]) -> None:
-        """Evaluate `tokens` after the cache, in n_batch slices (Ctrl-C lands between them).
-
-        Negative ids stand for an image's embeddings: llama.cpp encodes and decodes it whole.
-        """
-        if self._vision is not None and any(t < 0 for t in tokens):
-            from gemma_code.engine.vision import decode_with_images
-
-            decode_with_images(self, tokens)
-            return
-        self._decode_text(tokens)
-
     def _decode_text(self, tokens: Sequence[int]) -> None:
+        """Evaluate text `tokens` after the cache, in n_batch slices (Ctrl-C lands between them)."""
         lc = self._lc
         for start in range(0, len(tokens), self.n_batch):
             part = tokens[start : start + self.n_batch]
@@ -346,7 +311,7 @@ class LlamaCppEngine:
             keep = self._reuse_prefix(prompt)
             stats.prompt_tokens_reused = keep
             stats.prompt_tokens_evaluated = len(prompt) - keep
-            self._decode(prompt[keep:])
+            self._evaluate(prompt[keep:])  # text, and images (engine/vision.py)
             if self._window_limited and stats.prompt_tokens_evaluated:
                 self._checkpoint.take(self.ctx, SEQ, len(self._tokens))
             stats.prefill_s = time.perf_counter() - start

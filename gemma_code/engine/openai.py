@@ -18,6 +18,7 @@ from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, GenerationStats, ImageData, Message, ModelInfo
 from gemma_code.engine.gemma import FORMATS, ThoughtSplitter, detect_format, strip_thinking
 from gemma_code.engine.openai_http import HttpClient, HttpStatusError, iter_sse
+from gemma_code.engine.vision import gemma4_image_tokens, openai_content
 from gemma_code.errors import ConfigError, EngineError, GemmaCodeError, ModelError, ModelNotFoundError
 
 DEFAULT_REMOTE_N_CTX = 8192  # when neither the settings nor the server say
@@ -47,7 +48,7 @@ def request_body(
         "messages": [
             {
                 "role": _ROLES[m.role],
-                "content": strip_thinking(m.content) if m.role == "model" else _content(m),
+                "content": strip_thinking(m.content) if m.role == "model" else openai_content(m),
             }
             for m in messages
         ],
@@ -67,18 +68,6 @@ def request_body(
     if grammar:
         body["grammar"] = grammar  # llama-server and llama-cpp-python's server
     return body
-
-
-def _content(message: Message) -> str | list[dict[str, Any]]:
-    """Text, or image parts (PNG data URLs) then the text, as the OpenAI API takes images."""
-    if not message.images:
-        return message.content
-    from gemma_code.engine.vision import image_data_url
-
-    parts: list[dict[str, Any]] = [
-        {"type": "image_url", "image_url": {"url": image_data_url(image)}} for image in message.images
-    ]
-    return [*parts, {"type": "text", "text": message.content}]
 
 
 class StreamState:
@@ -184,8 +173,6 @@ class OpenAIEngine:
 
     def image_tokens(self, image: ImageData) -> int:
         """The image's tokens as llama.cpp's Gemma 4 rule predicts them (the server counts)."""
-        from gemma_code.engine.vision import gemma4_image_tokens
-
         if not self.takes_images:
             raise ModelError(f"{self.model} is not a Gemma 4 model: images need one")
         return gemma4_image_tokens(image.width, image.height) + 2  # <|image> ... <image|>

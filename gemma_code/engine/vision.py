@@ -229,6 +229,54 @@ def image_data_url(image: ImageData) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+class VisionMixin:
+    """The llama.cpp engine's image side: the projector loaded on the first image, image
+    positions in the prompt, and their evaluation beside llama_decode's text."""
+
+    mmproj: Path | None
+    _vision: Vision | None
+
+    @property
+    def vision(self) -> Vision:
+        """The multimodal context, loaded on first use; ModelError (exit 4) without an mmproj."""
+        if self._vision is None:
+            self._vision = open_vision(self)
+        return self._vision
+
+    @property
+    def takes_images(self) -> bool:
+        return self.mmproj is not None
+
+    def image_tokens(self, image: ImageData) -> int:
+        """Exact prompt positions `image` takes (its begin/end markers included)."""
+        return self.vision.image_tokens(image)
+
+    def _image_prompt_tokens(self, messages: Any, *, think: bool) -> list[int]:
+        from gemma_code.engine.segments import render_segments
+
+        engine: Any = self
+        segments = render_segments(messages, engine.info.chat_format, think=think)
+        return tokens_with_images(self, segments, [i for m in messages for i in m.images])
+
+    def _evaluate(self, tokens: Any) -> None:
+        """Evaluate `tokens` after the cache: negative ids are an image's, evaluated whole."""
+        engine: Any = self
+        if self._vision is not None and any(t < 0 for t in tokens):
+            decode_with_images(engine, tokens)
+        else:
+            engine._decode_text(tokens)
+
+
+def openai_content(message: Any) -> str | list[dict[str, Any]]:
+    """Text, or image parts (PNG data URLs) then the text, as the OpenAI API takes images."""
+    if not message.images:
+        return str(message.content)
+    parts: list[dict[str, Any]] = [
+        {"type": "image_url", "image_url": {"url": image_data_url(image)}} for image in message.images
+    ]
+    return [*parts, {"type": "text", "text": message.content}]
+
+
 def _capture_log(mt: Any) -> None:
     """libmtmd logs every image to stderr: keep it with llama.cpp's log unless asked to show it."""
     import os

@@ -9,31 +9,18 @@ from __future__ import annotations
 import difflib
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gemma_code.errors import UsageError
 from gemma_code.repl.code_commands import CodeCommands
+from gemma_code.repl.images import add_image, drop_images, is_image, pending_image_tokens
 from gemma_code.tasks.prompting import fence, read_named_file
 
 if TYPE_CHECKING:
-    from gemma_code.engine.base import ImageData
     from gemma_code.repl.loop import Repl
 
 MAX_SHELL_OUTPUT = 20_000
 ASK_ONLY = "Answer the question; do not propose edits.\n\n"
-
-
-def _is_image(path: Path) -> bool:
-    from gemma_code.documents.images import image_kind
-    from gemma_code.tasks.attachments import IMAGE_SUFFIXES
-
-    return path.is_file() and (image_kind(path) is not None or path.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _image_tokens(engine: object, images: list[ImageData]) -> int:
-    count = getattr(engine, "image_tokens", None)
-    return sum(int(count(i)) for i in images) if callable(count) else 0
 
 
 class Commands(CodeCommands):
@@ -186,8 +173,8 @@ class Commands(CodeCommands):
             path = self.repl.root / rel
             if path.is_dir():
                 raise UsageError(f"{rel} is a directory", "add files, or a glob such as src/*.py")
-            if _is_image(path):
-                added.append(self._add_image(rel))
+            if is_image(path):
+                added.append(add_image(self.repl.conv, self.repl.engine, path, rel))
                 continue
             text = read_named_file(path)
             if rel not in self.repl.added:
@@ -197,16 +184,6 @@ class Commands(CodeCommands):
             added.append(f"{rel} ({self.repl.engine.count_tokens(text):,} tokens)")
         self.repl.notice("added, sent with your next message: " + ", ".join(added))
 
-    def _add_image(self, rel: str) -> str:
-        """An image for the next message: decoded, counted by the model's projector (exit-4 errors)."""
-        from gemma_code.documents.images import load_image
-        from gemma_code.tasks.attachments import image_budget
-
-        image = load_image(self.repl.root / rel)
-        tokens = image_budget(self.repl.engine, [image])
-        self.repl.conv.pending_images.append(image)
-        return f"{rel} (image, {tokens:,} tokens)"
-
     def cmd_drop(self, args: str) -> None:
         """Stop following files (or `all`); earlier messages keep what the model saw.
         /drop src/app.py
@@ -215,12 +192,8 @@ class Commands(CodeCommands):
         if not args:
             raise UsageError("/drop needs a file or `all`", "/drop src/app.py")
         targets = list(self.repl.added) if args.strip() == "all" else self._expand(args)
-        images = self.repl.conv.pending_images
-        labels = {str(self.repl.root / t) for t in targets}
-        kept = [i for i in images if i.label not in labels and args.strip() != "all"]
-        dropped_images = len(images) - len(kept)
-        self.repl.conv.pending_images = kept
-        targets = [t for t in targets if str(self.repl.root / t) not in {i.label for i in images}]
+        dropped_images, targets = drop_images(self.repl.conv, self.repl.root, targets,
+                                              everything=args.strip() == "all")
         if dropped_images and not targets:
             self.repl.notice(f"dropped {dropped_images} image(s) from your next message")
             return
@@ -308,7 +281,7 @@ class Commands(CodeCommands):
             (f"history ({len(repl.conv.history) // 2} exchanges)",
              sum(count(m.content) for m in repl.conv.history)),
             ("waiting for your next message", sum(count(p) for p in repl.conv.pending)
-             + _image_tokens(repl.engine, repl.conv.pending_images)),
+             + pending_image_tokens(repl.engine, repl.conv.pending_images)),
         ]
         total = sum(n for _, n in rows)
         for label, number in rows:
