@@ -206,7 +206,7 @@ class LlamaCppEngine(VisionMixin):
         elif n_cached > len(self._tokens):
             lc.llama_memory_seq_rm(self.memory, SEQ, len(self._tokens), -1)
 
-    def _decode_text(self, tokens: Sequence[int]) -> None:
+    def _decode(self, tokens: Sequence[int]) -> None:
         """Evaluate text `tokens` after the cache, in n_batch slices (Ctrl-C lands between them)."""
         lc = self._lc
         for start in range(0, len(tokens), self.n_batch):

@@ -264,7 +264,7 @@ class VisionMixin:
         if self._vision is not None and any(t < 0 for t in tokens):
             decode_with_images(engine, tokens)
         else:
-            engine._decode_text(tokens)
+            engine._decode(tokens)
 
 
 def openai_content(message: Any) -> str | list[dict[str, Any]]:
@@ -357,7 +357,7 @@ def decode_with_images(engine: Any, tokens: list[int] | Any) -> None:
             end = index
             while end < len(tokens) and tokens[end] >= 0:
                 end += 1
-            engine._decode_text(tokens[index:end])
+            engine._decode(tokens[index:end])
             index = end
             continue
         found = vision.by_id.get(tokens[index])
