@@ -7,7 +7,6 @@ import marshal
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from gemma_code.context.cache import TAGS_VERSION, ContextCache
 from gemma_code.context.files import FileScan, RepoFile, find_repo_root, grep_files, scan_files
@@ -26,13 +25,12 @@ from gemma_code.context.tagscan import scan_tags
 from gemma_code.context.tokens import CountFn, TokenCounter
 
 __all__ = [
-    "PackedContext", "PackedFile", "build_context", "context_for_prompt", "find_repo_root",
+    "PackedContext", "PackedFile", "build_context", "find_repo_root",
 ]
 
 # Beyond this many candidate files, the rest are listed in the map but not parsed or ranked,
 # so a 100,000-file checkout costs bounded time.
 MAX_RANKED = 25_000
-PROMPT_OVERHEAD = 512  # system rules and turn markers around the context in `ask`
 
 
 def _relative(root: Path, items: Iterable[str | Path]) -> list[str]:
@@ -155,6 +153,7 @@ def build_context(
             _verify(packed, count_tokens)
     packed.skipped = sorted(scan.skipped + tags.skipped + packed.skipped)
     packed.ranked = len(docs)
+    packed.order = order
     packed.notes = scan.notes + tags.notes + packed.notes
     if not docs:
         packed.notes.append("no readable text files to rank")
@@ -205,35 +204,3 @@ def _verify(packed: PackedContext, count_tokens: CountFn) -> None:
         packed.text = packed.text[:cut] if cut >= 0 else packed.text
         packed.used = count_tokens(packed.text)
         packed.notes.append(f"dropped {dropped.path} to stay within the budget")
-
-
-def context_for_prompt(engine: Any, question: str, files: Sequence[Path], settings: Any) -> str | None:
-    """Repository context for `ask` and the other tasks, sized to the engine's window.
-
-    None outside a repository, when context is off, or when nothing fits. The -f `files` steer
-    the ranking but are left out of the block, since the task shows them in full itself.
-    """
-    if not getattr(settings, "context", True):
-        return None
-    root = find_repo_root(Path.cwd())
-    if root is None:
-        return None
-    n_ctx = int(engine.info.n_ctx)
-    overhead = PROMPT_OVERHEAD + engine.count_tokens(question)
-    for path in files:
-        try:
-            overhead += engine.count_tokens(Path(path).read_text(encoding="utf-8", errors="replace"))
-        except OSError:
-            continue  # the task reports unreadable -f files itself
-    room = n_ctx - int(settings.max_tokens) - overhead
-    budget = min(int(settings.budget), room)
-    if budget <= 0:
-        return None
-    info = engine.info
-    packed = build_context(
-        root, question, budget=budget, count_tokens=engine.count_tokens,
-        seeds=list(files), omit=list(files),
-        tokenizer_id=f"engine:{info.backend}:{info.name}:{info.path}",
-        max_file_bytes=int(getattr(settings, "max_file_bytes", 1_000_000)),
-    )
-    return packed.text or None

@@ -49,6 +49,7 @@ class PackedContext:
     map_tokens: int = 0
     ranked: int = 0  # files that were ranked
     elapsed_s: float = 0.0
+    order: list[str] = field(default_factory=list)  # the ranking, best first (not in to_dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
