@@ -8,15 +8,17 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from gemma_code import gitops
 from gemma_code.context.cache import TAGS_VERSION, ContextCache
 from gemma_code.context.files import FileScan, RepoFile, find_repo_root, grep_files, scan_files
+from gemma_code.context.fuse import message_phrases, rank_files
+from gemma_code.context.history import load_history
 from gemma_code.context.pack import PackedContext, PackedFile, pack
 from gemma_code.context.rank import (
     Graph,
     analyze_question,
     build_postings,
     definitions_key,
-    rank_files,
     reference_graph,
     shard_of,
 )
@@ -140,15 +142,18 @@ def build_context(
                 shards.setdefault(shard_of(term), {})[term] = index[term]
             cache.store_postings(root_key, print_key, {n: marshal.dumps(v) for n, v in shards.items()})
             postings = {t: index[t] for t in words if t in index}
+        history = load_history(base, cache) if scan.in_git else None
+        phrases = message_phrases(question)
+        sites = gitops.grep_phrases(base, phrases) if scan.in_git and phrases else None
         ranking = rank_files(
             question, docs, named=named_rel, seeds=seed_rel, dirty=scan.dirty, recent=scan.recent,
-            graph=graph, postings=postings,
+            graph=graph, postings=postings, history=history, phrase_sites=sites,
         )
         order = [p for p in ranking.order if p not in omit_rel]
         counter = TokenCounter(count_tokens, tokenizer_id, cache)
         packed = pack(base, order, docs, budget=max(budget, 0), counter=counter,
                       named=[p for p in named_rel if p not in omit_rel],
-                      all_paths=[f.path for f in scan.files])
+                      all_paths=[f.path for f in scan.files], question=question)
         if counter.counted and count_tokens is not None and packed.text:
             _verify(packed, count_tokens)
     packed.skipped = sorted(scan.skipped + tags.skipped + packed.skipped)

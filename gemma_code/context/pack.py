@@ -10,13 +10,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gemma_code.context.excerpt import excerpt_block
+from gemma_code.context.rank import analyze_question
 from gemma_code.context.tags import FileTags, decode
 from gemma_code.context.tokens import TokenCounter
 
-MAP_SHARE = 0.10  # of the budget, for the directory tree
+# The directory tree's share of the budget grows with the budget: at 8K the files matter more.
+MAP_SHARES = ((16_000, 0.03), (64_000, 0.05), (None, 0.08))
 MAP_MAX = 8_000
 MAP_MIN_BUDGET = 1_500  # below this the tree is not worth its tokens
-FULL_SHARE = 0.70  # of what is left after the map, for whole files; outlines get the rest
+FULL_SHARE = 0.85  # of what is left after the map, for whole files; outlines get the rest
+EXCERPT_TOP = 3  # a file ranked this high that is too large to go whole goes in as an excerpt
+EXCERPT_SHARE = 0.5  # of what is left, at most, for one excerpt
 BATCH = 24
 MAX_SCANNED = 3_000  # candidates looked at while filling; beyond, the budget is full of outlines
 MAX_CHARS_PER_TOKEN = 10  # above the densest text seen (Gemma 4: under 5 on Django)
@@ -33,6 +38,7 @@ class PackedFile:
     path: str
     tokens: int
     mode: str  # "full" | "outline"
+    parts: tuple[str, ...] = ()  # an excerpt's definitions shown in full (mode "outline")
 
 
 @dataclass
@@ -55,7 +61,8 @@ class PackedContext:
         return {
             "budget": self.budget,
             "used": self.used,
-            "files": [{"path": f.path, "tokens": f.tokens, "mode": f.mode} for f in self.files],
+            "files": [{"path": f.path, "tokens": f.tokens, "mode": f.mode, "parts": list(f.parts)}
+                      for f in self.files],
             "estimated": self.estimated,
             "map_tokens": self.map_tokens,
             "ranked": self.ranked,
@@ -159,6 +166,14 @@ def map_block(paths: Sequence[str], room: int, counter: TokenCounter) -> tuple[s
     return "", 0
 
 
+def map_share(budget: int) -> int:
+    """Tokens the repository map may take: a small share at small budgets, none below the minimum."""
+    if budget < MAP_MIN_BUDGET:
+        return 0
+    share = next(sh for limit, sh in MAP_SHARES if limit is None or budget <= limit)
+    return min(int(budget * share), MAP_MAX)
+
+
 def pack(
     root: Path,
     order: Sequence[str],
@@ -168,15 +183,18 @@ def pack(
     counter: TokenCounter,
     named: Sequence[str] = (),
     all_paths: Sequence[str] | None = None,
+    question: str = "",
 ) -> PackedContext:
-    """Fill `budget` tokens: the map, then files in rank order in full, then as outlines."""
+    """Fill `budget` tokens: the map, then files in rank order in full (up to FULL_SHARE of the
+    rest), a top-ranked file too large for that as an excerpt, then outlines."""
     result = PackedContext(text="", budget=budget, used=0, estimated=counter.estimated)
-    map_room = min(int(budget * MAP_SHARE), MAP_MAX) if budget >= MAP_MIN_BUDGET else 0
+    map_room = map_share(budget)
     map_text, map_tokens = map_block(all_paths if all_paths is not None else list(docs), map_room, counter)
     left = budget - map_tokens
     full_room = int(left * FULL_SHARE)
     named_set = set(named)
-    chosen: list[tuple[str, str, int, str]] = []  # (path, mode, tokens, block)
+    q = analyze_question(question)
+    chosen: list[tuple[str, str, int, str, tuple[str, ...]]] = []  # (path, mode, tokens, block, parts)
     scanned = misses = 0
     for start in range(0, len(order), BATCH):
         # stop when full, or when a long run of candidates no longer fits in what is left
@@ -184,14 +202,15 @@ def pack(
             break
         batch = order[start : start + BATCH]
         scanned += len(batch)
-        fulls: list[str] = []
+        texts: list[str] = []
         for path in batch:
             try:
-                text = decode((root / path).read_bytes())
+                texts.append(decode((root / path).read_bytes()))
             except OSError as exc:
                 result.skipped.append((path, f"unreadable ({exc.strerror})"))
-                text = ""
-            fulls.append(full_block(path, text, docs[path].lang) if text else "")
+                texts.append("")
+        fulls = [full_block(path, text, docs[path].lang) if text else "" for path, text in zip(batch, texts,
+                                                                                              strict=True)]
         # exact counts only where they can matter: a block that cannot fit even at the densest
         # tokenization seen is not sent to the tokenizer (the costly part of a cold run)
         fit_full = [
@@ -201,7 +220,7 @@ def pack(
         full_tokens = _count_some(counter, fulls, fit_full)
         outlines = [outline_block(path, docs[path]) for path in batch]
         fit_outline = [
-            bool(o) and (not fit_full[i] or full_tokens[i] > full_room)
+            bool(o) and not (fit_full[i] and full_tokens[i] <= full_room)
             and len(o) <= MAX_CHARS_PER_TOKEN * left
             for i, o in enumerate(outlines)
         ]
@@ -209,23 +228,35 @@ def pack(
         for i, path in enumerate(batch):
             room = left if path in named_set else full_room
             if fit_full[i] and full_tokens[i] <= min(room, left):
-                chosen.append((path, "full", full_tokens[i], fulls[i]))
+                chosen.append((path, "full", full_tokens[i], fulls[i], ()))
                 left -= full_tokens[i]
                 full_room = max(full_room - full_tokens[i], 0)
                 misses = 0
                 continue
+            if start + i < EXCERPT_TOP and texts[i] and q.words:
+                block, parts, tokens = excerpt_block(
+                    path, texts[i], docs[path], q, int(left * EXCERPT_SHARE), counter.count,
+                    lambda body, lang: fence(body, FENCE_LANG.get(lang, "")), docs[path].lang,
+                )
+                if block and tokens <= left:
+                    chosen.append((path, "outline", tokens, block, parts))
+                    left -= tokens
+                    full_room = min(full_room, left)
+                    misses = 0
+                    continue
+            outline = outlines[i]
             tokens = outline_tokens[i]
-            if outlines[i] and not fit_outline[i] and len(outlines[i]) <= MAX_CHARS_PER_TOKEN * left:
-                tokens = counter.count(outlines[i])  # its whole file stopped fitting within this batch
-                fit_outline[i] = True
-            if fit_outline[i] and tokens <= left:
-                chosen.append((path, "outline", tokens, outlines[i]))
+            if outline and not fit_outline[i] and len(outline) <= MAX_CHARS_PER_TOKEN * left:
+                tokens = counter.count(outline)  # its whole file stopped fitting within this batch
+            if outline and tokens and tokens <= left:
+                chosen.append((path, "outline", tokens, outline, ()))
                 left -= tokens
+                full_room = min(full_room, left)
                 misses = 0
             else:
                 misses += 1
     result.map_tokens = map_tokens
-    result.files = [PackedFile(p, t, m) for p, m, t, _ in chosen]
-    result.text = map_text + "".join(block for _, _, _, block in chosen)
-    result.used = map_tokens + sum(t for _, _, t, _ in chosen)
+    result.files = [PackedFile(p, t, m, parts) for p, m, t, _, parts in chosen]
+    result.text = map_text + "".join(block for _, _, _, block, _ in chosen)
+    result.used = map_tokens + sum(t for _, _, t, _, _ in chosen)
     return result

@@ -120,9 +120,20 @@ def stem(word: str) -> str:
     return w
 
 
+def is_compound(ident: str) -> bool:
+    """A name written like code: snake_case or camelCase/CamelCase with an inner capital."""
+    core = ident.strip("_")
+    return "_" in core or (any(c.isupper() for c in core[1:]) and any(c.islower() for c in core))
+
+
 def path_words(path: str) -> list[str]:
-    """Stemmed words of a path: `django/contrib/auth/forms.py` -> django, contrib, auth, form, py."""
-    return [stem(w) for part in re.split(r"[/.\-]", path) for w in split_words(part)]
+    """Stemmed words of a path: `django/contrib/auth/forms.py` -> django, contrib, auth, form, py;
+    a compound module name (`admin_tags.py`) also as a whole name (`=admin_tags`)."""
+    words = [stem(w) for part in re.split(r"[/.\-]", path) for w in split_words(part)]
+    name = path.rsplit("/", 1)[-1].split(".", 1)[0]
+    if is_compound(name):
+        words.append("=" + name.lower())
+    return words
 
 
 def decode(data: bytes) -> str:
@@ -169,6 +180,11 @@ def extract_tags(path: str, data: bytes, *, check_content: bool = True) -> FileT
             s = memo[word] = stem(word) if len(word) > 1 else ""
         if s:
             terms[s] = terms.get(s, 0) + count
+    # whole code-like names too (`get_response`, `HttpRequest`): a question naming one means it
+    for ident, count in idents.items():
+        if is_compound(ident):
+            key = "=" + ident.lower()
+            terms[key] = terms.get(key, 0) + count
     tags.terms = terms
     tags.words = sum(terms.values())
     lang = language_for(path)
