@@ -60,9 +60,12 @@ def message_phrases(question: str, limit: int = 3) -> list[str]:
     for match in _QUOTED_PHRASE.finditer(question):
         found.append(next(g for g in match.groups() if g))
     out: list[str] = []
-    for phrase in found:
+    for raw in found:
+        phrase = raw.strip().strip("\"'`").strip()
+        head = re.match(r"\w*(?:Error|Exception|Warning):\s*", phrase)
+        phrase = phrase[head.end():] if head else phrase
         # a message's fixed part: up to the first interpolated-looking value
-        phrase = re.split(r"[{}<>%]|\b0x[0-9a-f]+|\d{3,}", phrase.strip().strip(".:"))[0].strip()
+        phrase = re.split(r"[{}<>%\"'`]|\b0x[0-9a-f]+|\d{3,}", phrase.strip(" .:"))[0].strip()
         if len(phrase.split()) >= 3 and phrase not in out:
             out.append(phrase)
     return out[:limit]
@@ -82,7 +85,10 @@ def _test_subjects(question: Question) -> tuple[set[str], set[str]]:
     for ident in question.identifiers:
         low = ident.lower()
         if low.startswith("test_") and len(low) > 7:
-            names.add(ident[5:])
+            # `test_parse_url_keeps_query` tests one of parse_url_keeps_query, ..., parse_url, parse
+            parts = ident[5:].split("_")
+            prefixes = ("_".join(parts[:n]) for n in range(1, len(parts) + 1))
+            names.update(p for p in prefixes if len(p) >= 4)
         elif ident.startswith("Test") and len(ident) > 6 and ident[4].isupper():
             names.add(ident[4:])
     for frag in question.paths:
@@ -132,7 +138,9 @@ def mention_seeds(
     for name, owners in sorted(definers.items()):
         # a code-looking name is meant literally; a plain word only counts when it is rare
         limit, weight = (MAX_DEFINERS, 2.0) if name in code else (3, 0.7)
-        owners = [p for p in owners if not (name in subjects and is_test_path(p))] or owners
+        if name.lower().startswith("test") and all(is_test_path(p) for p in owners):
+            weight = 0.5  # a named test points at the code under test more than at itself
+        owners = [p for p in owners if not (name in subjects and is_test_path(p))]
         if len(owners) <= limit:
             for path in owners:
                 add(path, weight / len(owners))
@@ -182,7 +190,14 @@ def rank_files(
     """Order `docs` by relevance to the question (named files first, then by fused score)."""
     q = analyze_question(question)
     nodes = sorted(docs)
+    named_tests = any(_test_subjects(q))
+    if named_tests:
+        q.words = [w for w in q.words if w != "test"]
     lexical = {p: v * file_prior(p, docs[p]) for p, v in bm25_scores(q, docs, postings).items()}
+    if named_tests:
+        # a question naming a test is about the code under test, whose words the test echoes:
+        # tests rank there through the mention and the graph views only
+        lexical = {p: v for p, v in lexical.items() if not is_test_path(p)}
     top_lex = max(lexical.values(), default=0.0)
     lex_norm = {p: s / top_lex for p, s in lexical.items()} if top_lex else {}
     mention = mention_seeds(q, docs, phrase_sites)
