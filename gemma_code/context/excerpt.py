@@ -75,30 +75,43 @@ def excerpt_block(
         body = "\n".join(lines[row[2] - 1 : row[3]])
         if any(re.search(rf"\b{re.escape(n)}\b", body) for n in picked):
             chosen.append(row)
-    while chosen:
-        block = _render(path, lines, tags, sorted(chosen, key=lambda r: r[2]), fence, lang)
-        tokens = count(block)
-        if tokens <= room:
-            return block, tuple(r[0] for r in chosen), tokens
-        chosen.pop()  # the least relevant part goes first
+    # the most relevant parts that fit without the outline, then as much outline as fits
+    ordered = list(chosen)
+    while ordered:
+        parts = sorted(ordered, key=lambda r: r[2])
+        rest = [r for r in tags.rows if not _overlaps(r, parts)]
+        # outline rows nearest the parts shown first, when not all of them fit
+        rest.sort(key=lambda r: (min(abs(r[2] - c[2]) for c in parts), r[2]))
+        keep = len(rest)
+        while True:
+            block = _render(path, lines, tags, parts, rest[:keep], fence, lang)
+            tokens = count(block)
+            if tokens <= room:
+                return block, tuple(r[0] for r in ordered), tokens
+            if keep == 0:
+                break
+            keep //= 2
+        ordered.pop()  # the least relevant part goes first
     return "", (), 0
 
 
 def _render(
-    path: str, lines: list[str], tags: FileTags, chosen: list[DefRow],
+    path: str, lines: list[str], tags: FileTags, chosen: list[DefRow], rest: list[DefRow],
     fence: Callable[[str, str], str], lang: str,
 ) -> str:
+    left_out = len(tags.rows) - len(rest) - len(chosen)
     parts = [f"### {path} (excerpt: {len(chosen)} definitions in full, then an outline of the rest; "
              f"{tags.lines} lines)\n"]
     for _, _, start, end, _ in chosen:
         parts.append(f"lines {start}-{end}:\n" + fence("\n".join(lines[start - 1 : end]).rstrip(), lang))
-    rest = [r for r in tags.rows if not _overlaps(r, chosen)]
     if rest:
+        rest = sorted(rest, key=lambda r: r[2])
         width = len(str(rest[-1][2]))
         rows, last = [], -1
         for _, _, line, _, signature in rest:
             if line != last:
                 rows.append(f"{line:>{width}}: {signature}")
                 last = line
-        parts.append("outline of the rest (line: signature):\n" + fence("\n".join(rows), ""))
+        more = f" ({left_out} more not shown)" if left_out > 0 else ""
+        parts.append(f"outline of the rest (line: signature){more}:\n" + fence("\n".join(rows), ""))
     return "".join(parts) + "\n"
