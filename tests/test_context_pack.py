@@ -27,7 +27,8 @@ def make_repo(root: Path, files: dict[str, str]) -> Path:
 
 
 def module(prefix: str, count: int) -> str:
-    return "".join(f"def {prefix}_{i}(value):\n    return value + {i}  # {prefix}\n\n\n" for i in range(count))
+    return "".join(f"def {prefix}_{i}(value):\n    return value + {i}  # {prefix}\n\n\n"
+                   for i in range(count))
 
 
 def test_the_top_file_goes_whole_even_when_it_takes_most_of_the_budget(tmp_path: Path) -> None:

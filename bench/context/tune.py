@@ -12,6 +12,7 @@ import argparse
 import itertools
 import json
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def main() -> int:
     parser.add_argument("--work", default="/tmp/ctxeval")
     parser.add_argument("--per-repo", type=int, default=0)
     parser.add_argument("--k", default="10", help="RRF K values, comma-separated")
+    parser.add_argument("--dump", default="", help="save the captured views here (pickle)")
+    parser.add_argument("--load", default="", help="tune on views saved by --dump instead")
     args = parser.parse_args()
 
     from gemma_code.context import build_context, fuse
@@ -55,8 +58,12 @@ def main() -> int:
         return real_fuse(views, weights)
 
     fuse.fuse = capture
-    samples = []  # (views, gold, named order) per case
+    samples = []  # (views, gold) per case
     work = Path(args.work).resolve()
+    if args.load:
+        with open(args.load, "rb") as handle:
+            samples = pickle.load(handle)
+        by_repo = {}
     for repo, group in by_repo.items():
         group = group[: args.per_repo] if args.per_repo else group
         root = prepare(repo, Path(args.mirrors), work)
@@ -68,9 +75,14 @@ def main() -> int:
             checkout(root, case["parent"])
             captured.clear()
             build_context(root, case["question"], budget=2000)
-            samples.append((captured[-1], case["gold"]))
+            views = {name: dict(sorted(scores.items(), key=lambda kv: -kv[1])[:400])
+                     for name, scores in captured[-1].items()}
+            samples.append((views, case["gold"]))
         print(f"{repo}: {len(samples)} cases so far", file=sys.stderr, flush=True)
     fuse.fuse = real_fuse
+    if args.dump:
+        with open(args.dump, "wb") as handle:
+            pickle.dump(samples, handle)
     totals = {i: [0.0, 0.0, 0.0, 0.0] for i in range(len(settings))}
     n = len(samples)
     for i, (k, weights) in enumerate(settings):
