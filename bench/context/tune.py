@@ -34,6 +34,7 @@ def main() -> int:
     parser.add_argument("--mirrors", default="/work/.mirror")
     parser.add_argument("--work", default="/tmp/ctxeval")
     parser.add_argument("--per-repo", type=int, default=0)
+    parser.add_argument("--repos", default="", help="comma-separated OWNER/NAME (default: all)")
     parser.add_argument("--k", default="10", help="RRF K values, comma-separated")
     parser.add_argument("--dump", default="", help="save the captured views here (pickle)")
     parser.add_argument("--load", default="", help="tune on views saved by --dump instead")
@@ -42,7 +43,8 @@ def main() -> int:
     from gemma_code.context import build_context, fuse
 
     cases = [json.loads(x) for x in Path(args.cases).read_text(encoding="utf-8").splitlines() if x.strip()]
-    cases = [c for c in cases if split_of(c) == "tune"]
+    wanted = [r for r in args.repos.split(",") if r]
+    cases = [c for c in cases if split_of(c) == "tune" and (not wanted or c["repo"] in wanted)]
     by_repo: dict[str, list[dict]] = {}
     for case in cases:
         by_repo.setdefault(case["repo"], []).append(case)

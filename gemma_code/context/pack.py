@@ -20,6 +20,8 @@ MAP_SHARES = ((16_000, 0.03), (64_000, 0.05), (None, 0.08))
 MAP_MAX = 8_000
 MAP_MIN_BUDGET = 1_500  # below this the tree is not worth its tokens
 FULL_SHARE = 0.85  # of what is left after the map, for whole files; outlines get the rest
+TOP_FILES = 2  # the first files in rank order may take up to TOP_SHARE of what is left, whole
+TOP_SHARE = 0.95
 EXCERPT_TOP = 3  # a file ranked this high that is too large to go whole goes in as an excerpt
 EXCERPT_SHARE = 0.5  # of what is left, at most, for one excerpt
 BATCH = 24
@@ -174,6 +176,16 @@ def map_share(budget: int) -> int:
     return min(int(budget * share), MAP_MAX)
 
 
+def _whole_room(path: str, rank: int, left: int, full_room: int, named: set[str]) -> int:
+    """Tokens a file may take whole: all that is left for a named file, most of it for the top
+    files, else the whole-file share."""
+    if path in named:
+        return left
+    if rank < TOP_FILES:
+        return max(full_room, int(left * TOP_SHARE))
+    return full_room
+
+
 def pack(
     root: Path,
     order: Sequence[str],
@@ -214,8 +226,9 @@ def pack(
         # exact counts only where they can matter: a block that cannot fit even at the densest
         # tokenization seen is not sent to the tokenizer (the costly part of a cold run)
         fit_full = [
-            bool(b) and len(b) <= MAX_CHARS_PER_TOKEN * (left if path in named_set else full_room)
-            for path, b in zip(batch, fulls, strict=True)
+            bool(b)
+            and len(b) <= MAX_CHARS_PER_TOKEN * _whole_room(path, start + i, left, full_room, named_set)
+            for i, (path, b) in enumerate(zip(batch, fulls, strict=True))
         ]
         full_tokens = _count_some(counter, fulls, fit_full)
         outlines = [outline_block(path, docs[path]) for path in batch]
@@ -226,7 +239,7 @@ def pack(
         ]
         outline_tokens = _count_some(counter, outlines, fit_outline)
         for i, path in enumerate(batch):
-            room = left if path in named_set else full_room
+            room = _whole_room(path, start + i, left, full_room, named_set)
             if fit_full[i] and full_tokens[i] <= min(room, left):
                 chosen.append((path, "full", full_tokens[i], fulls[i], ()))
                 left -= full_tokens[i]
