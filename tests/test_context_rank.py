@@ -39,12 +39,16 @@ def order(root: Path, question: str) -> list[str]:
 def test_fusion_prefers_the_file_two_views_agree_on() -> None:
     views = {
         "lexical": {"a.py": 9.0, "b.py": 8.0},
-        "graph": {"c.py": 5.0, "b.py": 4.0},
+        "graph": {"c.py": 5.0, "b.py": 4.5},
     }
     fused = fuse(views, {"lexical": 1.0, "graph": 1.0})
     assert max(fused, key=lambda p: fused[p]) == "b.py"
     only_lexical = fuse(views, {"lexical": 1.0, "graph": 0.0})
     assert max(only_lexical, key=lambda p: only_lexical[p]) == "a.py"
+    # scores are relative to each view's best: scaling a view changes nothing
+    scaled = fuse({**views, "graph": {p: v * 1000 for p, v in views["graph"].items()}},
+                  {"lexical": 1.0, "graph": 1.0})
+    assert scaled == fused
 
 
 def test_a_named_test_leads_to_the_code_under_test(tmp_path: Path) -> None:

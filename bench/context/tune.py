@@ -2,8 +2,10 @@
 
     python bench/context/tune.py --mirrors /work/.mirror --work /tmp/ctxeval [--per-repo N]
 
-For each tuning case (checked out as realcommits.py does) every weight setting of the grid
-ranks the files; it prints rank recall@1/3/10 and mean reciprocal rank per setting.
+For each tuning case (checked out as realcommits.py does) the ranking's views are captured once;
+then every weight setting of the grid fuses them, by the builder's normalized-score sum and, for
+comparison, by weighted reciprocal-rank fusion; it prints rank recall@1/3/10 and mean
+reciprocal rank of the best settings. --dump/--load keep the captured views.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from realcommits import checkout, git, prepare, split_of
 
+RRF_KS = (3, 10, 60)
 GRID = {
-    "graph": (0.0, 0.5, 1.0),
-    "mention": (0.3, 0.6, 1.2),
-    "cochange": (0.0, 0.3, 0.6),
-    "recent": (0.0, 0.15, 0.4),
+    "graph": (0.0, 0.15, 0.3, 0.6),
+    "mention": (0.0, 0.15, 0.3, 0.6),
+    "cochange": (0.0, 0.1, 0.2),
+    "recent": (0.0, 0.05, 0.1),
 }
 
 
@@ -35,7 +38,6 @@ def main() -> int:
     parser.add_argument("--work", default="/tmp/ctxeval")
     parser.add_argument("--per-repo", type=int, default=0)
     parser.add_argument("--repos", default="", help="comma-separated OWNER/NAME (default: all)")
-    parser.add_argument("--k", default="10", help="RRF K values, comma-separated")
     parser.add_argument("--dump", default="", help="save the captured views here (pickle)")
     parser.add_argument("--load", default="", help="tune on views saved by --dump instead")
     args = parser.parse_args()
@@ -48,10 +50,6 @@ def main() -> int:
     by_repo: dict[str, list[dict]] = {}
     for case in cases:
         by_repo.setdefault(case["repo"], []).append(case)
-    settings = []
-    for ks in [int(k) for k in args.k.split(",")]:
-        for values in itertools.product(*GRID.values()):
-            settings.append((ks, dict(zip(GRID, values, strict=True))))
     captured: list[dict] = []
     real_fuse = fuse.fuse
 
@@ -85,24 +83,50 @@ def main() -> int:
     if args.dump:
         with open(args.dump, "wb") as handle:
             pickle.dump(samples, handle)
-    totals = {i: [0.0, 0.0, 0.0, 0.0] for i in range(len(settings))}
-    n = len(samples)
-    for i, (k, weights) in enumerate(settings):
-        fuse.RRF_K = k
-        for views, gold in samples:
-            scores = real_fuse(views, {"lexical": 1.0, **weights})
-            order = sorted(scores, key=lambda p: (-scores[p], p))
-            ranks = [order.index(g) for g in gold if g in order]
-            t = totals[i]
-            for j, cut in enumerate((1, 3, 10)):
-                t[j] += sum(r < cut for r in ranks) / len(gold)
-            t[3] += sum(1 / (r + 1) for r in ranks) / len(gold)
-    best = sorted(totals, key=lambda i: -(totals[i][1] + totals[i][2] + totals[i][0]))
-    for i in best[:25]:
-        k, weights = settings[i]
-        t = totals[i]
-        print(f"K={k} {weights} r@1 {t[0] / n:.3f} r@3 {t[1] / n:.3f} r@10 {t[2] / n:.3f} mrr {t[3] / n:.3f}")
+    print(f"{len(samples)} tuning cases", flush=True)
+    results = []
+    for values in itertools.product(*GRID.values()):
+        weights = {"lexical": 1.0, **dict(zip(GRID, values, strict=True))}
+        results.append((evaluate(samples, lambda views, w=weights: real_fuse(views, w)), "score", weights))
+        for k in RRF_KS:
+            results.append((evaluate(samples, lambda views, w=weights, k=k: rrf(views, w, k)), f"rrf K={k}",
+                            weights))
+    results.append((evaluate(samples, lambda views: real_fuse(views, {"lexical": 1.0})), "lexical only", {}))
+    results.sort(key=lambda r: -sum(r[0]))
+    for scores, method, weights in results[:15] + [r for r in results if r[1] == "lexical only"]:
+        print(f"{method:<12} {weights} r@1 {scores[0]:.3f} r@3 {scores[1]:.3f} r@10 {scores[2]:.3f} "
+              f"mrr {scores[3]:.3f}")
+    for method in ("score", *(f"rrf K={k}" for k in RRF_KS)):
+        best = next(r for r in results if r[1] == method)
+        print(f"best {method:<10} {best[2]} r@1 {best[0][0]:.3f} r@3 {best[0][1]:.3f} r@10 {best[0][2]:.3f}")
     return 0
+
+
+def rrf(views: dict, weights: dict, k: int) -> dict[str, float]:
+    """Weighted reciprocal-rank fusion, for comparison: sum of weight / (k + rank)."""
+    fused: dict[str, float] = {}
+    for name, scores in views.items():
+        weight = weights.get(name, 0.0)
+        if weight <= 0:
+            continue
+        ordered = sorted((p for p, v in scores.items() if v > 0), key=lambda p: (-scores[p], p))
+        for rank, path in enumerate(ordered[:200]):
+            fused[path] = fused.get(path, 0.0) + weight / (k + rank + 1)
+    return fused
+
+
+def evaluate(samples: list, fused) -> tuple[float, float, float, float]:  # type: ignore[no-untyped-def]
+    """Rank recall @1, @3, @10 and mean reciprocal rank of the gold files."""
+    totals = [0.0, 0.0, 0.0, 0.0]
+    for views, gold in samples:
+        scores = fused(views)
+        order = {p: i for i, p in enumerate(sorted(scores, key=lambda p: (-scores[p], p)))}
+        ranks = [order[g] for g in gold if g in order]
+        for j, cut in enumerate((1, 3, 10)):
+            totals[j] += sum(r < cut for r in ranks) / len(gold)
+        totals[3] += sum(1 / (r + 1) for r in ranks) / len(gold)
+    n = max(len(samples), 1)
+    return totals[0] / n, totals[1] / n, totals[2] / n, totals[3] / n
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The final ranking: several views of relevance fused by weighted reciprocal-rank fusion.
+"""The final ranking: several views of relevance fused by a weighted sum of normalized scores.
 
-Views (each a score per file, turned into a rank):
+Views (each a score per file, divided by the view's best score):
 - `lexical`: BM25 of the question's words against each file's words, whole code names and path,
   times the file-kind prior (code over prose over data, tests a little lower);
 - `graph`: personalized PageRank over the reference graph, seeded by what the question names,
@@ -9,8 +9,9 @@ Views (each a score per file, turned into a rank):
   subject they are, an error message they contain);
 - `cochange`: files that changed in the same commits as the top lexical and mentioned files;
 - `recent`: files changed recently and often (a weak prior: work continues where it was).
-Reciprocal-rank fusion (sum of weight / (K + rank)) needs no score calibration across views,
-so a file that several views put near the top wins over one that a single view loves.
+A file that several views put near the top wins over one that a single view loves. Weighted
+reciprocal-rank fusion (sum of weight / (K + rank)) was tried too: on the tuning half of the
+real-commit cases it put the changed file first less often (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -34,10 +35,8 @@ from gemma_code.context.rank import (
 )
 from gemma_code.context.tags import FileTags, stem
 
-RRF_K = 10
 # Weights of the views (tuned on the tuning half of bench/context/commits.jsonl; see BENCHMARKS.md).
-WEIGHTS: dict[str, float] = {"lexical": 1.0, "graph": 0.5, "mention": 0.6, "cochange": 0.3, "recent": 0.15}
-VIEW_DEPTH = 200  # ranks beyond this in a view add nothing
+WEIGHTS: dict[str, float] = {"lexical": 1.0, "graph": 0.3, "mention": 0.6, "cochange": 0.1, "recent": 0.05}
 COCHANGE_SEEDS = 5  # top lexical files whose co-changing files are looked up
 _ERROR_LINE = re.compile(r"\b\w*(?:Error|Exception|Warning)\b:\s*([^\n]{8,120})")
 _QUOTED_PHRASE = re.compile(r"\"([^\"\n]{8,120})\"|'([^'\n]{8,120})'|`([^`\n]{8,120})`")
@@ -157,20 +156,17 @@ def mention_seeds(
     return seeds
 
 
-def _ranks(scores: Mapping[str, float]) -> dict[str, int]:
-    ordered = sorted((p for p, v in scores.items() if v > 0), key=lambda p: (-scores[p], p))
-    return {p: i for i, p in enumerate(ordered[:VIEW_DEPTH])}
-
-
 def fuse(views: Mapping[str, Mapping[str, float]], weights: Mapping[str, float]) -> dict[str, float]:
-    """Weighted reciprocal-rank fusion of score views: sum of weight / (RRF_K + rank)."""
+    """Weighted sum of each view's scores divided by that view's best score."""
     fused: dict[str, float] = {}
     for name, scores in views.items():
         weight = weights.get(name, 0.0)
-        if weight <= 0:
+        top = max(scores.values(), default=0.0)
+        if weight <= 0 or top <= 0:
             continue
-        for path, rank in _ranks(scores).items():
-            fused[path] = fused.get(path, 0.0) + weight / (RRF_K + rank + 1)
+        for path, value in scores.items():
+            if value > 0:
+                fused[path] = fused.get(path, 0.0) + weight * value / top
     return fused
 
 
