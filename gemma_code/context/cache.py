@@ -15,7 +15,7 @@ from typing import Any
 from gemma_code import paths
 
 # Bump when the stored tag format or the extraction changes: old rows are then ignored.
-TAGS_VERSION = 9
+TAGS_VERSION = 10
 # Bump when any table's or blob's layout changes: the file name changes, older files are removed.
 FORMAT_VERSION = 2
 
