@@ -84,9 +84,9 @@ def main() -> int:
     from gemma_code.context import _fingerprint
     from gemma_code.context.cache import ContextCache
     from gemma_code.context.files import scan_files
-    from gemma_code.context.pack import full_block, pack
     from gemma_code.context.fuse import rank_files
     from gemma_code.context.history import load_history
+    from gemma_code.context.pack import full_block, pack
     from gemma_code.context.rank import STOPWORDS, Graph, reference_graph
     from gemma_code.context.tags import decode, stem
     from gemma_code.context.tagscan import scan_tags
