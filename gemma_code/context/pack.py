@@ -19,7 +19,7 @@ from gemma_code.context.tokens import TokenCounter
 MAP_SHARES = ((16_000, 0.03), (64_000, 0.05), (None, 0.08))
 MAP_MAX = 8_000
 MAP_MIN_BUDGET = 1_500  # below this the tree is not worth its tokens
-FULL_SHARE = 0.85  # of what is left after the map, for whole files; outlines get the rest
+FULL_SHARE = 0.90  # of what is left after the map, for whole files; excerpts and outlines get the rest
 TOP_FILES = 2  # the first files in rank order may take up to TOP_SHARE of what is left, whole
 TOP_SHARE = 0.95
 EXCERPT_TOP = 3  # a file ranked this high that is too large to go whole goes in as an excerpt
@@ -197,79 +197,95 @@ def pack(
     all_paths: Sequence[str] | None = None,
     question: str = "",
 ) -> PackedContext:
-    """Fill `budget` tokens: the map, then files in rank order in full (up to FULL_SHARE of the
-    rest), a top-ranked file too large for that as an excerpt, then outlines."""
+    """Fill `budget` tokens: the map, then whole files in rank order (up to FULL_SHARE of the
+    rest, the top files up to TOP_SHARE), then excerpts of top files too large to go whole, then
+    outlines in what remains. Files appear in rank order."""
     result = PackedContext(text="", budget=budget, used=0, estimated=counter.estimated)
     map_room = map_share(budget)
     map_text, map_tokens = map_block(all_paths if all_paths is not None else list(docs), map_room, counter)
     left = budget - map_tokens
-    full_room = int(left * FULL_SHARE)
     named_set = set(named)
     q = analyze_question(question)
-    chosen: list[tuple[str, str, int, str, tuple[str, ...]]] = []  # (path, mode, tokens, block, parts)
+    chosen: dict[str, tuple[str, int, str, tuple[str, ...]]] = {}  # path -> (mode, tokens, block, parts)
+    top_texts: dict[str, str] = {}
+    left = _whole_files(root, order, docs, counter, left, named_set, chosen, top_texts, result)
+    for path in order[:EXCERPT_TOP]:
+        if path in chosen or not top_texts.get(path) or not q.words or left <= 16:
+            continue
+        block, parts, tokens = excerpt_block(
+            path, top_texts[path], docs[path], q, int(left * EXCERPT_SHARE), counter.count,
+            lambda body, lang: fence(body, FENCE_LANG.get(lang, "")), docs[path].lang,
+        )
+        if block and tokens <= left:
+            chosen[path] = ("outline", tokens, block, parts)
+            left -= tokens
+    _outlines(order, docs, counter, left, chosen)
+    ranked = [p for p in order if p in chosen]
+    result.map_tokens = map_tokens
+    result.files = [PackedFile(p, chosen[p][1], chosen[p][0], chosen[p][3]) for p in ranked]
+    result.text = map_text + "".join(chosen[p][2] for p in ranked)
+    result.used = map_tokens + sum(chosen[p][1] for p in ranked)
+    return result
+
+
+def _whole_files(
+    root: Path, order: Sequence[str], docs: Mapping[str, FileTags], counter: TokenCounter, left: int,
+    named: set[str], chosen: dict[str, tuple[str, int, str, tuple[str, ...]]], top_texts: dict[str, str],
+    result: PackedContext,
+) -> int:
+    """Whole files in rank order within their share; returns the tokens left."""
+    full_room = int(left * FULL_SHARE)
     scanned = misses = 0
     for start in range(0, len(order), BATCH):
-        # stop when full, or when a long run of candidates no longer fits in what is left
-        if left <= 16 or scanned >= MAX_SCANNED or misses >= MAX_MISSES:
+        if scanned >= MAX_SCANNED or misses >= MAX_MISSES or (full_room <= 16 and start >= TOP_FILES):
             break
         batch = order[start : start + BATCH]
         scanned += len(batch)
-        texts: list[str] = []
-        for path in batch:
+        fulls: list[str] = []
+        for rank, path in enumerate(batch, start):
             try:
-                texts.append(decode((root / path).read_bytes()))
+                text = decode((root / path).read_bytes())
             except OSError as exc:
                 result.skipped.append((path, f"unreadable ({exc.strerror})"))
-                texts.append("")
-        fulls = [full_block(path, text, docs[path].lang) if text else "" for path, text in zip(batch, texts,
-                                                                                              strict=True)]
+                text = ""
+            if rank < EXCERPT_TOP:
+                top_texts[path] = text
+            fulls.append(full_block(path, text, docs[path].lang) if text else "")
         # exact counts only where they can matter: a block that cannot fit even at the densest
         # tokenization seen is not sent to the tokenizer (the costly part of a cold run)
-        fit_full = [
-            bool(b)
-            and len(b) <= MAX_CHARS_PER_TOKEN * _whole_room(path, start + i, left, full_room, named_set)
-            for i, (path, b) in enumerate(zip(batch, fulls, strict=True))
-        ]
-        full_tokens = _count_some(counter, fulls, fit_full)
-        outlines = [outline_block(path, docs[path]) for path in batch]
-        fit_outline = [
-            bool(o) and not (fit_full[i] and full_tokens[i] <= full_room)
-            and len(o) <= MAX_CHARS_PER_TOKEN * left
-            for i, o in enumerate(outlines)
-        ]
-        outline_tokens = _count_some(counter, outlines, fit_outline)
-        for i, path in enumerate(batch):
-            room = _whole_room(path, start + i, left, full_room, named_set)
-            if fit_full[i] and full_tokens[i] <= min(room, left):
-                chosen.append((path, "full", full_tokens[i], fulls[i], ()))
-                left -= full_tokens[i]
-                full_room = max(full_room - full_tokens[i], 0)
-                misses = 0
-                continue
-            if start + i < EXCERPT_TOP and texts[i] and q.words:
-                block, parts, tokens = excerpt_block(
-                    path, texts[i], docs[path], q, int(left * EXCERPT_SHARE), counter.count,
-                    lambda body, lang: fence(body, FENCE_LANG.get(lang, "")), docs[path].lang,
-                )
-                if block and tokens <= left:
-                    chosen.append((path, "outline", tokens, block, parts))
-                    left -= tokens
-                    full_room = min(full_room, left)
-                    misses = 0
-                    continue
-            outline = outlines[i]
-            tokens = outline_tokens[i]
-            if outline and not fit_outline[i] and len(outline) <= MAX_CHARS_PER_TOKEN * left:
-                tokens = counter.count(outline)  # its whole file stopped fitting within this batch
-            if outline and tokens and tokens <= left:
-                chosen.append((path, "outline", tokens, outline, ()))
-                left -= tokens
-                full_room = min(full_room, left)
+        fit = [bool(b) and len(b) <= MAX_CHARS_PER_TOKEN * _whole_room(path, rank, left, full_room, named)
+               for rank, (path, b) in enumerate(zip(batch, fulls, strict=True), start)]
+        counts = _count_some(counter, fulls, fit)
+        for rank, path in enumerate(batch, start):
+            i = rank - start
+            if fit[i] and counts[i] <= min(_whole_room(path, rank, left, full_room, named), left):
+                chosen[path] = ("full", counts[i], fulls[i], ())
+                left -= counts[i]
+                full_room = max(full_room - counts[i], 0)
                 misses = 0
             else:
                 misses += 1
-    result.map_tokens = map_tokens
-    result.files = [PackedFile(p, t, m, parts) for p, m, t, _, parts in chosen]
-    result.text = map_text + "".join(block for _, _, _, block, _ in chosen)
-    result.used = map_tokens + sum(t for _, _, t, _, _ in chosen)
-    return result
+    return left
+
+
+def _outlines(
+    order: Sequence[str], docs: Mapping[str, FileTags], counter: TokenCounter, left: int,
+    chosen: dict[str, tuple[str, int, str, tuple[str, ...]]],
+) -> None:
+    """Outlines of the next files in rank order while they fit."""
+    rest = [p for p in order[:MAX_SCANNED] if p not in chosen]
+    misses = 0
+    for start in range(0, len(rest), BATCH):
+        if left <= 16 or misses >= MAX_MISSES:
+            break
+        batch = rest[start : start + BATCH]
+        outlines = [outline_block(path, docs[path]) for path in batch]
+        fit = [bool(o) and len(o) <= MAX_CHARS_PER_TOKEN * left for o in outlines]
+        counts = _count_some(counter, outlines, fit)
+        for i, path in enumerate(batch):
+            if fit[i] and counts[i] <= left:
+                chosen[path] = ("outline", counts[i], outlines[i], ())
+                left -= counts[i]
+                misses = 0
+            else:
+                misses += 1
