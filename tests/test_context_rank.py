@@ -107,3 +107,21 @@ def test_history_leaves_out_sweeping_commits() -> None:
     assert history.cochange({"a.py": 1.0}) == {"b.py": 1.0}
     recency = history.recency()
     assert recency["a.py"] > recency["c.py"] > 0
+
+
+def test_tests_come_after_the_code_they_test(tmp_path: Path) -> None:
+    # the test file repeats every word of the question; the change lands in the code it tests
+    test_body = "".join(
+        f"def test_rounds_negative_amounts_{i}():\n"
+        f"    assert format_amount(-{i}.5) == 'negative amounts round away'\n\n\n" for i in range(8)
+    )
+    root = make_repo(tmp_path / "r", {
+        "money/fmt.py": "def format_amount(value):\n    return f'{value:.2f}'\n",
+        "money/other.py": "def parse(text):\n    return float(text)\n",
+        "tests/test_fmt.py": "from money.fmt import format_amount\n\n\n" + test_body,
+    })
+    ranked = order(root, "format_amount rounds negative amounts the wrong way")
+    assert ranked.index("money/fmt.py") < ranked.index("tests/test_fmt.py")
+    # named by path, a test file stays with the code it tests, ahead of the rest
+    named = order(root, "tests/test_fmt.py rounds negative amounts the wrong way")
+    assert set(named[:2]) == {"money/fmt.py", "tests/test_fmt.py"}

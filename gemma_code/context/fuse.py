@@ -38,6 +38,7 @@ from gemma_code.context.tags import FileTags, stem
 # Weights of the views (tuned on the tuning half of bench/context/commits.jsonl; see BENCHMARKS.md).
 WEIGHTS: dict[str, float] = {"lexical": 1.0, "graph": 0.3, "mention": 0.6, "cochange": 0.1, "recent": 0.05}
 COCHANGE_SEEDS = 5  # top lexical files whose co-changing files are looked up
+TEST_WEIGHT = 0.5  # fused score of a test file (tuned like WEIGHTS: 0.2-0.6 ranked alike)
 _ERROR_LINE = re.compile(r"\b\w*(?:Error|Exception|Warning)\b:\s*([^\n]{8,120})")
 _QUOTED_PHRASE = re.compile(r"\"([^\"\n]{8,120})\"|'([^'\n]{8,120})'|`([^`\n]{8,120})`")
 
@@ -232,6 +233,11 @@ def rank_files(
     pr = pagerank(graph if graph is not None else reference_graph(docs), personal)
     views["graph"] = pr
     scores = fuse(views, WEIGHTS)
+    # tests echo the words of a change but the change lands in the code they test: they come
+    # after the code, unless the question points at them by path
+    for path, value in scores.items():
+        if is_test_path(path) and not any(path.endswith(frag) for frag in q.paths):
+            scores[path] = value * TEST_WEIGHT
     named_set = set(named_list)
     rest = sorted((p for p in nodes if p not in named_set), key=lambda p: (-scores.get(p, 0.0), p))
     return Ranking(named_list + rest, scores, personal)
