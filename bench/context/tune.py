@@ -99,6 +99,14 @@ def main() -> int:
     for method in ("score", *(f"rrf K={k}" for k in RRF_KS)):
         best = next(r for r in results if r[1] == method)
         print(f"best {method:<10} {best[2]} r@1 {best[0][0]:.3f} r@3 {best[0][1]:.3f} r@10 {best[0][2]:.3f}")
+    # then the weight of test files' fused scores, with the builder's view weights
+    from gemma_code.context.fuse import WEIGHTS, is_test_path
+
+    for factor in (1.0, 0.8, 0.6, 0.5, 0.4, 0.2):
+        def demoted(views, factor=factor):  # type: ignore[no-untyped-def]
+            return {p: v * factor if is_test_path(p) else v for p, v in real_fuse(views, WEIGHTS).items()}
+        r1, r3, r10, mrr = evaluate(samples, demoted)
+        print(f"tests x{factor:<4} r@1 {r1:.3f} r@3 {r3:.3f} r@10 {r10:.3f} mrr {mrr:.3f}")
     return 0
 
 
