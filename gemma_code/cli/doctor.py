@@ -60,9 +60,12 @@ class Report:
     gpus: list[dict[str, Any]] = field(default_factory=list)
     ram_available_gib: float | None = None
     threads: int = 1
+    cpu_features: list[str] = field(default_factory=list)
+    build_features: list[str] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] | None = None
+    sandbox: str = ""  # what `run --mode full-auto` confines commands with, or why nothing
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -129,6 +132,7 @@ def _check_build(report: Report) -> None:
         report.problems.append(Problem(f"llama-cpp-python does not load: {exc}", REBUILD))
         return
     report.gpu_offload = bool(llama_cpp.llama_supports_gpu_offload())
+    _check_cpu_features(report)
     report.backend = backend_name()
     report.devices = [
         {"name": d.name, "description": d.description, "kind": d.kind,
@@ -139,6 +143,27 @@ def _check_build(report: Report) -> None:
         report.problems.append(Problem(
             f"{report.gpus[0]['name']} is present but llama-cpp-python was built without GPU "
             "offload: everything would run on the CPU", REBUILD, blocking=False,
+        ))
+
+
+def _check_cpu_features(report: Report) -> None:
+    """Compare the SIMD extensions the llama.cpp build uses with the ones this CPU has."""
+    from gemma_code.engine.buildcheck import build_features, installed_build
+
+    info, cpu, unsafe, skipped = installed_build()
+    report.cpu_features = sorted(cpu)
+    report.build_features = sorted(build_features(info))
+    if unsafe:
+        report.problems.append(Problem(
+            f"the llama.cpp build uses {', '.join(unsafe)}, which crashes on this CPU "
+            "(illegal instruction, or AMX's unconfigured tiles in llama-cpp-python 0.3.36)",
+            "rerun ./install.sh: it builds for this CPU and proves the build before using it",
+        ))
+    elif skipped:
+        report.problems.append(Problem(
+            f"this CPU has {', '.join(skipped)} but the llama.cpp build does not use them "
+            "(it was built on or for another CPU): CPU work runs slower than it could",
+            "rerun ./install.sh to build for this CPU", blocking=False,
         ))
 
 
@@ -218,7 +243,21 @@ def diagnose(settings: Settings) -> Report:
     report = Report()
     _check_build(report)
     _check_models(report, settings)
+    _check_sandbox(report)
     return report
+
+
+def _check_sandbox(report: Report) -> None:
+    """The agent's full-auto mode needs a sandbox; without one it refuses to start."""
+    from gemma_code.tools.sandbox import Sandbox, find_sandbox, install_hint
+
+    found = find_sandbox()
+    if isinstance(found, Sandbox):
+        report.sandbox = f"{found.kind} ({found.exe})"
+        return
+    report.sandbox = f"none: {found}"
+    report.problems.append(Problem(f"no sandbox for `run --mode full-auto`: {found}",
+                                   install_hint(), blocking=False))
 
 
 def print_report(report: Report) -> None:
@@ -233,6 +272,9 @@ def print_report(report: Report) -> None:
     build = f"{report.llama_cpp_python} ({report.backend}, GPU offload " + (
         "yes)" if report.gpu_offload else "no)") if report.llama_cpp_python else bad
     out.print(f"[bold]llama-cpp-python[/]  {build}")
+    if report.build_features:
+        out.print(f"[bold]CPU features[/]      build uses {' '.join(report.build_features)}"
+                  + (f"; this CPU has {' '.join(report.cpu_features)}" if report.cpu_features else ""))
     for gpu in report.gpus:
         out.print(f"[bold]GPU {gpu['index']}[/]             {escape(gpu['name'])}: "
                   f"{gpu['free_gib']} of {gpu['total_gib']} GiB free (driver {gpu['driver']})")
@@ -241,6 +283,8 @@ def print_report(report: Report) -> None:
     if report.ram_available_gib is not None:
         out.print(f"[bold]RAM available[/]     {report.ram_available_gib} GiB; "
                   f"default threads {report.threads}")
+    out.print(f"[bold]Sandbox[/]           {escape(report.sandbox)} (commands of `run --mode "
+              "full-auto`)")
     out.print(f"[bold]Models on disk[/]    {len(report.models)}")
     for model in report.models:
         out.print(f"  {escape(model['name'])}  {model['size_gb']} GB  {escape(model['path'])}")

@@ -196,10 +196,16 @@ def pack(
     named: Sequence[str] = (),
     all_paths: Sequence[str] | None = None,
     question: str = "",
+    contents: Mapping[str, bytes] | None = None,
 ) -> PackedContext:
     """Fill `budget` tokens: the map, then whole files in rank order (up to FULL_SHARE of the
     rest, the top files up to TOP_SHARE), then excerpts of top files too large to go whole, then
-    outlines in what remains. Files appear in rank order."""
+    outlines in what remains. Files appear in rank order.
+
+    `contents` replaces some files' bytes (staged versions); those are shown in full or not at
+    all, since their outlines were taken from the work tree.
+    """
+    given = contents or {}
     result = PackedContext(text="", budget=budget, used=0, estimated=counter.estimated)
     map_room = map_share(budget)
     map_text, map_tokens = map_block(all_paths if all_paths is not None else list(docs), map_room, counter)
@@ -208,9 +214,9 @@ def pack(
     q = analyze_question(question)
     chosen: dict[str, tuple[str, int, str, tuple[str, ...]]] = {}  # path -> (mode, tokens, block, parts)
     top_texts: dict[str, str] = {}
-    left = _whole_files(root, order, docs, counter, left, named_set, chosen, top_texts, result)
+    left = _whole_files(root, order, docs, counter, left, named_set, chosen, top_texts, result, given)
     for path in order[:EXCERPT_TOP]:
-        if path in chosen or not top_texts.get(path) or not q.words or left <= 16:
+        if path in chosen or path in given or not top_texts.get(path) or not q.words or left <= 16:
             continue
         block, parts, tokens = excerpt_block(
             path, top_texts[path], docs[path], q, int(left * EXCERPT_SHARE), counter.count,
@@ -219,7 +225,7 @@ def pack(
         if block and tokens <= left:
             chosen[path] = ("outline", tokens, block, parts)
             left -= tokens
-    _outlines(order, docs, counter, left, chosen)
+    _outlines([p for p in order if p not in given], docs, counter, left, chosen)
     ranked = [p for p in order if p in chosen]
     result.map_tokens = map_tokens
     result.files = [PackedFile(p, chosen[p][1], chosen[p][0], chosen[p][3]) for p in ranked]
@@ -231,7 +237,7 @@ def pack(
 def _whole_files(
     root: Path, order: Sequence[str], docs: Mapping[str, FileTags], counter: TokenCounter, left: int,
     named: set[str], chosen: dict[str, tuple[str, int, str, tuple[str, ...]]], top_texts: dict[str, str],
-    result: PackedContext,
+    result: PackedContext, given: Mapping[str, bytes],
 ) -> int:
     """Whole files in rank order within their share; returns the tokens left."""
     full_room = int(left * FULL_SHARE)
@@ -244,7 +250,7 @@ def _whole_files(
         fulls: list[str] = []
         for rank, path in enumerate(batch, start):
             try:
-                text = decode((root / path).read_bytes())
+                text = decode(given[path] if path in given else (root / path).read_bytes())
             except OSError as exc:
                 result.skipped.append((path, f"unreadable ({exc.strerror})"))
                 text = ""
