@@ -78,13 +78,52 @@ def collect(chunks: Iterator[Chunk]) -> AskResult:
     return result
 
 
+PROMPT_OVERHEAD = 512  # system rules and turn markers around the context in `ask`
+
+
+def context_budget(
+    engine: Engine, question: str, files: Sequence[Path], settings: Settings, *, reserved: int = 0
+) -> int:
+    """Tokens the repository context may use: the setting `budget`, capped by the room the
+    engine's window leaves after the reply, the question, the -f files and the rules.
+
+    `reserved` tokens (PDF pages and images, already packed) come out of both.
+    """
+    overhead = PROMPT_OVERHEAD + engine.count_tokens(question)
+    for path in files:
+        try:
+            overhead += engine.count_tokens(Path(path).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue  # the task reports unreadable -f files itself
+    room = engine.info.n_ctx - settings.max_tokens - overhead - reserved
+    return min(settings.budget - reserved, room)
+
+
 def repo_context_for(
     engine: Engine, question: str, files: Sequence[Path], settings: Settings, *, reserved: int = 0
 ) -> str | None:
-    """Repository context for the question, packed by the context builder (None outside a repo).
+    """Repository context for the question, sized to the engine's window.
 
-    `reserved` tokens of the budget are already taken (by PDF pages).
+    None outside a repository, when context is off, or when nothing fits. The -f `files` steer
+    the ranking but are left out of the block, since the task shows them in full itself.
+    The context builder only sees a token counter; the budgeting is this task's. `reserved`
+    tokens of the budget are already taken (by PDF pages and images).
     """
-    from gemma_code.context import context_for_prompt
+    from gemma_code.context import build_context, find_repo_root
 
-    return context_for_prompt(engine, question, files, settings, reserved=reserved)
+    if not settings.context:
+        return None
+    root = find_repo_root(Path.cwd())
+    if root is None:
+        return None
+    budget = context_budget(engine, question, files, settings, reserved=reserved)
+    if budget <= 0:
+        return None
+    info = engine.info
+    packed = build_context(
+        root, question, budget=budget, count_tokens=engine.count_tokens,
+        seeds=list(files), omit=list(files),
+        tokenizer_id=f"engine:{info.backend}:{info.name}:{info.path}",
+        max_file_bytes=settings.max_file_bytes,
+    )
+    return packed.text or None
