@@ -136,3 +136,15 @@ def test_context_packs_pdf_pages_first_within_the_budget(git_repo: Path, monkeyp
     assert first["mode"] == "pages" and first["path"].startswith("spec.pdf (PDF, 8 pages): pages 1-")
     assert payload["used"] <= payload["budget"] == 1500
     assert any("did not fit in the 1,500-token budget" in n for n in payload["notes"])
+
+
+def test_pages_taken_come_out_of_the_repository_context_budget() -> None:
+    from gemma_code.config import Settings
+    from gemma_code.tasks.ask import context_budget
+
+    engine = ScriptedEngine(n_ctx=100_000)
+    settings = Settings(budget=32_768, max_tokens=1_000)
+    assert context_budget(engine, "q", [], settings, reserved=30_000) == 2_768
+    small = ScriptedEngine(n_ctx=8_000)
+    room = context_budget(small, "q", [], settings)
+    assert context_budget(small, "q", [], settings, reserved=3_000) == room - 3_000
