@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +22,10 @@ from gemma_code.engine.base import Message
 from gemma_code.engine.gemma import render
 from gemma_code.errors import UsageError
 from gemma_code.server import check_bind, is_loopback, messages_from_openai
+from gemma_code.server.runner import ApiError
 
 KEY_ENV = "GEMMA_CODE_TEST_SERVE_KEY"
-KEY = "test-key-4f1c"
+KEY = "test-key-4f1c-0123456789"
 MAX_TOKENS = 6
 
 
@@ -51,7 +53,7 @@ def test_loopback_addresses_are_recognised() -> None:
 
 def test_binding_beyond_loopback_needs_a_key() -> None:
     check_bind("127.0.0.1", None, "K")
-    check_bind("0.0.0.0", "secret", "K")
+    check_bind("0.0.0.0", "s" * 16, "K")
     with pytest.raises(UsageError, match="without an API key") as caught:
         check_bind("0.0.0.0", None, "TEAM_KEY")
     assert "export TEAM_KEY=" in (caught.value.hint or "")
@@ -60,7 +62,7 @@ def test_binding_beyond_loopback_needs_a_key() -> None:
 def test_openai_messages_render_with_the_system_turn_kept() -> None:
     messages = messages_from_openai([
         {"role": "system", "content": "rules"},
-        {"role": "user", "content": [{"type": "text", "text": "q"}, {"type": "image_url"}]},
+        {"role": "user", "content": [{"type": "text", "text": "q"}]},
         {"role": "assistant", "content": "a"},
         {"role": "user", "content": "q2"},
     ])
@@ -68,6 +70,12 @@ def test_openai_messages_render_with_the_system_turn_kept() -> None:
                         Message("user", "q2")]
     # llama-cpp-python's own "gemma" format drops the system text; ours folds it in
     assert "rules\n\nq" in render(messages, "gemma3")
+
+
+def test_image_parts_are_refused_not_dropped() -> None:
+    with pytest.raises(ApiError, match="image_url") as caught:
+        messages_from_openai([{"role": "user", "content": [{"type": "image_url"}]}])
+    assert caught.value.status == 400
 
 
 def test_serve_refuses_a_public_address_without_a_key_and_exits_2(tmp_path: Path) -> None:
@@ -109,6 +117,9 @@ def start_serve(model: Path, home: Path, *extra: str,
         try:
             with urllib.request.urlopen(url + "/props", timeout=2) as answer:
                 json.load(answer)
+            return proc, url + "/v1"
+        except urllib.error.HTTPError as exc:  # up, and asking for its key (/props is guarded)
+            assert exc.code == 401
             return proc, url + "/v1"
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -253,3 +264,41 @@ def test_serve_renders_gemma4_and_honours_enable_thinking_per_request(
             assert answer["usage"]["prompt_tokens"] == len(expected), think
     finally:
         stop_serve(proc)
+
+
+@pytest.mark.llama
+def test_the_openai_client_streams_plain_text_from_the_tiny_model(served: str) -> None:
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=served, api_key=KEY, max_retries=0, timeout=120)
+    pieces = [
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model="gemma-3-270m-q4_k_m", max_tokens=MAX_TOKENS, temperature=0, stream=True,
+            messages=[{"role": "user", "content": "Say something about rivers."}])
+        if chunk.choices
+    ]
+    assert "".join(pieces).strip()
+    assert sum(1 for p in pieces if p) >= 2  # streamed piece by piece, not in one block
+
+
+@pytest.mark.llama
+def test_a_conversation_keeps_its_kv_prefix_when_another_client_spoke_between(served: str) -> None:
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=served, api_key=KEY, max_retries=0, timeout=120)
+    rules = "You are a careful assistant. " * 12
+
+    def ask(messages: list[dict[str, str]]) -> Any:
+        return client.chat.completions.create(model="gemma-3-270m-q4_k_m", max_tokens=2,
+                                              temperature=0, messages=messages)
+
+    a = [{"role": "system", "content": rules + "Client A."}, {"role": "user", "content": "One?"}]
+    first = ask(a)
+    ask([{"role": "system", "content": "Other rules entirely. " * 12},
+         {"role": "user", "content": "B here."}])
+    a += [{"role": "assistant", "content": first.choices[0].message.content or ""},
+          {"role": "user", "content": "Two?"}]
+    again = ask(a)
+    reused = again.usage.prompt_tokens_details.cached_tokens
+    # A's whole first prompt came back from its slot, though B's prompt ran in between
+    assert reused >= first.usage.prompt_tokens - 1
+    assert again.usage.prompt_tokens > reused
