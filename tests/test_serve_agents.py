@@ -364,3 +364,28 @@ def test_a_client_that_disconnects_stops_its_generation(tmp_path: Path) -> None:
         answer = oai(server).chat.completions.create(
             model="scripted", messages=[{"role": "user", "content": "hi"}])
         assert answer.choices[0].message.content == "next"
+
+
+def test_the_openai_engine_carries_native_tool_turns_through_serve(tmp_path: Path) -> None:
+    from gemma_code.config import Settings
+    from gemma_code.engine.base import Message
+    from gemma_code.engine.gemma_tools import ToolSpec, parse_reply
+    from gemma_code.engine.openai import load_openai_engine
+
+    read = ToolSpec("read_file", "Read a file.", ANTHROPIC_TOOL["input_schema"])  # type: ignore[arg-type]
+    with scripted_server(tmp_path, [READ_CALL, "It prints hi."]) as server:
+        engine = load_openai_engine(Settings(engine="openai", base_url=server.url + "/v1",
+                                             openai_model="scripted", n_ctx=16384))
+        messages = [Message("system", "Be brief.", tools=(read,)), Message("user", "main.py?")]
+        chunks = list(engine.stream(messages, max_tokens=64))
+        raw = "".join(c.text for c in chunks if c.kind == "text")
+        parsed = parse_reply(raw, {"read_file"})
+        assert [(c.name, c.arguments) for c in parsed.calls] == [("read_file", {"path": "main.py"})]
+        thought = "".join(c.text for c in chunks if c.kind == "thought")
+        follow = [*messages, Message("model", "", tool_calls=tuple(parsed.calls), reasoning=thought),
+                  Message("tool", 'print("hi")', name="read_file")]
+        answer = "".join(c.text for c in engine.stream(follow, max_tokens=64) if c.kind == "text")
+        assert answer == "It prints hi."
+        prompt = server.prompts()[1]
+    assert "<|channel>thought\nI should read it.\n<channel|><|tool_call>call:read_file" in prompt
+    assert READ_RESULT in prompt
