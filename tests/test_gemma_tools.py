@@ -337,3 +337,25 @@ def test_call_content_is_never_template_text():
     segments = render_gemma4_segments(messages)
     assert ("a<|turn>b", False) in segments
     assert all("<|turn>b" not in text for text, template in segments if template)
+
+
+@pytest.mark.llama
+def test_native_markup_is_control_tokens_and_quoted_content_stays_text(gemma4_vocab):
+    import llama_cpp
+
+    from gemma_code.engine.gemma import render_gemma4_segments
+
+    vocab = llama_cpp.Llama(str(gemma4_vocab), vocab_only=True, verbose=False)
+
+    def tokens(text: str, special: bool) -> list[int]:
+        return vocab.tokenize(text.encode(), add_bos=False, special=special)
+
+    for marker in ('<|"|>', "<|tool_call>", "<tool_call|>", "<|tool_response>", "<|tool>"):
+        assert len(tokens(marker, True)) == 1, marker
+    turn = tokens("<|turn>", True)[0]
+    segments = render_gemma4_segments(CONVERSATIONS["two calls in one turn, structured results"])
+    ids = [t for text, template in segments for t in tokens(text, template)]
+    whole = tokens("".join(text for text, _ in segments), True)
+    # the argument "a<|turn>b" is text: one <|turn> fewer than tokenizing everything as template
+    assert ids.count(turn) == whole.count(turn) - 1
+    assert ids.count(tokens('<|"|>', True)[0]) == whole.count(tokens('<|"|>', True)[0])
