@@ -221,7 +221,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True), json_values, max_size=4))
 def test_any_call_and_result_render_like_the_template(template, arguments):
     messages = [
@@ -233,7 +233,7 @@ def test_any_call_and_result_render_like_the_template(template, arguments):
     assert render_gemma4(messages) == _official(template, messages, think=False)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True), json_values, max_size=4))
 def test_a_rendered_call_parses_back_to_its_arguments(arguments):
     call = ToolCall("read_file", arguments)

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from gemma_code.engine.scripted import ScriptedEngine
+
 anthropic = pytest.importorskip("anthropic")
 openai = pytest.importorskip("openai")
 
@@ -242,18 +244,23 @@ def test_messages_tool_use_and_tool_result_round_trip(tmp_path: Path) -> None:
 
 
 def test_messages_stream_builds_the_tool_use_block(tmp_path: Path) -> None:
-    with scripted_server(tmp_path, [READ_CALL]) as server, claude(server).messages.stream(
-        model="scripted", max_tokens=64, tools=[ANTHROPIC_TOOL],
-        messages=[{"role": "user", "content": "What does main.py do?"}],
-    ) as stream:
-        kinds = [event.type for event in stream]
-        final = stream.get_final_message()
+    question = [{"role": "user", "content": "What does main.py do?"}]
+    with scripted_server(tmp_path, [READ_CALL]) as server:
+        with claude(server).messages.stream(model="scripted", max_tokens=64,
+                                            tools=[ANTHROPIC_TOOL], messages=question) as stream:
+            kinds = [event.type for event in stream]
+            final = stream.get_final_message()
+        counted = claude(server).messages.count_tokens(model="scripted", tools=[ANTHROPIC_TOOL],
+                                                       messages=question)
+        prompt = server.prompts()[0]
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
     assert final.stop_reason == "tool_use"
     use = next(b for b in final.content if b.type == "tool_use")
     assert use.input == {"path": "main.py"}
     thinking = next(b for b in final.content if b.type == "thinking")
     assert thinking.thinking == "I should read it."
+    # counted with the engine's tokenizer over exactly the prompt the model is shown
+    assert counted.input_tokens == ScriptedEngine().count_tokens(prompt)
 
 
 # -- bad requests, keys and the browser --------------------------------------------------------

@@ -203,6 +203,9 @@ async def count_tokens(request: Any, served: Served) -> Any:
     body = await read_json(request)
     served.check_model(body.get("model"), anthropic=True)
     messages = with_tools(messages_of(body), tools_of(body))
+    own = getattr(served.engine, "prompt_tokens", None)
+    if callable(own):  # content counted as text, exactly as the prompt will be evaluated
+        return {"input_tokens": len(own(messages, think=False))}
     text = render(messages, served.engine.info.chat_format)
     return {"input_tokens": served.engine.count_tokens(text)}
 
