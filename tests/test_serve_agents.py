@@ -396,3 +396,35 @@ def test_the_openai_engine_carries_native_tool_turns_through_serve(tmp_path: Pat
         prompt = server.prompts()[1]
     assert "<|channel>thought\nI should read it.\n<channel|><|tool_call>call:read_file" in prompt
     assert READ_RESULT in prompt
+
+
+_JUNK = [None, True, 3, -1, 1.5, "", "x", "user", "assistant", "tool", [], {}, ["a"], {"name": 3},
+         [{"type": "text", "text": 5}], [{"type": "input_text", "text": "a"}],
+         [{"type": "tool_use", "id": "t", "name": "f", "input": {}}],
+         [{"type": "tool_result", "tool_use_id": "t", "content": "r"}],
+         [{"type": "function_call", "name": "f", "arguments": "{}", "call_id": "c"}],
+         [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": 5}}]}]]
+_KEYS = ["model", "messages", "input", "tools", "tool_choice", "max_tokens", "max_output_tokens",
+         "stream", "system", "temperature", "stop", "stop_sequences", "instructions", "thinking",
+         "reasoning", "n", "grammar", "chat_template_kwargs", "previous_response_id", "role",
+         "content", "tool_calls", "type", "summary", "output", "call_id"]
+
+
+def test_no_body_gets_a_server_error(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    junk = st.sampled_from(_JUNK)
+    item = st.dictionaries(st.sampled_from(_KEYS), junk, max_size=5)
+    body = st.dictionaries(st.sampled_from(_KEYS), junk | st.lists(item, max_size=3), max_size=8)
+    with scripted_server(tmp_path, ["ok"] * 2000) as server:
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(body, st.sampled_from(["/v1/chat/completions", "/v1/responses", "/v1/messages",
+                                      "/v1/messages/count_tokens"]))
+        def check(payload: dict[str, Any], path: str) -> None:
+            payload.pop("stream", None)  # a stream's status comes before its reply
+            status, _headers, answer = raw(server, path, json.dumps(payload).encode())
+            assert status < 500, (path, payload, answer)
+
+        check()

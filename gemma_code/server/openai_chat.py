@@ -75,8 +75,11 @@ def messages_from_openai(items: Any) -> list[Message]:
                 continue
             out.append(Message("system" if not out else "user", content))
         elif role == "model":
+            raw_calls = item.get("tool_calls") or []
+            if not isinstance(raw_calls, list):
+                raise ApiError(400, f"{where}.tool_calls must be a list", param="messages")
             calls = tuple(_call_of(call, f"{where}.tool_calls[{n}]", names)
-                          for n, call in enumerate(item.get("tool_calls") or []))
+                          for n, call in enumerate(raw_calls))
             reasoning = item.get("reasoning_content") or item.get("reasoning") or ""
             out.append(Message("model", content, tool_calls=calls, reasoning=str(reasoning)))
         elif role == "tool":

@@ -47,6 +47,8 @@ _OUTPUTS = ("function_call_output", "custom_tool_call_output")
 
 def _reasoning_text(item: dict[str, Any]) -> str:
     parts = item.get("content") or item.get("summary") or []
+    if not isinstance(parts, list):
+        return ""
     return "\n".join(str(p.get("text", "")) for p in parts if isinstance(p, dict)).strip()
 
 
@@ -54,6 +56,8 @@ def messages_from_input(body: dict[str, Any], served: Served) -> list[Message]:
     """`instructions`, the previous response's conversation, and `input` as our Messages."""
     out: list[Message] = []
     previous = body.get("previous_response_id")
+    if previous is not None and not isinstance(previous, str):
+        raise ApiError(400, "`previous_response_id` must be a string", param="previous_response_id")
     if previous:
         if previous not in served.conversations:
             raise ApiError(404, f"previous response {previous!r} not found (this server keeps "
