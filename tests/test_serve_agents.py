@@ -428,3 +428,18 @@ def test_no_body_gets_a_server_error(tmp_path: Path) -> None:
             assert status < 500, (path, payload, answer)
 
         check()
+
+
+def test_a_streaming_client_that_leaves_stops_its_generation(tmp_path: Path) -> None:
+    endless = {"text": "word " * 20000, "delay": 0.05}
+    with scripted_server(tmp_path, [endless, "next"]) as server:
+        stream = oai(server).chat.completions.create(
+            model="scripted", max_tokens=12000, stream=True,
+            messages=[{"role": "user", "content": "go on"}])
+        first = next(chunk for chunk in stream if chunk.choices and chunk.choices[0].delta.content)
+        assert first.choices[0].delta.content.strip() == "word"
+        stream.close()
+        # answered only if the first generation stopped when its client left
+        answer = oai(server).chat.completions.create(
+            model="scripted", messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.content == "next"
