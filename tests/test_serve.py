@@ -20,6 +20,7 @@ import pytest
 from gemma_code.config import Settings
 from gemma_code.engine.base import Message
 from gemma_code.engine.gemma import render
+from gemma_code.engine.gemma_tools import ToolCall, ToolSpec
 from gemma_code.errors import UsageError
 from gemma_code.server import check_bind, is_loopback, messages_from_openai
 from gemma_code.server.runner import ApiError
@@ -262,6 +263,25 @@ def test_serve_renders_gemma4_and_honours_enable_thinking_per_request(
                 "chat_template_kwargs": {"enable_thinking": think},
             })
             assert answer["usage"]["prompt_tokens"] == len(expected), think
+        # tools, a call and its result: the native markup evaluated as the template's tokens
+        read = ToolSpec("read_file", "Read a file.", {
+            "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]})
+        tool_turns = [Message("system", "Be brief.", tools=(read,)), Message("user", "Hello?"),
+                      Message("model", "", tool_calls=(ToolCall("read_file", {"path": "a.py"}),)),
+                      Message("tool", "print(1)", name="read_file")]
+        expected = post(url.removesuffix("/v1") + "/tokenize",
+                        {"content": render(tool_turns, "gemma4")})["tokens"]
+        answer = post(url + "/chat/completions", {
+            "messages": [*wire, {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function",
+                 "function": {"name": "read_file", "arguments": '{"path": "a.py"}'}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "print(1)"}],
+            "tools": [{"type": "function", "function": {
+                "name": read.name, "description": read.description, "parameters": read.parameters}}],
+            "max_tokens": 1,
+        })
+        assert answer["usage"]["prompt_tokens"] == len(expected)
+        assert answer["choices"][0]["finish_reason"] in ("stop", "length", "tool_calls")
     finally:
         stop_serve(proc)
 
