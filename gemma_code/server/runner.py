@@ -142,7 +142,10 @@ class Slots:
     def _save(self, tokens: list[int]) -> None:
         if any(s.tokens == tokens for s in self.saved):
             return
-        kept_tokens, data = self.engine.kv_snapshot()
+        try:
+            kept_tokens, data = self.engine.kv_snapshot()
+        except (MemoryError, OSError, RuntimeError):  # a slot is an optimisation, never a failure
+            return
         if not data:
             return
         self.saved = [s for s in self.saved if s.tokens != kept_tokens[: len(s.tokens)]]
