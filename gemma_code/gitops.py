@@ -204,6 +204,20 @@ def uncommitted_diff(root: Path, paths: Sequence[str] = ()) -> str:
     return diff_text(root, "--no-color", "HEAD", "--", *paths)
 
 
+def index_contents(root: Path, paths: Sequence[str]) -> dict[str, bytes]:
+    """The staged bytes of `paths` (`git show :path`); paths not in the index are left out."""
+    out: dict[str, bytes] = {}
+    for path in paths:
+        try:
+            proc = subprocess.run(["git", "show", f":{path}"], cwd=root, capture_output=True,
+                                  check=False)
+        except FileNotFoundError:
+            raise GitError("git is not installed", "install git and try again") from None
+        if proc.returncode == 0:
+            out[path] = proc.stdout
+    return out
+
+
 def hooks_dir(root: Path) -> Path:
     """Git's real hooks directory for the repository at `root` (core.hooksPath, worktrees)."""
     path = Path(_cli(root, "rev-parse", "--git-path", "hooks").strip())
@@ -242,3 +256,30 @@ def grep_words(root: Path, words: Sequence[str], limit: int = 2_000) -> list[str
     except GitError:  # no match exits 1; either way: nothing found
         return []
     return sorted(out.splitlines())[:limit]
+
+
+def grep_lines(
+    root: Path, query: str, *, ignore_case: bool = False, in_git: bool = True, limit: int = 1_000
+) -> list[tuple[str, int, str]]:
+    """Lines holding `query` as fixed text: (path, 1-based line, text), at most `limit`.
+
+    Tracked and untracked-not-ignored files of a work tree (`git grep`); outside one, the
+    folder's files (`git grep --no-index`). Binary files are skipped.
+    """
+    args = ["grep", "-n", "-z", "-I", "-F", "--no-color"]
+    args += ["--untracked"] if in_git else ["--no-index"]
+    if ignore_case:
+        args.append("-i")
+    args += ["-e", query]
+    try:
+        out = _cli(root, *args)
+    except GitError:  # no match exits 1
+        return []
+    found: list[tuple[str, int, str]] = []
+    for line in out.splitlines():
+        parts = line.split("\0", 2)
+        if len(parts) == 3 and parts[1].isdigit():
+            found.append((parts[0], int(parts[1]), parts[2]))
+            if len(found) >= limit:
+                break
+    return found
