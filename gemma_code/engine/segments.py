@@ -66,7 +66,7 @@ def content_safe_tokens(
 ) -> list[int]:
     """A prompt's tokens with `tokenize(text, special)`: template parsed, content as text.
 
-    Any runtime's tokenizer fits (the engine's, llama-cpp-python's `Llama.tokenize` for serve).
+    Any runtime's tokenizer fits (the engine's, or llama-cpp-python's `Llama.tokenize`).
     """
     if fmt == "plain":  # no control strings in the template: all of it is text
         return tokenize(render(messages, fmt, think=think), False)
