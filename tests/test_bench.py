@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_runner import CliRunner
 
 from gemma_code.benchmark import (
     BenchPlan,

@@ -355,7 +355,7 @@ def test_pull_of_a_local_path_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_cli_pull_shows_progress_and_prints_the_path(hub: FakeHub) -> None:
-    from typer.testing import CliRunner
+    from cli_runner import CliRunner
 
     from gemma_code.cli import app
 
@@ -373,7 +373,7 @@ def test_cli_pull_shows_progress_and_prints_the_path(hub: FakeHub) -> None:
 
 
 def test_cli_pull_checksum_failure_exits_4(hub: FakeHub) -> None:
-    from typer.testing import CliRunner
+    from cli_runner import CliRunner
 
     from gemma_code.cli import app
     from gemma_code.errors import ExitCode

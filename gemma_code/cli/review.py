@@ -121,9 +121,12 @@ def review(
     n_ctx: NCtxOpt = None,
     budget: BudgetOpt = None,
 ) -> None:
+    import time
+
+    from gemma_code.engine import open_engine
     from gemma_code.review.findings import SEVERITIES
     from gemma_code.review.report import Report
-    from gemma_code.tasks.review import collect_target, run_review
+    from gemma_code.tasks.review import cached_review, collect_target, run_review
     from gemma_code.ui import print_error, print_warning
 
     if os.environ.get("GEMMA_CODE_SKIP") == "1":  # also under the pre-commit framework
@@ -149,10 +152,16 @@ def review(
     report = Report(target.mode, target.spec, settings.fail_on, model=settings.model)
     failure: GemmaCodeError | None = None
     try:
-        result = run_review(
-            target, settings, max_tokens=settings.max_tokens,
-            timeout=settings.review_timeout or None, use_cache=not no_cache,
-        )
+        result = cached_review(target, settings, max_tokens=settings.max_tokens,
+                               use_cache=not no_cache)
+        if result is None:
+            started = time.monotonic()
+            with open_engine(settings) as model_engine:
+                result = run_review(
+                    model_engine, target, settings, max_tokens=settings.max_tokens,
+                    timeout=settings.review_timeout or None, use_cache=not no_cache,
+                    started=started,
+                )
     except ModelError as exc:
         failure = exc
     except MemoryError:

@@ -7,7 +7,6 @@ import marshal
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from gemma_code.context.cache import TAGS_VERSION, ContextCache
 from gemma_code.context.files import FileScan, RepoFile, find_repo_root, grep_files, scan_files
@@ -207,33 +206,26 @@ def _verify(packed: PackedContext, count_tokens: CountFn) -> None:
         packed.notes.append(f"dropped {dropped.path} to stay within the budget")
 
 
-def context_for_prompt(engine: Any, question: str, files: Sequence[Path], settings: Any) -> str | None:
-    """Repository context for `ask` and the other tasks, sized to the engine's window.
+def context_for_prompt(
+    root: Path,
+    question: str,
+    files: Sequence[Path],
+    *,
+    budget: int,
+    count_tokens: CountFn,
+    tokenizer_id: str = "",
+    max_file_bytes: int = 1_000_000,
+) -> str | None:
+    """Repository context for a task's prompt, within `budget` tokens counted by `count_tokens`.
 
-    None outside a repository, when context is off, or when nothing fits. The -f `files` steer
-    the ranking but are left out of the block, since the task shows them in full itself.
+    None when nothing fits. The `files` the task shows in full steer the ranking but are left
+    out of the block. The task decides the budget (`tasks.ask.repo_context_for`).
     """
-    if not getattr(settings, "context", True):
-        return None
-    root = find_repo_root(Path.cwd())
-    if root is None:
-        return None
-    n_ctx = int(engine.info.n_ctx)
-    overhead = PROMPT_OVERHEAD + engine.count_tokens(question)
-    for path in files:
-        try:
-            overhead += engine.count_tokens(Path(path).read_text(encoding="utf-8", errors="replace"))
-        except OSError:
-            continue  # the task reports unreadable -f files itself
-    room = n_ctx - int(settings.max_tokens) - overhead
-    budget = min(int(settings.budget), room)
     if budget <= 0:
         return None
-    info = engine.info
     packed = build_context(
-        root, question, budget=budget, count_tokens=engine.count_tokens,
-        seeds=list(files), omit=list(files),
-        tokenizer_id=f"engine:{info.backend}:{info.name}:{info.path}",
-        max_file_bytes=int(getattr(settings, "max_file_bytes", 1_000_000)),
+        root, question, budget=budget, count_tokens=count_tokens,
+        seeds=list(files), omit=list(files), tokenizer_id=tokenizer_id,
+        max_file_bytes=max_file_bytes,
     )
     return packed.text or None

@@ -234,7 +234,7 @@ class Repl:
             raise PromptTooLongError(used, n_ctx, reserve, "drop files with /drop, /clear the history, "
                                      "or lower --max-tokens")
         messages = self.conv.messages(user)
-        answer, stats, interrupted = self.stream(messages)
+        answer, stats, interrupted = self.stream(messages, counted=used)
         if interrupted and stats is None:
             # the engine's stats chunk never came: record the turn anyway, counted on our side
             stats = GenerationStats(prompt_tokens=self.count_prompt(messages),
@@ -265,13 +265,15 @@ class Repl:
                           think=self.settings.think)
         return None if interrupted else answer
 
-    def stream(self, messages: list[Message]) -> tuple[str, GenerationStats | None, bool]:
-        """Stream one reply to the console; Ctrl-C stops it cleanly."""
+    def stream(self, messages: list[Message], *, counted: int | None = None,
+               ) -> tuple[str, GenerationStats | None, bool]:
+        """Stream one reply to the console (through the ask task); Ctrl-C stops it cleanly."""
+        from gemma_code.tasks.ask import stream_ask
         from gemma_code.ui import StreamPrinter
 
-        chunks: Iterator[Chunk] = self.engine.stream(
-            messages, max_tokens=self.settings.max_tokens, think=self.settings.think,
-            temperature=self.settings.temperature,
+        chunks: Iterator[Chunk] = stream_ask(
+            self.engine, messages, max_tokens=self.settings.max_tokens, think=self.settings.think,
+            temperature=self.settings.temperature, counted=counted,
         )
         if self.cache is None and self.settings.prompt_cache:
             from gemma_code.engine.prompt_cache import PrefixCache

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message
+from gemma_code.errors import PromptTooLongError
 from gemma_code.tasks.prompting import BASE_RULES, check_fits, fence, read_named_file
 
 SYSTEM_PROMPT = (
@@ -52,9 +53,17 @@ def stream_ask(
     max_tokens: int,
     think: bool = False,
     temperature: float | None = None,
+    counted: int | None = None,
 ) -> Generator[Chunk, None, None]:
-    """Check the prompt fits, then stream the reply (the last chunk carries the stats)."""
-    check_fits(engine, messages, max_tokens=max_tokens, think=think)
+    """Check the prompt fits, then stream the reply (the last chunk carries the stats).
+
+    `gemma-code ask`, `explain` and every chat turn answer through here; `counted` is the
+    prompt's token count when the caller has just counted it (the chat, fitting its window).
+    """
+    if counted is None:
+        check_fits(engine, messages, max_tokens=max_tokens, think=think)
+    elif counted + max_tokens > engine.info.n_ctx:
+        raise PromptTooLongError(counted, engine.info.n_ctx, max_tokens)
     yield from engine.stream(messages, max_tokens=max_tokens, think=think, temperature=temperature)
 
 
@@ -72,9 +81,31 @@ def collect(chunks: Iterator[Chunk]) -> AskResult:
 
 
 def repo_context_for(
-    engine: Engine, question: str, files: Sequence[Path], settings: Settings
+    engine: Engine, question: str, files: Sequence[Path], settings: Settings,
+    *, cwd: Path | None = None,
 ) -> str | None:
-    """Repository context for the question, packed by the context builder (None outside a repo)."""
-    from gemma_code.context import context_for_prompt
+    """Repository context for a prompt, sized to the room the engine's window leaves after the
+    question, the named `files`, the rules and the answer (None outside a repository, with
+    context off, or when nothing fits)."""
+    from gemma_code.context import PROMPT_OVERHEAD, context_for_prompt
+    from gemma_code.context.files import find_repo_root
 
-    return context_for_prompt(engine, question, files, settings)
+    if not settings.context:
+        return None
+    root = find_repo_root(cwd or Path.cwd())
+    if root is None:
+        return None
+    overhead = PROMPT_OVERHEAD + engine.count_tokens(question)
+    for path in files:
+        try:
+            overhead += engine.count_tokens(Path(path).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue  # the task reports unreadable files itself
+    room = engine.info.n_ctx - settings.max_tokens - overhead
+    info = engine.info
+    return context_for_prompt(
+        root, question, files, budget=min(settings.budget, room),
+        count_tokens=engine.count_tokens,
+        tokenizer_id=f"engine:{info.backend}:{info.name}:{info.path}",
+        max_file_bytes=settings.max_file_bytes,
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gemma_code.config import Settings
-from gemma_code.engine.base import Engine, Message
+from gemma_code.engine.base import Engine, GenerationStats, Message
 from gemma_code.errors import GemmaCodeError, GitError, ModelError, UsageError
 from gemma_code.gitops import head_tree, staged_tree, work_tree_root
 from gemma_code.review import cache
@@ -134,10 +134,8 @@ def repo_context(
     """Code around the change from the context builder, steered by the changed files and symbols."""
     if target.root is None or budget <= 0:
         return None
-    try:
-        from gemma_code.context import build_context
-    except ImportError:  # the context builder is optional: the diff has its own context lines
-        return None
+    from gemma_code.context import build_context
+
     symbols = change_symbols(target.changes)
     question = "Review the change to " + ", ".join(paths)
     if symbols:
@@ -176,11 +174,9 @@ def _normalize(finding: Finding, paths: Sequence[str]) -> Finding:
 
 def checked_fixes(root: Path | None, findings: list[Finding], notices: list[str]) -> list[Finding]:
     """Keep a finding's fix only when `gemma-code apply` would accept it on the current files."""
-    try:
-        from gemma_code.edits.apply import plan_edits
-        from gemma_code.edits.parse import parse_reply as parse_edits
-    except ImportError:
-        return findings
+    from gemma_code.edits.apply import plan_edits
+    from gemma_code.edits.parse import parse_reply as parse_edits
+
     out: list[Finding] = []
     dropped = 0
     for finding in findings:
@@ -206,24 +202,19 @@ def checked_fixes(root: Path | None, findings: list[Finding], notices: list[str]
     return out
 
 
-def run_review(
+def cached_review(
     target: ReviewTarget,
     settings: Settings,
     *,
     max_tokens: int,
-    timeout: float | None = None,
     use_cache: bool = True,
-    load: Callable[[Settings], Engine] | None = None,
     clock: Callable[[], float] = time.monotonic,
-) -> ReviewResult:
-    """Review `target`; a cached result when the same content was reviewed the same way.
-
-    Raises ModelError (and ReviewTimeoutError) when the model cannot run or runs past `timeout`.
-    """
+) -> ReviewResult | None:
+    """A result that needs no model: the cached review of the same content reviewed the same way,
+    or the verdict on a change with nothing reviewable. None: the model must run (`run_review`)."""
     start = clock()
-    key = cache.cache_key(cache_material(target, settings, max_tokens))
     if use_cache:
-        record = cache.load(key)
+        record = cache.load(cache.cache_key(cache_material(target, settings, max_tokens)))
         if record is not None:
             try:
                 result = ReviewResult.from_record(record)
@@ -240,6 +231,28 @@ def run_review(
             result.notices.append("nothing to review: the change is empty")
         result.seconds = clock() - start
         return result
+    return None
+
+
+def run_review(
+    engine: Engine,
+    target: ReviewTarget,
+    settings: Settings,
+    *,
+    max_tokens: int,
+    timeout: float | None = None,
+    use_cache: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+    started: float | None = None,
+) -> ReviewResult:
+    """Review `target` with the caller's engine (opened and closed by the caller); the result is
+    cached when `use_cache`. Ask `cached_review` first to skip loading a model.
+
+    `started` (a `clock()` value, default now) is when the review began, so `timeout` can count
+    the model's load. Raises ModelError (and ReviewTimeoutError) when the model cannot run or
+    runs past `timeout`.
+    """
+    start = clock() if started is None else started
 
     def check_deadline() -> None:
         if timeout is not None and clock() - start > timeout:
@@ -248,66 +261,59 @@ def run_review(
                 "raise --timeout (or `review_timeout` in config), or use a faster model or machine",
             )
 
-    if load is None:
-        from gemma_code.engine import load_engine
-
-        load = load_engine
-    engine = load(settings)
-    try:
-        check_deadline()
-        result = ReviewResult(model=engine.info.name)
-        probe = review_messages("", None)
-        overhead = prompt_tokens(engine, probe, think=False) + PROMPT_MARGIN
-        room = engine.info.n_ctx - max_tokens - overhead
-        if room < 256:
-            raise ModelError(
-                f"the {engine.info.n_ctx:,}-token context leaves no room for a diff after "
-                f"{max_tokens:,} reply tokens",
-                "lower --max-tokens or raise --n-ctx",
-            )
-        context_budget = min(settings.budget, room // 3) if settings.context else 0
-        per_request = min(MAX_REQUEST_TOKENS, room - context_budget)
-        requests, result.reviewed, result.skipped, result.notices = plan_requests(
-            target.changes, engine.count_tokens, per_request=per_request
+    check_deadline()
+    result = ReviewResult(model=engine.info.name)
+    probe = review_messages("", None)
+    overhead = prompt_tokens(engine, probe, think=False) + PROMPT_MARGIN
+    room = engine.info.n_ctx - max_tokens - overhead
+    if room < 256:
+        raise ModelError(
+            f"the {engine.info.n_ctx:,}-token context leaves no room for a diff after "
+            f"{max_tokens:,} reply tokens",
+            "lower --max-tokens or raise --n-ctx",
         )
-        context = repo_context(engine, target, result.reviewed, context_budget, result.notices)
-        seen: set[tuple[str, int, str]] = set()
-        for paths, text in requests:
-            check_deadline()
-            reply, stats = _generate(engine, review_messages(text, context), max_tokens, check_deadline)
-            result.requests += 1
-            if stats is not None:
-                result.prompt_tokens += stats.prompt_tokens
-                result.completion_tokens += stats.completion_tokens
-            parsed = parse_reply(reply)
-            cut = parsed.truncated or (stats is not None and stats.stop_reason == "length")
-            if cut or parsed.problems:
-                result.complete = False
-                what = "was cut off at --max-tokens" if cut else "did not match the findings schema"
-                result.notices.append(
-                    f"the reply for {', '.join(paths)} {what}; kept {len(parsed.findings)} "
-                    "complete finding(s)"
-                )
-            for finding in parsed.findings:
-                finding = _normalize(finding, paths)
-                ident = (finding.file, finding.line, finding.title)
-                if ident not in seen:
-                    seen.add(ident)
-                    result.findings.append(finding)
-        result.findings.sort(key=lambda f: (SEVERITIES.index(f.severity), f.file, f.line))
-        fix_root = target.root if target.mode != "files" else Path.cwd()
-        result.findings = checked_fixes(fix_root, result.findings, result.notices)
-    finally:
-        engine.close()
+    context_budget = min(settings.budget, room // 3) if settings.context else 0
+    per_request = min(MAX_REQUEST_TOKENS, room - context_budget)
+    requests, result.reviewed, result.skipped, result.notices = plan_requests(
+        target.changes, engine.count_tokens, per_request=per_request
+    )
+    context = repo_context(engine, target, result.reviewed, context_budget, result.notices)
+    seen: set[tuple[str, int, str]] = set()
+    for paths, text in requests:
+        check_deadline()
+        reply, stats = _generate(engine, review_messages(text, context), max_tokens, check_deadline)
+        result.requests += 1
+        if stats is not None:
+            result.prompt_tokens += stats.prompt_tokens
+            result.completion_tokens += stats.completion_tokens
+        parsed = parse_reply(reply)
+        cut = parsed.truncated or (stats is not None and stats.stop_reason == "length")
+        if cut or parsed.problems:
+            result.complete = False
+            what = "was cut off at --max-tokens" if cut else "did not match the findings schema"
+            result.notices.append(
+                f"the reply for {', '.join(paths)} {what}; kept {len(parsed.findings)} "
+                "complete finding(s)"
+            )
+        for finding in parsed.findings:
+            finding = _normalize(finding, paths)
+            ident = (finding.file, finding.line, finding.title)
+            if ident not in seen:
+                seen.add(ident)
+                result.findings.append(finding)
+    result.findings.sort(key=lambda f: (SEVERITIES.index(f.severity), f.file, f.line))
+    fix_root = target.root if target.mode != "files" else Path.cwd()
+    result.findings = checked_fixes(fix_root, result.findings, result.notices)
     if use_cache:  # a cut-off reply is cached too: a re-run would cut off the same way
-        cache.save(key, result.to_record())
+        cache.save(cache.cache_key(cache_material(target, settings, max_tokens)),
+                   result.to_record())
     result.seconds = clock() - start
     return result
 
 
 def _generate(
     engine: Engine, messages: list[Message], max_tokens: int, check_deadline: Callable[[], None]
-) -> tuple[str, Any]:
+) -> tuple[str, GenerationStats | None]:
     """One grammar-constrained generation; checks the time budget between chunks."""
     text = ""
     stats = None
