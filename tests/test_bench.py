@@ -20,9 +20,9 @@ from gemma_code.benchmark import (
     make_plan,
     measure_llama_bench,
 )
-from gemma_code.benchmark_raw import llama_bench_args, parse_llama_bench
 from gemma_code.cli import app
 from gemma_code.config import Settings
+from gemma_code.llama_bench import llama_bench_args, parse_llama_bench
 
 # what `llama-bench -o json` prints (fields trimmed to those we read, plus a few others)
 LLAMA_BENCH_JSON = json.dumps([
@@ -143,3 +143,11 @@ def test_bench_json_reports_both_sides_on_the_tiny_model(
         assert figures[key]["ratio"] > 0
     assert figures["followup_ttft"]["note"] == "64 tokens reused"  # the whole first prompt
     assert figures["spec_speedup"]["reference"] > 0
+
+
+def test_llama_bench_runs_with_the_engines_default_thread_count() -> None:
+    from gemma_code.engine.hardware import default_threads
+
+    plan = BenchPlan((1 * K,), decode_tokens=16, deep=K)
+    for run in llama_bench_args("llama-bench", Path("m.gguf"), plan, Settings(n_threads=0)):
+        assert run[run.index("-t") + 1] == str(default_threads())

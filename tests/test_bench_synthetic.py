@@ -77,7 +77,7 @@ def test_small_model_loads_and_generates_finite_logits(tmp_path: Path, gemma4_vo
 
     import llama_cpp
 
-    from gemma_code.benchmark_raw import RawLlama
+    from gemma_code.engine.raw import RawLlama
 
     out = tmp_path / "small.gguf"
     _script().write(out, TINY, vocab=gemma4_vocab)

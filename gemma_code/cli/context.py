@@ -48,7 +48,7 @@ def context_cmd(
     ] = None,
 ) -> None:
     from gemma_code.context import build_context
-    from gemma_code.context.tokens import default_tokenizer
+    from gemma_code.engine.vocab import default_tokenizer
     from gemma_code.gitops import repo_root as find_repo_root
 
     settings = settings_from(model=model, budget=budget).settings

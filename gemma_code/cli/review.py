@@ -126,7 +126,7 @@ def review(
     from gemma_code.engine import open_engine
     from gemma_code.review.findings import SEVERITIES
     from gemma_code.review.report import Report
-    from gemma_code.tasks.review import cached_review, collect_target, run_review
+    from gemma_code.tasks.review import ReviewResult, cached_review, collect_target, run_review
     from gemma_code.ui import print_error, print_warning
 
     if os.environ.get("GEMMA_CODE_SKIP") == "1":  # also under the pre-commit framework
@@ -151,6 +151,7 @@ def review(
     target = collect_target(range_spec=range_spec, files=files or ())
     report = Report(target.mode, target.spec, settings.fail_on, model=settings.model)
     failure: GemmaCodeError | None = None
+    result: ReviewResult | None = None
     try:
         result = cached_review(target, settings, max_tokens=settings.max_tokens,
                                use_cache=not no_cache)
@@ -167,6 +168,7 @@ def review(
     except MemoryError:
         failure = ModelError("out of memory while running the model", "use a smaller model or --n-ctx")
     if failure is None:
+        assert result is not None  # run_review returned, or cached_review had it
         report.take(result)
         _emit(report, chosen, target.root)
         raise typer.Exit(int(ExitCode.FAILURE if report.blocking else ExitCode.OK))

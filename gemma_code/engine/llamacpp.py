@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemma_code.config import Settings
-from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
+from gemma_code.engine.base import Chunk, GenerationStats, KVCacheEngine, Message, ModelInfo
 from gemma_code.engine.fit import Plan, facts_from_metadata, plan
 from gemma_code.engine.gemma import STOP_STRINGS, ThoughtSplitter, detect_format, render
 from gemma_code.engine.hardware import memory_for
@@ -388,3 +388,7 @@ class LlamaCppEngine:
         with contextlib.suppress(Exception):
             self.close()
 
+
+def _implements_kv_cache_engine(engine: LlamaCppEngine) -> KVCacheEngine:
+    """mypy checks here that the llama.cpp engine keeps the KVCacheEngine contract."""
+    return engine

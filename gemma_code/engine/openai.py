@@ -353,11 +353,11 @@ def _server_n_ctx(props: dict[str, Any], served: list[dict[str, Any]], model: st
 
 def _local_tokenizer(settings: Settings) -> Callable[[str], int] | None:
     """The configured model's own tokenizer when its GGUF is on this machine (vocab only)."""
-    try:
-        from gemma_code.models import resolve_model
+    from gemma_code.models import resolve_model
 
+    try:
         path = resolve_model(settings.model)
-    except (ImportError, GemmaCodeError):
+    except GemmaCodeError:
         return None
     try:
         import llama_cpp

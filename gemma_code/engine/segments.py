@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
-from gemma_code.engine.base import Message
+from gemma_code.engine.base import KVCacheEngine, Message
 from gemma_code.engine.gemma import render, strip_thinking
 
 _MARK = "\x00{}\x00"
@@ -47,20 +46,15 @@ def render_segments(
 
 
 def evaluated_tokens(
-    engine: Any, messages: Sequence[Message], *, think: bool, add_generation_prompt: bool = True
+    engine: KVCacheEngine, messages: Sequence[Message], *, think: bool,
+    add_generation_prompt: bool = True,
 ) -> list[int]:
-    """The tokens the engine evaluates for `messages`.
-
-    Its own `prompt_tokens` when it has one (llama.cpp: message content tokenized as text, so a
-    file quoting `<|turn>` cannot end a turn), else `tokenize(render(...))`.
-    """
-    fmt = engine.info.chat_format
-    own = getattr(engine, "prompt_tokens", None)
-    if not callable(own):
-        text = render(messages, fmt, think=think, add_generation_prompt=add_generation_prompt)
-        return list(engine.tokenize(text))
-    tokens = list(own(messages, think=think))
+    """The tokens the engine evaluates for `messages` (its own `prompt_tokens`: message content
+    tokenized as text, so a file quoting `<|turn>` cannot end a turn), with or without the
+    generation prompt at the end."""
+    tokens = list(engine.prompt_tokens(messages, think=think))
     if not add_generation_prompt:  # prompt_tokens always ends with it: all template text
+        fmt = engine.info.chat_format
         bare = render(messages, fmt, think=think, add_generation_prompt=False)
         opening = render(messages, fmt, think=think)[len(bare):]
         tokens = tokens[: len(tokens) - len(engine.tokenize(opening))] if opening else tokens

@@ -7,7 +7,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from gemma_code.engine.base import Engine
 
 SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", ".venv", "venv", "__pycache__", ".mypy_cache",
              ".pytest_cache", ".ruff_cache", "dist", "build", ".tox", "target"}
@@ -41,7 +42,7 @@ class PackedView:
 
 
 def pack_repository(
-    root: Path, question: str, *, budget: int, engine: Any, max_file_bytes: int,
+    root: Path, question: str, *, budget: int, engine: Engine, max_file_bytes: int,
     named: Iterable[str] = (),
 ) -> PackedView:
     """Pack the repository with the context builder, as `ask` does, for the chat's system turn."""
