@@ -10,7 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gemma_code.edits.match import Match, closest_lines, find_block, reindent, settle_shift, squash
+from gemma_code.edits.match import (
+    Match,
+    closest_lines,
+    find_block,
+    find_ignoring_blanks,
+    reindent,
+    settle_shift,
+    squash,
+)
 from gemma_code.edits.model import ApplyResult, Edit, EditsFailedError, Failure, FileChange
 from gemma_code.edits.safepath import UnsafePathError, normalize, resolve_inside
 from gemma_code.edits.textfile import NotTextError, TextFile, text_lines
@@ -142,6 +150,55 @@ def _keep_file_context(lines: Sequence[str], match: Match, search: Sequence[str]
                 new_block[j1 + t] = lines[match.start + i1 + t]
 
 
+def _is_deletion(search: Sequence[str], replace: Sequence[str]) -> bool:
+    """REPLACE's lines are SEARCH's lines with some left out: the edit only deletes.
+
+    For such an edit, finding REPLACE in the file proves nothing: the kept lines were there
+    before the edit too, so it cannot be told from one whose SEARCH was simply misquoted.
+    """
+    kept = iter([squash(s) for s in search if s.strip()])
+    return all(squash(r) in kept for r in replace if r.strip())
+
+
+def _rebase_blanks(file_span: Sequence[str], search: Sequence[str],
+                   replace: Sequence[str]) -> list[str]:
+    """Apply a hunk (search -> replace) to the file lines it matched ignoring blank lines.
+
+    Context keeps the file's own lines, its blank lines included; a blank line only the hunk
+    has is dropped; removed lines go, added lines come in at their place in the hunk.
+    """
+    import difflib
+
+    kept: dict[int, bool] = {}
+    inserts: dict[int, list[str]] = {}
+    ops = difflib.SequenceMatcher(None, list(search), list(replace), autojunk=False).get_opcodes()
+    for tag, i1, i2, j1, j2 in ops:
+        for i in range(i1, i2):
+            kept[i] = tag == "equal"
+        if tag in ("insert", "replace"):
+            inserts.setdefault(i1, []).extend(replace[j1:j2])
+    out: list[str] = []
+    i = k = 0
+    while i < len(search) or k < len(file_span):
+        s_blank = i < len(search) and not search[i].strip()
+        f_blank = k < len(file_span) and not file_span[k].strip()
+        if i < len(search) and (k >= len(file_span) or s_blank == f_blank):
+            out += inserts.pop(i, [])
+            if kept[i] and k < len(file_span):
+                out.append(file_span[k])
+            i, k = i + 1, k + 1
+        elif i < len(search) and s_blank:
+            out += inserts.pop(i, [])
+            i += 1  # a blank line only the hunk has
+        else:  # a blank line only the file has: kept, after lines added at this point
+            out += inserts.pop(i, [])
+            out.append(file_span[k])
+            k += 1
+    for rest in inserts.values():
+        out += rest
+    return out
+
+
 def _trim_blank_ends(search: list[str], replace: list[str]) -> tuple[list[str], list[str]]:
     """Drop blank lines at the ends of a SEARCH (and the matching ones of its REPLACE)."""
     s, r = list(search), list(replace)
@@ -202,8 +259,12 @@ def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
               "add surrounding lines to make it unique", candidates=found.candidates)
         return
     match = found.match
+    if match is None and is_diff and _apply_ignoring_blanks(plan, state, edit, search, replace,
+                                                             after, hint):
+        return
     if match is None:
-        done = find_block(lines, replace) if replace and replace != search else None
+        done = (find_block(lines, replace)
+                if replace and replace != search and not _is_deletion(search, replace) else None)
         if done is not None and done.match is not None:
             plan.already_applied.append(edit)
             return
@@ -228,6 +289,35 @@ def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
                "rescaled": "with its indentation width converted"}[match.level]
         plan.notes.append(f"{state.rel}: {edit.describe()} matched {how} at line {match.start + 1}")
     plan.applied.append(edit)
+
+
+def _apply_ignoring_blanks(plan: Plan, state: _FileState, edit: Edit, search: list[str],
+                           replace: list[str], after: int, hint: int | None) -> bool:
+    """A diff hunk whose context has blank lines the file lacks, or lacks some it has: applied
+    when its other lines sit in exactly one place. False when that does not settle it."""
+    assert state.text is not None
+    lines = state.text.lines
+    found = find_ignoring_blanks(lines, search, after=after, hint=hint)
+    if found.match is None and not found.candidates and after:
+        found = find_ignoring_blanks(lines, search, hint=hint)
+    if found.candidates:
+        _fail(plan, edit, f"the hunk's lines, blank lines aside, match {len(found.candidates)} "
+              "places; add surrounding lines to make it unique", candidates=found.candidates)
+        return True
+    if found.match is None:
+        return False
+    match = found.match
+    new_block = _rebase_blanks(lines[match.start : match.end], search, replace)
+    if new_block == lines[match.start : match.end]:
+        return False  # the hunk changes only blank lines the file does not have: not settled
+    state.text.lines = lines[: match.start] + new_block + lines[match.end :]
+    state.cursor[edit.group] = match.start + len(new_block)
+    state.offset[edit.group] = (state.offset.get(edit.group, 0) + len(new_block)
+                                - (match.end - match.start))
+    plan.notes.append(f"{state.rel}: {edit.describe()} matched with different blank lines "
+                      f"at line {match.start + 1}")
+    plan.applied.append(edit)
+    return True
 
 
 def _whole(plan: Plan, state: _FileState, edit: Edit) -> None:
