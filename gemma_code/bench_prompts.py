@@ -35,7 +35,7 @@ EDIT_SOURCE = "speculative.py"
 def edit_prompt(fmt: str, chars: int = 6 * K) -> str:
     """A copy-heavy edit: rewrite a file with one rename; the reply starts the file over."""
     from gemma_code.engine.base import Message
-    from gemma_code.engine.gemma import render
+    from gemma_code.engine.chat_templates import render
 
     source = (Path(__file__).parent / "engine" / EDIT_SOURCE).read_text(encoding="utf-8")
     source = source[:chars].rsplit("\n", 1)[0] + "\n"  # the reply is mostly a copy of it

@@ -305,7 +305,7 @@ def _raw_format(raw: Any) -> str:
     """The prompt format the raw model's metadata calls for."""
     import ctypes
 
-    from gemma_code.engine.gemma import detect_format
+    from gemma_code.engine.chat_templates import detect_format
 
     def meta(key: bytes) -> str | None:
         buf = ctypes.create_string_buffer(1 << 20)

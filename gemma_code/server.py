@@ -2,7 +2,7 @@
 
 The model is loaded here with our engine defaults (GPU offload, flash attention,
 `swa_full=False`, KV type), which llama-cpp-python's own ModelSettings cannot express, and
-handed to its FastAPI app. Prompts are rendered by gemma_code.engine.gemma, so a served
+handed to its FastAPI app. Prompts are rendered by gemma_code.engine.chat_templates, so a served
 Gemma 3 base model (the small test model) keeps the system turn that llama-cpp-python's
 "gemma" chat format drops.
 """
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import STOP_STRINGS, detect_format, render
+from gemma_code.engine.chat_templates import STOP_STRINGS, detect_format, render
 from gemma_code.errors import ConfigError, EngineError, GemmaCodeError, UsageError
 
 DEFAULT_SERVE_N_CTX = 32768  # n_ctx 0 means "the model's length, at most this"

@@ -12,8 +12,8 @@ import pytest
 from cli_runner import CliRunner
 from conftest import git
 
-from gemma_code import hook
 from gemma_code.cli import app
+from gemma_code.review import hook
 
 runner = CliRunner()
 

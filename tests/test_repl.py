@@ -12,7 +12,7 @@ from test_repl_support import ALT_ENTER, ENTER, InterruptingFile, drive, lines
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import render
+from gemma_code.engine.chat_templates import render
 from gemma_code.engine.scripted import ScriptedEngine
 from gemma_code.repl.commands import Commands
 from gemma_code.repl.conversation import INTERRUPTED_MARK

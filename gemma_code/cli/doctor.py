@@ -155,8 +155,8 @@ def _installed(dist: str) -> bool:
 
 
 def _check_models(report: Report, settings: Settings) -> None:
+    from gemma_code.engine.chat_templates import detect_format
     from gemma_code.engine.fit import facts_from_metadata, plan
-    from gemma_code.engine.gemma import detect_format
     from gemma_code.engine.hardware import memory_for
     from gemma_code.errors import GemmaCodeError
     from gemma_code.gguf_header import read_metadata, tensor_sizes

@@ -212,7 +212,7 @@ def hook_install(
         bool, typer.Option("--force", help="Replace a gemma-code hook that runs another environment.")
     ] = False,
 ) -> None:
-    from gemma_code.hook import install
+    from gemma_code.review.hook import install
 
     st = install(force=force)
     chained = f"; runs {st.chained} first" if st.chained else ""
@@ -221,7 +221,7 @@ def hook_install(
 
 @command(hook_app, "uninstall", help="Remove the hook and restore the one that was there before.")
 def hook_uninstall() -> None:
-    from gemma_code.hook import uninstall
+    from gemma_code.review.hook import uninstall
 
     _status, done = uninstall()
     typer.echo(done)
@@ -231,7 +231,7 @@ def hook_uninstall() -> None:
 def hook_status(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    from gemma_code.hook import status
+    from gemma_code.review.hook import status
 
     st = status()
     data = {

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, GenerationStats, KVCacheEngine, Message, ModelInfo
+from gemma_code.engine.chat_templates import STOP_STRINGS, ThoughtSplitter, detect_format, render
 from gemma_code.engine.fit import Plan, facts_from_metadata, plan
-from gemma_code.engine.gemma import STOP_STRINGS, ThoughtSplitter, detect_format, render
 from gemma_code.engine.hardware import memory_for
 from gemma_code.engine.stops import StopScanner
 from gemma_code.errors import EngineError, PromptTooLongError

@@ -16,7 +16,7 @@ from typing import Any
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
-from gemma_code.engine.gemma import FORMATS, ThoughtSplitter, detect_format, strip_thinking
+from gemma_code.engine.chat_templates import FORMATS, ThoughtSplitter, detect_format, strip_thinking
 from gemma_code.engine.openai_http import HttpClient, HttpStatusError, iter_sse
 from gemma_code.errors import ConfigError, EngineError, GemmaCodeError, ModelNotFoundError
 
@@ -319,7 +319,7 @@ class OpenAIEngine:
 
     def _estimate_prompt(self, messages: Sequence[Message], think: bool) -> int:
         """Prompt size when the server sent no usage block."""
-        from gemma_code.engine.gemma import render
+        from gemma_code.engine.chat_templates import render
 
         try:
             return self.count_tokens(render(messages, self.info.chat_format, think=think))

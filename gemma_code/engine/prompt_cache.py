@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from gemma_code import paths
 from gemma_code.atomic import write_text_atomic
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, KVCacheEngine, Message, as_kv_engine
-from gemma_code.engine.gemma import render
+from gemma_code.engine.chat_templates import render
 from gemma_code.engine.segments import evaluated_tokens
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
-from gemma_code.engine.gemma import ThoughtSplitter, render
+from gemma_code.engine.chat_templates import ThoughtSplitter, render
 from gemma_code.errors import ConfigError, EngineError, PromptTooLongError
 
 _TOKEN = re.compile(r"\w+|[^\w\s]|\s+")

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 
 from gemma_code.engine.base import KVCacheEngine, Message
-from gemma_code.engine.gemma import render, strip_thinking
+from gemma_code.engine.chat_templates import render, strip_thinking
 
 _MARK = "\x00{}\x00"
 _MARKS = re.compile("\x00(\\d+)\x00")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from gemma_code import paths
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message
-from gemma_code.engine.gemma import render
+from gemma_code.engine.chat_templates import render
 from gemma_code.errors import GemmaCodeError, PromptTooLongError
 from gemma_code.repl.conversation import Conversation, fit_to_window, partial_reply
 from gemma_code.repl.repo import FileWatch, PackedView, find_root

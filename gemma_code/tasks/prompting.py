@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gemma_code.engine.base import Engine, Message
-from gemma_code.engine.gemma import render
+from gemma_code.engine.chat_templates import render
 from gemma_code.errors import PromptTooLongError, UsageError
 
 BASE_RULES = (
