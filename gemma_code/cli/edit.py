@@ -379,5 +379,3 @@ def undo_cmd(
         err.print(f"removed {path} (it was created by the edit)")
     err.print(f"[green]undone:[/] the last {result.entry.label}")
 
-
-from gemma_code.cli import explain as _explain  # noqa: E402,F401
