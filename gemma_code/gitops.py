@@ -1,8 +1,8 @@
 """Every git call gemma-code makes, in one place (gitpython, imported lazily; the git CLI).
 
 Functions take the repository root (or a folder inside it) and raise GitError with a hint
-when git fails; "not a repository" is an answer (None / False), not an error, except for
-`work_tree_root`, which the review and the hook call when they need a repository.
+when git fails; "not a repository" is an answer (None / False), not an error. `repo_root` is
+the one way to find a repository's root.
 
 The review and the hook use the git CLI (`_cli`): a hook must start fast, and the CLI honours
 GIT_INDEX_FILE, which `git commit -a` sets for its hooks.
@@ -146,9 +146,6 @@ def _cli(root: Path, *args: str) -> str:
     return proc.stdout
 
 
-REVIEW_HINT = "run this in a repository, or name FILES to review them as they are"
-
-
 def repo_root(start: Path | str) -> Path | None:
     """The top of the work tree containing `start` (a folder or a file), or None outside one.
 
@@ -165,15 +162,6 @@ def repo_root(start: Path | str) -> Path | None:
     except GitError:
         return None
     return Path(top) if top else None
-
-
-def work_tree_root(start: Path | None = None, *, hint: str = REVIEW_HINT) -> Path:
-    """The top of the work tree containing `start` (default: cwd); GitError with `hint` outside one."""
-    here = (start or Path.cwd()).resolve()
-    top = repo_root(here)
-    if top is None:
-        raise GitError(f"{here} is not inside a git repository", hint)
-    return top
 
 
 def staged_tree(root: Path) -> str:

@@ -107,7 +107,8 @@ FormatOpt = Annotated[
 ]
 
 
-def _root() -> Path:
+def _here() -> Path:
+    """The repository holding the current folder (`gitops.repo_root`), else the folder itself."""
     from gemma_code.gitops import repo_root
 
     return repo_root(Path.cwd()) or Path.cwd()
@@ -177,7 +178,7 @@ def apply_cmd(
     from gemma_code.tasks.apply import check_commit, commit_message, plan_reply, write_with_safety
 
     text = _read_reply(reply)
-    root = _root()
+    root = _here()
     if commit:
         check_commit(root, [])
     outcome = plan_reply(root, text)
@@ -252,7 +253,7 @@ def run_edit_command(
         raise UsageError("no instruction given", 'try: gemma-code edit "add type hints" app.py')
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}", f"choose one of: {', '.join(FORMATS)}")
-    root = _root()
+    root = _here()
     settings = settings_from(**flags).settings
     named, sites = gather_files(root, files, symbol=symbol, refactor=refactor, instruction=instruction)
     if commit and not dry_run:  # before the model runs: it would be refused after
@@ -365,7 +366,7 @@ def undo_cmd(
 
     from gemma_code.edits.journal import list_entries, undo_last
 
-    root = _root()
+    root = _here()
     if list_only:
         for entry in reversed(list_entries(root)):
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created))

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from gemma_code.context.cache import TAGS_VERSION, ContextCache
-from gemma_code.context.files import FileScan, RepoFile, find_repo_root, grep_files, scan_files
+from gemma_code.context.files import FileScan, RepoFile, grep_files, scan_files
 from gemma_code.context.pack import PackedContext, PackedFile, pack
 from gemma_code.context.rank import (
     Graph,
@@ -25,7 +25,7 @@ from gemma_code.context.tagscan import scan_tags
 from gemma_code.context.tokens import CountFn, TokenCounter
 
 __all__ = [
-    "PackedContext", "PackedFile", "build_context", "context_for_prompt", "find_repo_root",
+    "PackedContext", "PackedFile", "build_context", "context_for_prompt",
 ]
 
 # Beyond this many candidate files, the rest are listed in the map but not parsed or ranked,

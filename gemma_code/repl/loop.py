@@ -13,8 +13,9 @@ from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message
 from gemma_code.engine.chat_templates import render
 from gemma_code.errors import GemmaCodeError, PromptTooLongError
+from gemma_code.gitops import repo_root
 from gemma_code.repl.conversation import Conversation, fit_to_window, partial_reply
-from gemma_code.repl.repo import FileWatch, PackedView, find_root
+from gemma_code.repl.repo import FileWatch, PackedView
 from gemma_code.repl.store import SessionFile, SessionInfo, new_session_id
 from gemma_code.repl.warm import Warmer
 
@@ -56,7 +57,8 @@ class Repl:
         self.io = io
         self.console = io.console
         self.cwd = cwd
-        self.root, self.in_repo = find_root(cwd)
+        found = repo_root(cwd)
+        self.root, self.in_repo = (found, True) if found is not None else (cwd, False)
         self._load_engine = engine_loader
         with self.console.status(f"loading {settings.model} …"):
             self.engine: Engine = engine_loader(settings)

@@ -22,14 +22,6 @@ SYMBOL_SUFFIXES = {".py", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", "
                    ".cpp", ".hpp", ".cs", ".rb", ".php", ".kt", ".swift", ".scala", ".lua"}
 
 
-def find_root(start: Path) -> tuple[Path, bool]:
-    """The repository root above `start` and True, else `start` and False."""
-    from gemma_code.context import find_repo_root
-
-    found = find_repo_root(start)
-    return (Path(found), True) if found is not None else (start, False)
-
-
 @dataclass
 class PackedView:
     """What the context builder put into the system turn."""

@@ -88,11 +88,11 @@ def repo_context_for(
     question, the named `files`, the rules and the answer (None outside a repository, with
     context off, or when nothing fits)."""
     from gemma_code.context import PROMPT_OVERHEAD, context_for_prompt
-    from gemma_code.context.files import find_repo_root
+    from gemma_code.gitops import repo_root
 
     if not settings.context:
         return None
-    root = find_repo_root(cwd or Path.cwd())
+    root = repo_root(cwd or Path.cwd())
     if root is None:
         return None
     overhead = PROMPT_OVERHEAD + engine.count_tokens(question)

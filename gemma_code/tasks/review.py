@@ -11,7 +11,7 @@ from typing import Any
 from gemma_code.config import Settings
 from gemma_code.engine.base import Engine, GenerationStats, Message
 from gemma_code.errors import GemmaCodeError, GitError, ModelError, UsageError
-from gemma_code.gitops import head_tree, staged_tree, work_tree_root
+from gemma_code.gitops import head_tree, repo_root, staged_tree
 from gemma_code.review import cache
 from gemma_code.review.changes import (
     FileChange,
@@ -98,18 +98,19 @@ def collect_target(
     *, range_spec: str | None = None, files: Sequence[Path] = (), cwd: Path | None = None
 ) -> ReviewTarget:
     """The staged change (default), a commit range, or named files."""
+    here = (cwd or Path.cwd()).resolve()
     if range_spec and files:
         raise UsageError("give --range or FILES, not both", "e.g. gemma-code review --range main..HEAD")
     if files:
         changes = file_changes(list(files))
         digest = cache.cache_key({"files": [(c.path, c.added_text()) for c in changes]})
-        root: Path | None
-        try:
-            root = work_tree_root(cwd)
-        except GitError:  # outside a repository named files still get reviewed
-            root = None
-        return ReviewTarget("files", " ".join(str(f) for f in files), root, changes, digest)
-    root = work_tree_root(cwd)
+        # outside a repository named files still get reviewed
+        return ReviewTarget("files", " ".join(str(f) for f in files), repo_root(here), changes,
+                            digest)
+    root = repo_root(here)
+    if root is None:
+        raise GitError(f"{here} is not inside a git repository",
+                       "run this in a repository, or name FILES to review them as they are")
     if range_spec:
         changes, ids = range_changes(root, range_spec)
         return ReviewTarget("range", range_spec, root, changes, f"range:{ids}")
