@@ -372,20 +372,26 @@ def test_a_hunk_with_other_blank_context_lines_applies_where_its_place_is_unique
     assert any("different blank lines" in note for note in result.notes)
 
 
-def test_a_blank_tolerant_hunk_keeps_the_files_blank_lines_and_places_added_lines(tmp_path):
+def test_added_lines_away_from_the_missing_blank_lines_apply_in_the_hunks_order(tmp_path):
     write(tmp_path, "m.py", BLANKS_FILE)
-    body = " def f():\n     return 1\n+\n+\n+def h():\n+    return 0\n def g():\n"
+    body = " def f():\n     return 1\n def g():\n-    return 2\n+    x = 2\n+    return x\n"
     apply_edits(tmp_path, parse_reply(_diff(body)))
-    # the added lines follow the line before them; the file's two blank lines stay
-    assert (tmp_path / "m.py").read_text() == (
-        "import os\n\n\ndef f():\n    return 1\n\n\ndef h():\n    return 0\n\n\ndef g():\n"
-        "    return 2\n")
+    assert (tmp_path / "m.py").read_text() == BLANKS_FILE.replace("    return 2\n",
+                                                                 "    x = 2\n    return x\n")
 
 
-def test_lines_added_at_the_end_of_a_block_stay_before_the_files_blank_lines(tmp_path):
+@pytest.mark.parametrize("body", [
+    # lines added where the file has blank lines the hunk left out: before them, or after?
+    " def f():\n     return 1\n+    # done\n def g():\n",
+    " def f():\n     return 1\n+def h():\n+    return 0\n def g():\n",
+    # lines removed on both sides of a blank line the hunk left out: does it go too?
+    " def f():\n-    return 1\n-def g():\n",
+])
+def test_a_hunk_whose_missing_blank_lines_touch_its_changes_is_refused(tmp_path, body):
     write(tmp_path, "m.py", BLANKS_FILE)
-    apply_edits(tmp_path, parse_reply(_diff(" def f():\n     return 1\n+    # done\n def g():\n")))
-    assert (tmp_path / "m.py").read_text() == BLANKS_FILE.replace("return 1\n", "return 1\n    # done\n")
+    details = failure_of(tmp_path, _diff(body))
+    assert "where they go is unclear" in details
+    assert (tmp_path / "m.py").read_text() == BLANKS_FILE
 
 
 def test_a_blank_tolerant_hunk_with_two_places_is_refused_with_both(tmp_path):
@@ -399,4 +405,17 @@ def test_a_blank_tolerant_hunk_with_two_places_is_refused_with_both(tmp_path):
 def test_search_replace_blocks_still_need_their_blank_lines_copied(tmp_path):
     write(tmp_path, "m.py", BLANKS_FILE)
     details = failure_of(tmp_path, sr("m.py", "    return 1\ndef g():\n", "    return 1\ndef h():\n"))
+    assert "not in the file" in details
+
+
+def test_a_deletion_between_kept_lines_is_recognized_as_applied(tmp_path):
+    write(tmp_path, "m.py", "import os\nimport sys\n\n\ndef main():\n    return 1\n")
+    block = sr("m.py", "import sys\nimport json\n\n\ndef main():\n", "import sys\n\n\ndef main():\n")
+    plan = plan_edits(tmp_path, parse_reply(block))
+    assert not plan.failures and len(plan.already_applied) == 1
+
+
+def test_a_deletion_between_kept_lines_that_occur_twice_is_refused(tmp_path):
+    write(tmp_path, "m.py", "a = 1\nb = 2\nx = 0\na = 1\nb = 2\n")
+    details = failure_of(tmp_path, sr("m.py", "a = 1\nz = 9\nb = 2\n", "a = 1\nb = 2\n"))
     assert "not in the file" in details

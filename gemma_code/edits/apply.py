@@ -151,32 +151,69 @@ def _keep_file_context(lines: Sequence[str], match: Match, search: Sequence[str]
 
 
 def _is_deletion(search: Sequence[str], replace: Sequence[str]) -> bool:
-    """REPLACE's lines are SEARCH's lines with some left out: the edit only deletes.
-
-    For such an edit, finding REPLACE in the file proves nothing: the kept lines were there
-    before the edit too, so it cannot be told from one whose SEARCH was simply misquoted.
-    """
+    """REPLACE's lines are SEARCH's lines with some left out: the edit only deletes."""
     kept = iter([squash(s) for s in search if s.strip()])
     return all(squash(r) in kept for r in replace if r.strip())
 
 
-def _rebase_blanks(file_span: Sequence[str], search: Sequence[str],
-                   replace: Sequence[str]) -> list[str]:
-    """Apply a hunk (search -> replace) to the file lines it matched ignoring blank lines.
+def _deletion_applied(lines: Sequence[str], search: Sequence[str], replace: Sequence[str]) -> bool:
+    """Whether a deletion whose REPLACE is in the file was applied, not misquoted.
 
-    Context keeps the file's own lines, its blank lines included; a blank line only the hunk
-    has is dropped; removed lines go, added lines come in at their place in the hunk.
+    Finding REPLACE proves nothing by itself: the kept lines were in the file before the edit
+    too. It does when the deleted lines sit between kept lines on both sides, each side found
+    in exactly one place: then the edit can only mean that place, and there nothing is left
+    between them.
     """
     import difflib
 
-    kept: dict[int, bool] = {}
+    squashed = [squash(x) for x in search]
+    matcher = difflib.SequenceMatcher(None, squashed, [squash(x) for x in replace], autojunk=False)
+    gone = [i for tag, i1, i2, _, _ in matcher.get_opcodes() if tag != "equal"
+            for i in range(i1, i2)]
+    if not gone:
+        return False
+    before, after = list(search[: gone[0]]), list(search[gone[-1] + 1 :])
+    if not any(x.strip() for x in before) or not any(x.strip() for x in after):
+        return False
+    return find_block(lines, before).match is not None and find_block(lines, after).match is not None
+
+
+def _hunk_ops(edit: Edit, search: Sequence[str], replace: Sequence[str]) -> list[str]:
+    """The hunk's line tags (" ", "-", "+"): as the diff wrote them, else worked out by difflib."""
+    ops = list(edit.hunk_ops)
+    if ops.count(" ") + ops.count("-") == len(search) and \
+            ops.count(" ") + ops.count("+") == len(replace):
+        return ops
+    import difflib
+
+    worked: list[str] = []
+    matcher = difflib.SequenceMatcher(None, list(search), list(replace), autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            worked += [" "] * (i2 - i1)
+        else:
+            worked += ["-"] * (i2 - i1) + ["+"] * (j2 - j1)
+    return worked
+
+
+def _rebase_blanks(file_span: Sequence[str], search: Sequence[str], replace: Sequence[str],
+                   ops: Sequence[str]) -> list[str] | None:
+    """Apply a hunk to the file lines it matched ignoring blank lines.
+
+    Context keeps the file's own lines; a blank line only the hunk has is dropped; a blank line
+    only the file has is kept. None when that blank line sits where lines are added, or between
+    removed lines: whether it goes before or after them, or goes too, is a guess.
+    """
+    kept: list[bool] = []
     inserts: dict[int, list[str]] = {}
-    ops = difflib.SequenceMatcher(None, list(search), list(replace), autojunk=False).get_opcodes()
-    for tag, i1, i2, j1, j2 in ops:
-        for i in range(i1, i2):
-            kept[i] = tag == "equal"
-        if tag in ("insert", "replace"):
-            inserts.setdefault(i1, []).extend(replace[j1:j2])
+    added = iter(replace)
+    for op in ops:
+        if op == "+":
+            inserts.setdefault(len(kept), []).append(next(added))
+        else:
+            kept.append(op == " ")
+            if op == " ":
+                next(added)
     out: list[str] = []
     i = k = 0
     while i < len(search) or k < len(file_span):
@@ -190,8 +227,10 @@ def _rebase_blanks(file_span: Sequence[str], search: Sequence[str],
         elif i < len(search) and s_blank:
             out += inserts.pop(i, [])
             i += 1  # a blank line only the hunk has
-        else:  # a blank line only the file has: kept, after lines added at this point
-            out += inserts.pop(i, [])
+        else:  # a blank line only the file has
+            removed_around = 0 < i < len(search) and not kept[i - 1] and not kept[i]
+            if inserts.get(i) or removed_around:
+                return None
             out.append(file_span[k])
             k += 1
     for rest in inserts.values():
@@ -263,9 +302,9 @@ def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
                                                              after, hint):
         return
     if match is None:
-        done = (find_block(lines, replace)
-                if replace and replace != search and not _is_deletion(search, replace) else None)
-        if done is not None and done.match is not None:
+        done = find_block(lines, replace) if replace and replace != search else None
+        if done is not None and done.match is not None and (
+                not _is_deletion(search, replace) or _deletion_applied(lines, search, replace)):
             plan.already_applied.append(edit)
             return
         _fail(plan, edit, "the SEARCH text is not in the file", lines, search, hint)
@@ -307,7 +346,14 @@ def _apply_ignoring_blanks(plan: Plan, state: _FileState, edit: Edit, search: li
     if found.match is None:
         return False
     match = found.match
-    new_block = _rebase_blanks(lines[match.start : match.end], search, replace)
+    whole_search, whole_replace = text_lines(edit.search), text_lines(edit.replace)
+    new_block = _rebase_blanks(lines[match.start : match.end], whole_search, whole_replace,
+                               _hunk_ops(edit, whole_search, whole_replace))
+    if new_block is None:
+        _fail(plan, edit, "the hunk's blank lines differ from the file's next to the lines it "
+              "adds or removes, so where they go is unclear; copy the context lines exactly",
+              lines, search, hint)
+        return True
     if new_block == lines[match.start : match.end]:
         return False  # the hunk changes only blank lines the file does not have: not settled
     state.text.lines = lines[: match.start] + new_block + lines[match.end :]
