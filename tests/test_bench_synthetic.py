@@ -62,7 +62,7 @@ def test_small_model_is_q4_k_m_and_streams_each_tensor(tmp_path: Path, gemma4_vo
     script = _script()
     out = tmp_path / "small.gguf"
     size = script.write(out, TINY, vocab=gemma4_vocab)
-    from gemma_code.gguf_header import read_metadata
+    from gemma_code.models.gguf_header import read_metadata
 
     meta = read_metadata(out)
     assert meta["general.file_type"] == 15  # MOSTLY_Q4_K_M

@@ -14,7 +14,7 @@ from gemma_code.config import Settings
 from gemma_code.engine.base import Message
 from gemma_code.engine.chat_templates import render
 from gemma_code.engine.llamacpp import LlamaCppEngine, load_llamacpp_engine
-from gemma_code.gguf_header import read_metadata, tensor_sizes
+from gemma_code.models.gguf_header import read_metadata, tensor_sizes
 from gemma_code.synthetic import TINY, tensor_specs
 
 pytestmark = pytest.mark.llama

@@ -159,8 +159,8 @@ def _check_models(report: Report, settings: Settings) -> None:
     from gemma_code.engine.fit import facts_from_metadata, plan
     from gemma_code.engine.hardware import memory_for
     from gemma_code.errors import GemmaCodeError
-    from gemma_code.gguf_header import read_metadata, tensor_sizes
     from gemma_code.models import list_local, resolve_model
+    from gemma_code.models.gguf_header import read_metadata, tensor_sizes
 
     report.models = [
         {"name": m.name, "path": str(m.path), "size_gb": round(m.size / 1e9, 2)}

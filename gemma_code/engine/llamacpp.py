@@ -22,7 +22,7 @@ from gemma_code.engine.fit import Plan, facts_from_metadata, plan
 from gemma_code.engine.hardware import memory_for
 from gemma_code.engine.stops import StopScanner
 from gemma_code.errors import EngineError, PromptTooLongError
-from gemma_code.gguf_header import read_metadata, tensor_sizes
+from gemma_code.models.gguf_header import read_metadata, tensor_sizes
 
 if TYPE_CHECKING:
     from gemma_code.engine.kvstate import SwaCheckpoint
