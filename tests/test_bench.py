@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from cli_runner import CliRunner
 
-from gemma_code.benchmark import (
+from gemma_code.benchmark.llama_bench import llama_bench_args, parse_llama_bench
+from gemma_code.benchmark.speed import (
     BenchPlan,
     BenchReport,
     Figure,
@@ -22,7 +23,6 @@ from gemma_code.benchmark import (
 )
 from gemma_code.cli import app
 from gemma_code.config import Settings
-from gemma_code.llama_bench import llama_bench_args, parse_llama_bench
 
 # what `llama-bench -o json` prints (fields trimmed to those we read, plus a few others)
 LLAMA_BENCH_JSON = json.dumps([
@@ -125,7 +125,7 @@ def test_edit_prompt_ends_inside_the_copied_file() -> None:
 def test_bench_json_reports_both_sides_on_the_tiny_model(
     tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gemma_code import benchmark
+    from gemma_code.benchmark import speed as benchmark
 
     small = BenchPlan((64,), decode_tokens=6, deep=64, followup_tokens=8, edit_tokens=12,
                       edit_chars=400)

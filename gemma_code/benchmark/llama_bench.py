@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from gemma_code.engine.hardware import default_threads
 
 if TYPE_CHECKING:
-    from gemma_code.benchmark import BenchPlan
+    from gemma_code.benchmark.speed import BenchPlan
     from gemma_code.config import Settings
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gemma_code.bench_prompts import K, corpus_tokens, edit_prompt
+from gemma_code.benchmark.prompts import K, corpus_tokens, edit_prompt
 from gemma_code.config import Settings
 from gemma_code.engine.base import GenerationStats, KVCacheEngine
 from gemma_code.errors import EngineError
@@ -321,7 +321,7 @@ def _raw_format(raw: Any) -> str:
 def measure_llama_bench(exe: str, path: Path, plan: BenchPlan, settings: Settings,
                         report: BenchReport, progress: Progress) -> bool:
     """Overwrite prefill/decode references with llama-bench's figures; False if it failed."""
-    from gemma_code.llama_bench import llama_bench_args, parse_llama_bench
+    from gemma_code.benchmark.llama_bench import llama_bench_args, parse_llama_bench
 
     found: dict[str, float] = {}
     for args in llama_bench_args(exe, path, plan, settings):
