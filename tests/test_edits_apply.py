@@ -419,3 +419,15 @@ def test_a_deletion_between_kept_lines_that_occur_twice_is_refused(tmp_path):
     write(tmp_path, "m.py", "a = 1\nb = 2\nx = 0\na = 1\nb = 2\n")
     details = failure_of(tmp_path, sr("m.py", "a = 1\nz = 9\nb = 2\n", "a = 1\nb = 2\n"))
     assert "not in the file" in details
+
+
+def test_a_deletion_at_the_end_of_the_file_is_recognized_as_applied(tmp_path):
+    write(tmp_path, "m.py", "a = 1\nb = 2\n")
+    plan = plan_edits(tmp_path, parse_reply(sr("m.py", "b = 2\n\nc = 3\n", "b = 2\n")))
+    assert not plan.failures and len(plan.already_applied) == 1
+
+
+def test_an_edit_that_adds_a_blank_line_is_not_a_deletion(tmp_path):
+    write(tmp_path, "m.py", '"""doc"""\n\nimport re\n')
+    plan = plan_edits(tmp_path, parse_reply(sr("m.py", '"""doc"""\nimport re\n', '"""doc"""\n\nimport re\n')))
+    assert not plan.failures and len(plan.already_applied) == 1

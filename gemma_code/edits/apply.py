@@ -152,17 +152,17 @@ def _keep_file_context(lines: Sequence[str], match: Match, search: Sequence[str]
 
 def _is_deletion(search: Sequence[str], replace: Sequence[str]) -> bool:
     """REPLACE's lines are SEARCH's lines with some left out: the edit only deletes."""
-    kept = iter([squash(s) for s in search if s.strip()])
-    return all(squash(r) in kept for r in replace if r.strip())
+    kept = iter([squash(s) for s in search])
+    return len(replace) < len(search) and all(squash(r) in kept for r in replace)
 
 
 def _deletion_applied(lines: Sequence[str], search: Sequence[str], replace: Sequence[str]) -> bool:
     """Whether a deletion whose REPLACE is in the file was applied, not misquoted.
 
     Finding REPLACE proves nothing by itself: the kept lines were in the file before the edit
-    too. It does when the deleted lines sit between kept lines on both sides, each side found
-    in exactly one place: then the edit can only mean that place, and there nothing is left
-    between them.
+    too. It does when the deleted lines sit between kept lines on both sides (or the file's
+    start or end, where REPLACE is found), each side found in exactly one place: then the edit
+    can only mean that place, and there nothing is left between them.
     """
     import difflib
 
@@ -173,9 +173,21 @@ def _deletion_applied(lines: Sequence[str], search: Sequence[str], replace: Sequ
     if not gone:
         return False
     before, after = list(search[: gone[0]]), list(search[gone[-1] + 1 :])
-    if not any(x.strip() for x in before) or not any(x.strip() for x in after):
+    if not any(x.strip() for x in before + after):
         return False
-    return find_block(lines, before).match is not None and find_block(lines, after).match is not None
+    at = find_block(lines, replace).match
+    if at is None:
+        return False
+    # a side with no kept lines is proven by the file's start or end right there
+    if any(x.strip() for x in before):
+        before_ok = find_block(lines, before).match is not None
+    else:
+        before_ok = at.start == 0
+    if any(x.strip() for x in after):
+        after_ok = find_block(lines, after).match is not None
+    else:
+        after_ok = at.end == len(lines)
+    return before_ok and after_ok
 
 
 def _hunk_ops(edit: Edit, search: Sequence[str], replace: Sequence[str]) -> list[str]:
