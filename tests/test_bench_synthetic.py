@@ -8,8 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-from gemma_code.synthetic import GEMMA4_26B_A4B, TINY, tensor_specs
+from synthetic_gguf import GEMMA4_26B_A4B, TINY, tensor_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 TSV = ROOT / "tests" / "data" / "gemma4_26b_a4b_tensors.tsv"  # copied from the shared facts
