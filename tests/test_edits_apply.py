@@ -431,3 +431,16 @@ def test_an_edit_that_adds_a_blank_line_is_not_a_deletion(tmp_path):
     write(tmp_path, "m.py", '"""doc"""\n\nimport re\n')
     plan = plan_edits(tmp_path, parse_reply(sr("m.py", '"""doc"""\nimport re\n', '"""doc"""\n\nimport re\n')))
     assert not plan.failures and len(plan.already_applied) == 1
+
+
+def test_a_deleted_blank_line_between_a_unique_line_and_repeated_ones_is_recognized_as_applied(tmp_path):
+    body = "    for x in xs:\n        run(x)\n"
+    write(tmp_path, "m.py", f"def a():\n{body}\n\ndef b():\n{body}")
+    plan = plan_edits(tmp_path, parse_reply(sr("m.py", f"def b():\n\n{body}", f"def b():\n{body}")))
+    assert not plan.failures and len(plan.already_applied) == 1
+
+
+def test_a_deletion_with_only_blank_lines_after_it_is_refused(tmp_path):
+    write(tmp_path, "m.py", "import a\n\n\nX = 1\n")
+    details = failure_of(tmp_path, sr("m.py", "import a\nimport b\n\n\n", "import a\n\n\n"))
+    assert "not in the file" in details

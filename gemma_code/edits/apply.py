@@ -160,9 +160,9 @@ def _deletion_applied(lines: Sequence[str], search: Sequence[str], replace: Sequ
     """Whether a deletion whose REPLACE is in the file was applied, not misquoted.
 
     Finding REPLACE proves nothing by itself: the kept lines were in the file before the edit
-    too. It does when the deleted lines sit between kept lines on both sides (or the file's
-    start or end, where REPLACE is found), each side found in exactly one place: then the edit
-    can only mean that place, and there nothing is left between them.
+    too. It does when the deleted lines were bracketed by kept lines with text on both sides
+    (or by the file's start or end, where REPLACE is found), and one side occurs only at
+    REPLACE's place: the edit can only mean that place, and there nothing is left between them.
     """
     import difflib
 
@@ -170,24 +170,19 @@ def _deletion_applied(lines: Sequence[str], search: Sequence[str], replace: Sequ
     matcher = difflib.SequenceMatcher(None, squashed, [squash(x) for x in replace], autojunk=False)
     gone = [i for tag, i1, i2, _, _ in matcher.get_opcodes() if tag != "equal"
             for i in range(i1, i2)]
-    if not gone:
+    at = find_block(lines, replace).match
+    if not gone or at is None:
         return False
     before, after = list(search[: gone[0]]), list(search[gone[-1] + 1 :])
-    if not any(x.strip() for x in before + after):
+    has_before, has_after = any(x.strip() for x in before), any(x.strip() for x in after)
+    if not (has_before or at.start == 0) or not (has_after or at.end == len(lines)):
         return False
-    at = find_block(lines, replace).match
-    if at is None:
-        return False
-    # a side with no kept lines is proven by the file's start or end right there
-    if any(x.strip() for x in before):
-        before_ok = find_block(lines, before).match is not None
-    else:
-        before_ok = at.start == 0
-    if any(x.strip() for x in after):
-        after_ok = find_block(lines, after).match is not None
-    else:
-        after_ok = at.end == len(lines)
-    return before_ok and after_ok
+    if not has_before and not has_after:
+        return True  # REPLACE is the whole file
+    first = find_block(lines, before).match if has_before else None
+    last = find_block(lines, after).match if has_after else None
+    return (first is not None and first.start == at.start) or (last is not None and
+                                                               last.end == at.end)
 
 
 def _hunk_ops(edit: Edit, search: Sequence[str], replace: Sequence[str]) -> list[str]:
