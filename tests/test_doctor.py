@@ -77,3 +77,14 @@ def test_doctor_reports_a_bad_kv_type_setting_with_its_fix(
     assert result.exit_code == 1
     assert "`kv_type` must be one of" in result.output and "'f32'" in result.output
     assert "fix:" in result.output
+
+
+def test_doctor_names_the_cpu_features_the_llama_cpp_build_uses(tiny_model_path: Path) -> None:
+    from gemma_code.engine import buildcheck
+
+    result = runner.invoke(app, ["doctor", "--json", "--model", str(tiny_model_path)])
+    report = json.loads(result.output)
+    if buildcheck.is_x86():
+        # install.sh builds for this CPU: every feature used runs here, and AMX is never among them
+        assert "AVX" in report["build_features"] and "AMX_INT8" not in report["build_features"]
+        assert not any("crashes on this CPU" in p["message"] for p in report["problems"])
