@@ -16,12 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gemma_code.benchmark.prompts import K, corpus_tokens, edit_prompt
 from gemma_code.config import Settings
 from gemma_code.engine.base import GenerationStats, KVCacheEngine
 from gemma_code.errors import EngineError
+
+if TYPE_CHECKING:
+    from gemma_code.engine.raw import RawLlama
 
 Progress = Callable[[str], None]
 
@@ -269,7 +272,7 @@ def measure_reference(path: Path, settings: Settings, plan: BenchPlan, report: B
         raw.close()
 
 
-def _timed_prefill(raw: Any, tokens: Sequence[int], start: int) -> float:
+def _timed_prefill(raw: RawLlama, tokens: Sequence[int], start: int) -> float:
     """Seconds to prefill `tokens` at `start` and sample the first token."""
     began = time.perf_counter()
     raw.prefill(tokens, start=start)
@@ -277,7 +280,7 @@ def _timed_prefill(raw: Any, tokens: Sequence[int], start: int) -> float:
     return time.perf_counter() - began
 
 
-def _raw_decode(raw: Any, prompt: Sequence[int], n: int, *, max_draft: int = 0,
+def _raw_decode(raw: RawLlama, prompt: Sequence[int], n: int, *, max_draft: int = 0,
                 stop_at_eog: bool = True) -> tuple[float, int, int]:
     """Greedy decode rate after `prompt` on the C-API loop (speculative when max_draft > 0).
 
@@ -301,7 +304,7 @@ def _raw_decode(raw: Any, prompt: Sequence[int], n: int, *, max_draft: int = 0,
     return rate, decoder.stats.draft_accepted, decoder.stats.draft_tokens
 
 
-def _raw_format(raw: Any) -> str:
+def _raw_format(raw: RawLlama) -> str:
     """The prompt format the raw model's metadata calls for."""
     import ctypes
 
