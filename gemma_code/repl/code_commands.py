@@ -259,10 +259,10 @@ class CodeCommands:
         result = cached_review(target, settings, max_tokens=settings.max_tokens)
         if result is None:  # the chat's engine, still the chat's to close
             result = run_review(repl.engine, target, settings, max_tokens=settings.max_tokens)
+            repl.cache = None  # the review replaced the engine's KV cache; restore the chat's prefix
         report = Report(mode=target.mode, spec=target.spec, fail_on=settings.fail_on)
         report.take(result)
         report.print_table(repl.console)
-        repl.cache = None  # the review replaced the engine's KV cache; restore the chat's prefix
         repl.notice("the review ran outside the conversation; it is not part of the chat history")
 
     # ----- explain ----------------------------------------------------------------------------
