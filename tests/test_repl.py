@@ -74,7 +74,7 @@ def test_a_failing_command_prints_an_error_and_the_session_goes_on(tmp_path):
             raise RuntimeError("cannot map the file")
         return engine
 
-    out, repl = drive(lines("/model broken", "hi"), engine, tmp_path, loader=loader)
+    out, repl = drive(lines("/model broken", "hi"), engine, tmp_path, loader=loader, debug=False)
     assert "error: /model failed: RuntimeError: cannot map the file" in out
     assert "answered" in out and repl.engine is engine
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -311,6 +312,8 @@ class Repl:
         except KeyboardInterrupt:
             self.notice("cancelled")
         except Exception as exc:  # a bug in a command must not end the session
+            if os.environ.get("GEMMA_CODE_DEBUG"):
+                raise  # the traceback to report (and tests see the crash)
             self.error(f"{text.split()[0]} failed: {type(exc).__name__}: {exc}",
                        "the session goes on; please report this with the command you ran")
 
