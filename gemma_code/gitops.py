@@ -4,9 +4,9 @@ Functions take the repository root (or a folder inside it) and raise GitError wi
 when git fails; "not a repository" is an answer (None / False), not an error. `repo_root` is
 the one way to find a repository's root.
 
-One mechanism: every call runs the git CLI through `_cli`, so git's own answers (worktrees,
-GIT_DIR, GIT_INDEX_FILE, which `git commit -a` sets for its hooks, safe.directory) hold
-everywhere. gitpython drove the same CLI for some calls; importing it cost 130-700 ms on a
+One mechanism: every call runs the git CLI through `_run` (`_cli` for text output), so git's
+own answers (worktrees, GIT_DIR, GIT_INDEX_FILE, which `git commit -a` sets for its hooks,
+safe.directory) hold everywhere. gitpython drove the same CLI for some calls; importing it cost 130-700 ms on a
 loaded 2-core machine, too much for a pre-commit hook and a cold `ask`.
 """
 
@@ -96,20 +96,28 @@ def tracked_files(root: Path) -> list[str]:
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree, HEAD before a first commit
 
 
-def _cli(root: Path, *args: str) -> str:
-    """Run git in `root`; GitError with git's own message when it fails."""
+def _run(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """The one place gemma-code starts git: `git ARGS` in `root`, output as bytes."""
     try:
-        proc = subprocess.run(
-            ["git", "-c", "core.quotePath=false", *args], cwd=root, capture_output=True,
-            text=True, encoding="utf-8", errors="replace", check=False,
-        )
+        return subprocess.run(["git", "-c", "core.quotePath=false", *args], cwd=root,
+                              capture_output=True, check=False)
     except FileNotFoundError:
         raise GitError("git is not installed", "install git and try again") from None
+
+
+def _text(data: bytes) -> str:
+    """git's output as text: UTF-8 (bad bytes replaced), universal newlines."""
+    return data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _cli(root: Path, *args: str) -> str:
+    """Run git in `root`; its output as text; GitError with git's own message when it fails."""
+    proc = _run(root, *args)
     if proc.returncode != 0:
-        detail = _reason(proc.stderr) or f"exit status {proc.returncode}"
+        detail = _reason(_text(proc.stderr)) or f"exit status {proc.returncode}"
         raise GitError(f"git {args[0]} failed: {detail}",
                        "run the git command yourself to see the full message")
-    return proc.stdout
+    return _text(proc.stdout)
 
 
 def repo_root(start: Path | str) -> Path | None:
@@ -158,6 +166,16 @@ def uncommitted_diff(root: Path, paths: Sequence[str] = ()) -> str:
     return diff_text(root, "--no-color", "HEAD", "--", *paths)
 
 
+def index_contents(root: Path, paths: Sequence[str]) -> dict[str, bytes]:
+    """The staged bytes of `paths` (`git show :path`); paths not in the index are left out."""
+    out: dict[str, bytes] = {}
+    for path in paths:
+        proc = _run(root, "show", f":{path}")
+        if proc.returncode == 0:
+            out[path] = proc.stdout
+    return out
+
+
 def hooks_dir(root: Path) -> Path:
     """Git's real hooks directory for the repository at `root` (core.hooksPath, worktrees)."""
     path = Path(_cli(root, "rev-parse", "--git-path", "hooks").strip())
@@ -196,3 +214,30 @@ def grep_words(root: Path, words: Sequence[str], limit: int = 2_000) -> list[str
     except GitError:  # no match exits 1; either way: nothing found
         return []
     return sorted(out.splitlines())[:limit]
+
+
+def grep_lines(
+    root: Path, query: str, *, ignore_case: bool = False, in_git: bool = True, limit: int = 1_000
+) -> list[tuple[str, int, str]]:
+    """Lines holding `query` as fixed text: (path, 1-based line, text), at most `limit`.
+
+    Tracked and untracked-not-ignored files of a work tree (`git grep`); outside one, the
+    folder's files (`git grep --no-index`). Binary files are skipped.
+    """
+    args = ["grep", "-n", "-z", "-I", "-F", "--no-color"]
+    args += ["--untracked"] if in_git else ["--no-index"]
+    if ignore_case:
+        args.append("-i")
+    args += ["-e", query]
+    try:
+        out = _cli(root, *args)
+    except GitError:  # no match exits 1
+        return []
+    found: list[tuple[str, int, str]] = []
+    for line in out.splitlines():
+        parts = line.split("\0", 2)
+        if len(parts) == 3 and parts[1].isdigit():
+            found.append((parts[0], int(parts[1]), parts[2]))
+            if len(found) >= limit:
+                break
+    return found

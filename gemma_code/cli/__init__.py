@@ -36,6 +36,25 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _report_interrupted_writes() -> None:
+    """An apply killed mid-way (power loss, kill -9) is reported by the next command, once."""
+    import os
+    from pathlib import Path
+
+    from gemma_code.edits.journal import interrupted_notices
+
+    try:
+        here = Path(os.getcwd())
+    except OSError:
+        return
+    notes = interrupted_notices(here)
+    if notes:
+        from gemma_code.ui import print_warning
+
+        for note in notes:
+            print_warning(note)
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -53,6 +72,7 @@ def _root(
     """A private coding assistant: Gemma 4 on your own GPU through llama.cpp."""
     # options given before the command apply to it: `gemma-code --model tiny ask "..."`
     common.ROOT_FLAGS = {"model": model, "engine": engine, "base_url": base_url, "think": think}
+    _report_interrupted_writes()
     if ctx.invoked_subcommand is None:
         from gemma_code.cli.chat import chat
 
@@ -76,12 +96,13 @@ from gemma_code.cli import edit as _edit  # noqa: E402,F401
 from gemma_code.cli import explain as _explain  # noqa: E402,F401
 from gemma_code.cli import models as _models  # noqa: E402,F401
 from gemma_code.cli import review as _review  # noqa: E402,F401
+from gemma_code.cli import run as _run  # noqa: E402,F401
 from gemma_code.cli import serve as _serve  # noqa: E402,F401
 
 # --help groups the commands into panels, in this order
 PANELS: dict[str, tuple[str, ...]] = {
     "Ask and chat": ("chat", "ask", "context", "explain"),
-    "Change code": ("edit", "refactor", "apply", "undo"),
+    "Change code": ("run", "edit", "refactor", "apply", "undo"),
     "Review": ("review", "hook"),
     "Models and setup": ("models", "doctor", "config", "cache", "bench", "serve"),
 }

@@ -123,10 +123,17 @@ def review(
 ) -> None:
     import time
 
-    from gemma_code.engine import open_engine
+    started = time.monotonic()  # --timeout counts from here: reading a huge diff takes time too
+    from gemma_code.engine import Engine, load_engine
     from gemma_code.review.findings import SEVERITIES
     from gemma_code.review.report import Report
-    from gemma_code.tasks.review import ReviewResult, cached_review, collect_target, run_review
+    from gemma_code.tasks.review import (
+        Deadline,
+        ReviewResult,
+        cached_review,
+        collect_target,
+        run_review,
+    )
     from gemma_code.ui import print_error, print_warning
 
     if os.environ.get("GEMMA_CODE_SKIP") == "1":  # also under the pre-commit framework
@@ -156,13 +163,17 @@ def review(
         result = cached_review(target, settings, max_tokens=settings.max_tokens,
                                use_cache=not no_cache)
         if result is None:
-            started = time.monotonic()
-            with open_engine(settings) as model_engine:
-                result = run_review(
-                    model_engine, target, settings, max_tokens=settings.max_tokens,
-                    timeout=settings.review_timeout or None, use_cache=not no_cache,
-                    started=started,
-                )
+            deadline = Deadline(settings.review_timeout or None, started=started)
+            model_engine: Engine | None = None
+            try:  # the time budget covers the load; the engine closes outside it
+                with deadline.guard():
+                    model_engine = load_engine(settings)
+                    result = run_review(model_engine, target, settings,
+                                        max_tokens=settings.max_tokens, deadline=deadline,
+                                        use_cache=not no_cache)
+            finally:
+                if model_engine is not None:
+                    model_engine.close()
     except ModelError as exc:
         failure = exc
     except MemoryError:

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from gemma_code import paths
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message
-from gemma_code.engine.chat_templates import render
 from gemma_code.errors import GemmaCodeError, PromptTooLongError
 from gemma_code.gitops import repo_root
 from gemma_code.repl.conversation import Conversation, fit_to_window, partial_reply
@@ -85,6 +84,9 @@ class Repl:
         from gemma_code.repl.commands import Commands
 
         self.commands: Commands = Commands(self)
+        from gemma_code.repl.agent_mode import AgentChat
+
+        self.agent = AgentChat(self)  # /mode: messages run the agent loop instead
         self._prompt: PromptSession[str] | None = None
         with self.console.status("packing the repository context …"):
             self.build_context()
@@ -156,9 +158,10 @@ class Repl:
         """Model · context used / n_ctx · last decode speed · thinking."""
         info = self.engine.info
         think = "on" if self.settings.think else "off"
+        mode = f"mode {self.agent.mode} · " if self.agent.mode else ""
         return (
             f" {info.name} · ctx {self.context_used:,}/{info.n_ctx:,} · "
-            f"{self.last_tok_s:.1f} tok/s · think {think} · /help "
+            f"{self.last_tok_s:.1f} tok/s · think {think} · {mode}/help "
         )
 
     # ----- repository -----------------------------------------------------------------------
@@ -214,8 +217,9 @@ class Repl:
 
     # ----- turns ----------------------------------------------------------------------------
     def count_prompt(self, messages: Sequence[Message]) -> int:
-        fmt = self.engine.info.chat_format
-        return self.engine.count_tokens(render(messages, fmt, think=self.settings.think))
+        from gemma_code.engine.segments import count_prompt
+
+        return count_prompt(self.engine, messages, think=self.settings.think)
 
     def turn(self, text: str, *, mode: str = "chat") -> str | None:
         """Send one user turn and stream the reply; returns the reply (None if cancelled)."""
@@ -238,6 +242,10 @@ class Repl:
                                      "or lower --max-tokens")
         messages = self.conv.messages(user)
         answer, stats, interrupted = self.stream(messages, counted=used)
+        from gemma_code.engine.redacting import take_notes
+
+        for line in take_notes():  # secret values kept out of this turn's prompt
+            self.notice(line)
         if interrupted and stats is None:
             # the engine's stats chunk never came: record the turn anyway, counted on our side
             stats = GenerationStats(prompt_tokens=self.count_prompt(messages),
@@ -305,6 +313,8 @@ class Repl:
                 self.commands.run(text)
             elif text.startswith("!"):
                 self.commands.shell(text[1:].strip())
+            elif self.agent.mode:
+                self.agent.turn(text)
             else:
                 self.turn(text)
         except GemmaCodeError as exc:

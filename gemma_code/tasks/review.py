@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from gemma_code.config import Settings
 from gemma_code.engine.base import Engine, GenerationStats, Message
 from gemma_code.errors import GemmaCodeError, GitError, ModelError, UsageError
-from gemma_code.gitops import head_tree, repo_root, staged_tree
+from gemma_code.gitops import head_tree, index_contents, repo_root, staged_tree
 from gemma_code.review import cache
 from gemma_code.review.changes import (
     FileChange,
@@ -20,6 +21,7 @@ from gemma_code.review.changes import (
     skip_reason,
     staged_changes,
 )
+from gemma_code.review.deadline import alarm
 from gemma_code.review.findings import SEVERITIES, Finding, parse_reply
 from gemma_code.review.grammar import REVIEW_GRAMMAR
 from gemma_code.review.plan import change_symbols, plan_requests
@@ -142,9 +144,11 @@ def repo_context(
     if symbols:
         question += " touching " + ", ".join(symbols[:40])
     try:
+        # a staged review's diff is index against HEAD: show the staged files, not the work tree's
+        staged = index_contents(target.root, paths) if target.mode == "staged" else None
         packed = build_context(
             target.root, question, budget=budget, count_tokens=engine.count_tokens,
-            seeds=tuple(paths), tokenizer_id=engine.info.name,
+            seeds=tuple(paths), tokenizer_id=engine.info.name, contents=staged,
         )
     except Exception as exc:  # a hook must still review the diff when the context builder fails
         notices.append(f"no repository context ({type(exc).__name__}: {exc}); reviewed the diff alone")
@@ -203,6 +207,40 @@ def checked_fixes(root: Path | None, findings: list[Finding], notices: list[str]
     return out
 
 
+class Deadline:
+    """A review's time budget, counted from `started` (a `clock()` reading: when the command
+    began). `guard()` also interrupts long C calls (a model load, a prefill) on the real clock;
+    the caller holds it around loading the engine and running the review."""
+
+    def __init__(self, timeout: float | None, *, started: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self.clock = clock
+        self.start = clock() if started is None else started
+        self.stage = "reading the change"  # what runs now, for the timeout message
+
+    def too_late(self) -> ReviewTimeoutError:
+        return ReviewTimeoutError(
+            f"the review took longer than its {self.timeout:g} s time budget (while {self.stage})",
+            "raise --timeout (or `review_timeout` in config), or use a faster model or machine",
+        )
+
+    def check(self, now: str = "generating") -> None:
+        self.stage = now
+        if self.timeout is not None and self.clock() - self.start > self.timeout:
+            raise self.too_late()
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Check now, then raise ReviewTimeoutError even inside a long C call, once time is up."""
+        self.check("reading the change")
+        self.stage = "loading the model"
+        left = (self.timeout - (self.clock() - self.start)
+                if self.timeout is not None and self.clock is time.monotonic else None)
+        with alarm(left, self.too_late):
+            yield
+
+
 def cached_review(
     target: ReviewTarget,
     settings: Settings,
@@ -241,28 +279,31 @@ def run_review(
     settings: Settings,
     *,
     max_tokens: int,
-    timeout: float | None = None,
+    deadline: Deadline | None = None,
     use_cache: bool = True,
-    clock: Callable[[], float] = time.monotonic,
-    started: float | None = None,
 ) -> ReviewResult:
-    """Review `target` with the caller's engine (opened and closed by the caller); the result is
-    cached when `use_cache`. Ask `cached_review` first to skip loading a model.
+    """Review `target` with the caller's engine (opened and closed by the caller, under
+    `deadline.guard()` when there is a time budget); the result is cached when `use_cache`.
+    Ask `cached_review` first to skip loading a model.
 
-    `started` (a `clock()` value, default now) is when the review began, so `timeout` can count
-    the model's load. Raises ModelError (and ReviewTimeoutError) when the model cannot run or
-    runs past `timeout`.
+    Raises ModelError (and ReviewTimeoutError) when the model cannot run or runs past the
+    deadline.
     """
-    start = clock() if started is None else started
+    deadline = deadline or Deadline(None)
+    result = _reviewed(engine, target, settings, max_tokens, deadline.check)
+    if use_cache:  # a cut-off reply is cached too: a re-run would cut off the same way
+        problem = cache.save(cache.cache_key(cache_material(target, settings, max_tokens)),
+                             result.to_record())
+        if problem:
+            result.notices.append(problem)
+    result.seconds = deadline.clock() - deadline.start
+    return result
 
-    def check_deadline() -> None:
-        if timeout is not None and clock() - start > timeout:
-            raise ReviewTimeoutError(
-                f"the review took longer than its {timeout:g} s time budget",
-                "raise --timeout (or `review_timeout` in config), or use a faster model or machine",
-            )
 
-    check_deadline()
+def _reviewed(engine: Engine, target: ReviewTarget, settings: Settings, max_tokens: int,
+              check_deadline: Callable[[str], None]) -> ReviewResult:
+    """The model's part of a review: plan the requests, add context, generate, collect findings."""
+    check_deadline("loading the model")
     result = ReviewResult(model=engine.info.name)
     probe = review_messages("", None)
     overhead = prompt_tokens(engine, probe, think=False) + PROMPT_MARGIN
@@ -276,12 +317,15 @@ def run_review(
     context_budget = min(settings.budget, room // 3) if settings.context else 0
     per_request = min(MAX_REQUEST_TOKENS, room - context_budget)
     requests, result.reviewed, result.skipped, result.notices = plan_requests(
-        target.changes, engine.count_tokens, per_request=per_request
+        target.changes, engine.count_tokens, per_request=per_request,
+        check=lambda: check_deadline("splitting the diff"),
     )
+    check_deadline("splitting the diff")
     context = repo_context(engine, target, result.reviewed, context_budget, result.notices)
+    check_deadline("packing the repository context")
     seen: set[tuple[str, int, str]] = set()
     for paths, text in requests:
-        check_deadline()
+        check_deadline("generating")
         reply, stats = _generate(engine, review_messages(text, context), max_tokens, check_deadline)
         result.requests += 1
         if stats is not None:
@@ -305,15 +349,11 @@ def run_review(
     result.findings.sort(key=lambda f: (SEVERITIES.index(f.severity), f.file, f.line))
     fix_root = target.root if target.mode != "files" else Path.cwd()
     result.findings = checked_fixes(fix_root, result.findings, result.notices)
-    if use_cache:  # a cut-off reply is cached too: a re-run would cut off the same way
-        cache.save(cache.cache_key(cache_material(target, settings, max_tokens)),
-                   result.to_record())
-    result.seconds = clock() - start
     return result
 
 
 def _generate(
-    engine: Engine, messages: list[Message], max_tokens: int, check_deadline: Callable[[], None]
+    engine: Engine, messages: list[Message], max_tokens: int, check_deadline: Callable[[str], None]
 ) -> tuple[str, GenerationStats | None]:
     """One grammar-constrained generation; checks the time budget between chunks."""
     text = ""
@@ -328,7 +368,7 @@ def _generate(
                 text += chunk.text
             elif chunk.stats is not None:
                 stats = chunk.stats
-            check_deadline()
+            check_deadline("generating")
     finally:
         if isinstance(chunks, Generator):
             chunks.close()
