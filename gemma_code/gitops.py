@@ -6,8 +6,8 @@ the one way to find a repository's root.
 
 One mechanism: every call runs the git CLI through `_run` (`_cli` for text output), so git's
 own answers (worktrees, GIT_DIR, GIT_INDEX_FILE, which `git commit -a` sets for its hooks,
-safe.directory) hold everywhere. gitpython drove the same CLI for some calls; importing it cost 130-700 ms on a
-loaded 2-core machine, too much for a pre-commit hook and a cold `ask`.
+safe.directory) hold everywhere. gitpython drove the same CLI for some calls; importing it
+cost 130-700 ms on a loaded 2-core machine, too much for a pre-commit hook and a cold `ask`.
 """
 
 from __future__ import annotations
