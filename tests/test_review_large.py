@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from gemma_code.review import hook
 from gemma_code.config import Settings
 from gemma_code.engine.scripted import ScriptedEngine
+from gemma_code.review import hook
 from gemma_code.tasks.review import Deadline, ReviewTimeoutError, collect_target, run_review
 
 CLEAN = '{"findings": []}'
