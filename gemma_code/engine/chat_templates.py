@@ -138,7 +138,7 @@ def render_gemma4(
     return "".join(text for text, _ in segments)
 
 
-def _with_tool_text(messages: Sequence[Message]) -> list[Message]:
+def with_tool_text(messages: Sequence[Message]) -> list[Message]:
     """Formats without native tools: declarations, calls and results written out as text."""
     out: list[Message] = []
     for m in messages:
@@ -158,7 +158,7 @@ def _with_tool_text(messages: Sequence[Message]) -> list[Message]:
 def render_gemma3(messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
     """Gemma 2/3 turns; the system text opens the first user turn."""
     out = [BOS]
-    rest = _with_tool_text(messages)
+    rest = with_tool_text(messages)
     system = ""
     if rest and rest[0].role == "system":
         system = rest[0].content.strip() + "\n\n"
@@ -178,7 +178,7 @@ def render_gemma3(messages: Sequence[Message], *, add_generation_prompt: bool = 
 def render_plain(messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
     """Plain labelled paragraphs for models without a known format."""
     labels = {"system": "System", "user": "User", "model": "Assistant"}
-    parts = [f"{labels[m.role]}: {m.content.strip()}\n\n" for m in _with_tool_text(messages)]
+    parts = [f"{labels[m.role]}: {m.content.strip()}\n\n" for m in with_tool_text(messages)]
     if add_generation_prompt:
         parts.append("Assistant:")
     return "".join(parts)
