@@ -216,6 +216,24 @@ def grep_words(root: Path, words: Sequence[str], limit: int = 2_000) -> list[str
     return sorted(out.splitlines())[:limit]
 
 
+def file_log(root: Path, commits: int) -> str:
+    """The files of the last `commits` commits of HEAD, each commit led by a NUL (no merges)."""
+    return _cli(root, "log", "-n", str(commits), "--no-merges", "--name-only", "--format=%x00",
+                "--no-renames")
+
+
+def grep_phrases(root: Path, phrases: Sequence[str], limit: int = 200) -> dict[str, list[str]]:
+    """Files (tracked or untracked, not binary) holding each phrase verbatim, ignoring case."""
+    found: dict[str, list[str]] = {}
+    for phrase in phrases:
+        try:
+            out = _cli(root, "grep", "-l", "-i", "-F", "-I", "--untracked", "-e", phrase)
+        except GitError:  # no match exits 1
+            out = ""
+        found[phrase] = sorted(out.splitlines())[:limit]
+    return found
+
+
 def grep_lines(
     root: Path, query: str, *, ignore_case: bool = False, in_git: bool = True, limit: int = 1_000
 ) -> list[tuple[str, int, str]]:

@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gemma_code"
-# issue 16 moves `serve` onto the engine layer; until then server.py drives llama_cpp.server itself
-LLAMA_CPP_OUTSIDE_ENGINE = {"server.py"}
 
 
 def _modules() -> list[tuple[str, ast.Module]]:
@@ -30,7 +28,7 @@ def test_only_the_engine_package_imports_llama_cpp() -> None:
     offenders = sorted(
         f"{rel}:{node.lineno}"
         for rel, tree in _modules()
-        if not rel.startswith("engine/") and rel not in LLAMA_CPP_OUTSIDE_ENGINE
+        if not rel.startswith("engine/")
         for node in ast.walk(tree)
         for name in _imported(node)
         if name == "llama_cpp" or name.startswith("llama_cpp.")
@@ -58,10 +56,10 @@ def test_the_context_builder_loads_neither_llama_cpp_nor_the_model_registry(tmp_
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from gemma_code.context import context_for_prompt\n"
-        f"text = context_for_prompt(Path({str(tmp_path)!r}), 'f', [], budget=500,\n"
-        "                          count_tokens=lambda t: len(t.split()))\n"
-        "assert text and 'a.py' in text, text\n"
+        "from gemma_code.context import build_context\n"
+        f"packed = build_context(Path({str(tmp_path)!r}), 'f', budget=500,\n"
+        "                       count_tokens=lambda t: len(t.split()))\n"
+        "assert 'a.py' in packed.text, packed.text\n"
         "print([m for m in ('llama_cpp', 'gemma_code.models', 'gemma_code.engine') if m in sys.modules])\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

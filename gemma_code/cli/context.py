@@ -24,13 +24,15 @@ Examples:
 
   gemma-code context "how are plugins loaded?" --show | less
 
-Files are ranked by what the question mentions (paths, names), by the reference \
-graph (PageRank) and by word overlap; the top ones go in full, the next as outlines \
-(signatures with line numbers), within --budget tokens.
+Files are ranked by word overlap (BM25), by what the question mentions (paths, \
+names, tests, error messages), by the reference graph (PageRank) and by git history \
+(files changed together, recently); the top ones go in full, a top file too large \
+for the budget as an excerpt (the matching definitions in full), the next as \
+outlines (signatures with line numbers), within --budget tokens.
 
 Counts use the model's tokenizer (the `tokenizer` setting, or the model file once \
 pulled); without one they are estimates, flagged as such. --json prints {"budget", \
-"used", "files": [{"path", "tokens", "mode"}], ...}, most relevant first. Nothing is \
+"used", "files": [{"path", "tokens", "mode", "parts"}], ...}, most relevant first. Nothing is \
 written to the repository; caches live in the user cache folder.
 """
 

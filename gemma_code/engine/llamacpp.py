@@ -238,6 +238,26 @@ class LlamaCppEngine:
         self._tokens = loaded
         return True
 
+    def kv_snapshot(self) -> tuple[list[int], bytes]:
+        """The KV cache's tokens and a host-memory copy of it (serve keeps one per client)."""
+        from gemma_code.engine.kvstate import seq_state
+
+        return list(self._tokens), seq_state(self.ctx, SEQ)
+
+    def kv_restore(self, tokens: Sequence[int], data: bytes) -> bool:
+        """Replace the KV cache with a `kv_snapshot`; False (and an empty cache) if it fails."""
+        from gemma_code.engine.kvstate import set_seq_state
+
+        self._lc.llama_memory_clear(self.memory, True)
+        self._tokens = []
+        self._checkpoint.invalidate()
+        if not set_seq_state(self.ctx, SEQ, data):
+            self._lc.llama_memory_clear(self.memory, True)
+            return False
+        self._tokens = list(tokens)
+        self._resync()
+        return True
+
     # -- generation --------------------------------------------------------------------------
 
     def stream(

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from gemma_code.engine.base import Engine, KVCacheEngine, Message, as_kv_engine
-from gemma_code.engine.chat_templates import render, render_gemma4_segments, strip_thinking
+from gemma_code.engine.chat_templates import render, render_gemma4_segments, strip_thinking, with_tool_text
 from gemma_code.errors import EngineError
 
 # Each message's content is replaced by a marker, the result rendered and split at the
@@ -43,6 +43,8 @@ def render_segments(
     """[(text, is_template)] whose texts join to `render(messages, fmt)`; None if they cannot."""
     if fmt == "gemma4":  # its renderer keeps content (tool arguments and results too) apart
         return render_gemma4_segments(messages, think=think)
+    # formats without native tools write declarations, calls and results out as text: content
+    messages = with_tool_text(messages)
     head = _marker_nonce(messages)
     marked = [Message(m.role, f"{head}{i}{_CLOSE}") for i, m in enumerate(messages)]
     parts = re.split(re.escape(head) + "(\\d+)" + _CLOSE, render(marked, fmt, think=think))
@@ -62,7 +64,7 @@ def content_safe_tokens(
 ) -> list[int]:
     """A prompt's tokens with `tokenize(text, special)`: template parsed, content as text.
 
-    Any runtime's tokenizer fits (the engine's, llama-cpp-python's `Llama.tokenize` for serve).
+    Any runtime's tokenizer fits (the engine's, or llama-cpp-python's `Llama.tokenize`).
     """
     if fmt == "plain":  # no control strings in the template: all of it is text
         return tokenize(render(messages, fmt, think=think), False)

@@ -80,14 +80,33 @@ def collect(chunks: Iterator[Chunk]) -> AskResult:
     return result
 
 
+PROMPT_OVERHEAD = 512  # system rules and turn markers around the context in `ask`
+
+
+def context_budget(engine: Engine, question: str, files: Sequence[Path], settings: Settings) -> int:
+    """Tokens the repository context may use: the setting `budget`, capped by the room the
+    engine's window leaves after the reply, the question, the -f files and the rules."""
+    overhead = PROMPT_OVERHEAD + engine.count_tokens(question)
+    for path in files:
+        try:
+            overhead += engine.count_tokens(Path(path).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue  # the task reports unreadable -f files itself
+    room = engine.info.n_ctx - settings.max_tokens - overhead
+    return min(settings.budget, room)
+
+
 def repo_context_for(
     engine: Engine, question: str, files: Sequence[Path], settings: Settings,
     *, cwd: Path | None = None,
 ) -> str | None:
-    """Repository context for a prompt, sized to the room the engine's window leaves after the
-    question, the named `files`, the rules and the answer (None outside a repository, with
-    context off, or when nothing fits)."""
-    from gemma_code.context import PROMPT_OVERHEAD, context_for_prompt
+    """Repository context for the question, sized to the engine's window.
+
+    None outside a repository, when context is off, or when nothing fits. The -f `files` steer
+    the ranking but are left out of the block, since the task shows them in full itself.
+    The context builder only sees a token counter; the budgeting is this task's.
+    """
+    from gemma_code.context import build_context
     from gemma_code.gitops import repo_root
 
     if not settings.context:
@@ -95,17 +114,14 @@ def repo_context_for(
     root = repo_root(cwd or Path.cwd())
     if root is None:
         return None
-    overhead = PROMPT_OVERHEAD + engine.count_tokens(question)
-    for path in files:
-        try:
-            overhead += engine.count_tokens(Path(path).read_text(encoding="utf-8", errors="replace"))
-        except OSError:
-            continue  # the task reports unreadable files itself
-    room = engine.info.n_ctx - settings.max_tokens - overhead
+    budget = context_budget(engine, question, files, settings)
+    if budget <= 0:
+        return None
     info = engine.info
-    return context_for_prompt(
-        root, question, files, budget=min(settings.budget, room),
-        count_tokens=engine.count_tokens,
+    packed = build_context(
+        root, question, budget=budget, count_tokens=engine.count_tokens,
+        seeds=list(files), omit=list(files),
         tokenizer_id=f"engine:{info.backend}:{info.name}:{info.path}",
         max_file_bytes=settings.max_file_bytes,
     )
+    return packed.text or None
