@@ -9,7 +9,7 @@ text of the same length).
 PDFs: each file's pages extracted by pdfium (ours) and by pypdf (the pure-Python library a
 user would otherwise pick), then packed with page markers and exact Gemma 4 token counts.
 
-    python bench/vision.py --pdf /usr/share/doc/libtasn1-doc/libtasn1.pdf \\
+    PYTHONPATH=tests python bench/vision.py --pdf /usr/share/doc/libtasn1-doc/libtasn1.pdf \\
         --image tools/mtmd/test-1.jpeg --repeat 3
 """
 
@@ -97,11 +97,11 @@ def main() -> None:
 
     import numpy as np
     from PIL import Image
+    from synthetic_gguf import cached_gemma4
+    from synthetic_mmproj import cached_mmproj
 
     from gemma_code.config import Settings
     from gemma_code.engine.llamacpp import load_llamacpp_engine
-    from gemma_code.synthetic import cached_gemma4
-    from gemma_code.synthetic_mmproj import cached_mmproj
 
     with tempfile.TemporaryDirectory() as tmp:
         images = list(args.image)

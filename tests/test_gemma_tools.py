@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import render_gemma4
+from gemma_code.engine.chat_templates import render_gemma4
 from gemma_code.engine.gemma_tools import (
     CallWatcher,
     ToolCall,
@@ -331,7 +331,7 @@ def test_call_watcher_shows_text_until_a_call_starts(prefix, size):
 
 
 def test_call_content_is_never_template_text():
-    from gemma_code.engine.gemma import render_gemma4_segments
+    from gemma_code.engine.chat_templates import render_gemma4_segments
 
     messages = CONVERSATIONS["two calls in one turn, structured results"]
     segments = render_gemma4_segments(messages)
@@ -343,7 +343,7 @@ def test_call_content_is_never_template_text():
 def test_native_markup_is_control_tokens_and_quoted_content_stays_text(gemma4_vocab):
     import llama_cpp
 
-    from gemma_code.engine.gemma import render_gemma4_segments
+    from gemma_code.engine.chat_templates import render_gemma4_segments
 
     vocab = llama_cpp.Llama(str(gemma4_vocab), vocab_only=True, verbose=False)
 

@@ -19,7 +19,7 @@ import pytest
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import render
+from gemma_code.engine.chat_templates import render
 from gemma_code.engine.gemma_tools import ToolCall, ToolSpec
 from gemma_code.errors import UsageError
 from gemma_code.server import check_bind, is_loopback, messages_from_openai

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from conftest import write_png
+from synthetic_mmproj import expected_tokens
 from typer.testing import CliRunner
 
 from gemma_code.cli import app
 from gemma_code.documents.images import image_kind, load_image
 from gemma_code.errors import ExitCode, UsageError
-from gemma_code.synthetic_mmproj import expected_tokens
 
 runner = CliRunner()
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from conftest import write_png
+from synthetic_mmproj import VisionShape, expected_tokens, tensor_shapes
 
 from gemma_code.config import Settings
 from gemma_code.documents.images import load_image
 from gemma_code.engine.base import Message
 from gemma_code.engine.llamacpp import LlamaCppEngine, load_llamacpp_engine
 from gemma_code.errors import ExitCode, ModelError
-from gemma_code.synthetic_mmproj import VisionShape, expected_tokens, tensor_shapes
 
 pytestmark = pytest.mark.llama
 

@@ -9,7 +9,7 @@ from test_models_pull import REPO, HubFile, fake_gguf, hub  # noqa: F401  (hub i
 
 from gemma_code.errors import ModelError
 from gemma_code.models import find_entry, mmproj_path, user_registry_file
-from gemma_code.models_pull import pull, remove
+from gemma_code.models.pull import pull, remove
 
 MODEL = "vis-model-Q4_K_M.gguf"
 MMPROJ = "mmproj-vis-model-f16.gguf"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from gemma_code.engine.base import ImageData, Message
-from gemma_code.engine.gemma import render
-from gemma_code.gguf_header import read_metadata
+from gemma_code.engine.chat_templates import render
+from gemma_code.models.gguf_header import read_metadata
 
 PIXEL = ImageData("a.png", 1, 1, b"\0\0\0", "d1")
 

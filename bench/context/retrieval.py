@@ -90,7 +90,8 @@ def main() -> int:
     from gemma_code.context.rank import STOPWORDS, Graph, reference_graph
     from gemma_code.context.tags import decode, stem
     from gemma_code.context.tagscan import scan_tags
-    from gemma_code.context.tokens import TokenCounter, gguf_counter
+    from gemma_code.context.tokens import TokenCounter
+    from gemma_code.engine.vocab import gguf_counter
 
     budgets = [int(b) for b in args.budgets.split(",")]
     repos = dict(item.split("=", 1) for item in args.repo)

@@ -63,13 +63,13 @@ def context_cmd(
     pages: PagesOpt = None,
 ) -> None:
     from gemma_code.context import build_context
-    from gemma_code.context.tokens import default_tokenizer
-    from gemma_code.gitops import repo_root as find_repo_root
+    from gemma_code.engine.vocab import default_tokenizer
+    from gemma_code.gitops import repo_root
 
     settings = settings_from(model=model, budget=budget).settings
     if not question.strip():
         raise UsageError("no question given", 'try: gemma-code context "where is the retry logic?"')
-    base = root or find_repo_root(Path.cwd()) or Path.cwd()
+    base = root or repo_root(Path.cwd()) or Path.cwd()
     if not base.is_dir():
         raise UsageError(f"{base} is not a folder", "give --root an existing folder")
     from gemma_code.context.pack import PackedFile
@@ -88,7 +88,7 @@ def context_cmd(
                                   settings.budget - taken))
     doc_tokens = sum(d.tokens for d in documents)
     notes: list[str] = []
-    if find_repo_root(base) is None:
+    if repo_root(base) is None:
         notes.append(f"{base} is not in a git repository; walked the folder honouring .gitignore")
     packed = build_context(
         base, question, budget=settings.budget - doc_tokens,

@@ -124,9 +124,16 @@ def review(
     import time
 
     started = time.monotonic()  # --timeout counts from here: reading a huge diff takes time too
+    from gemma_code.engine import Engine, load_engine
     from gemma_code.review.findings import SEVERITIES
     from gemma_code.review.report import Report
-    from gemma_code.tasks.review import collect_target, run_review
+    from gemma_code.tasks.review import (
+        Deadline,
+        ReviewResult,
+        cached_review,
+        collect_target,
+        run_review,
+    )
     from gemma_code.ui import print_error, print_warning
 
     if os.environ.get("GEMMA_CODE_SKIP") == "1":  # also under the pre-commit framework
@@ -151,16 +158,28 @@ def review(
     target = collect_target(range_spec=range_spec, files=files or ())
     report = Report(target.mode, target.spec, settings.fail_on, model=settings.model)
     failure: GemmaCodeError | None = None
+    result: ReviewResult | None = None
     try:
-        result = run_review(
-            target, settings, max_tokens=settings.max_tokens,
-            timeout=settings.review_timeout or None, use_cache=not no_cache, started=started,
-        )
+        result = cached_review(target, settings, max_tokens=settings.max_tokens,
+                               use_cache=not no_cache)
+        if result is None:
+            deadline = Deadline(settings.review_timeout or None, started=started)
+            model_engine: Engine | None = None
+            try:  # the time budget covers the load; the engine closes outside it
+                with deadline.guard():
+                    model_engine = load_engine(settings)
+                    result = run_review(model_engine, target, settings,
+                                        max_tokens=settings.max_tokens, deadline=deadline,
+                                        use_cache=not no_cache)
+            finally:
+                if model_engine is not None:
+                    model_engine.close()
     except ModelError as exc:
         failure = exc
     except MemoryError:
         failure = ModelError("out of memory while running the model", "use a smaller model or --n-ctx")
     if failure is None:
+        assert result is not None  # run_review returned, or cached_review had it
         report.take(result)
         _emit(report, chosen, target.root)
         raise typer.Exit(int(ExitCode.FAILURE if report.blocking else ExitCode.OK))
@@ -204,7 +223,7 @@ def hook_install(
         bool, typer.Option("--force", help="Replace a gemma-code hook that runs another environment.")
     ] = False,
 ) -> None:
-    from gemma_code.hook import install
+    from gemma_code.review.hook import install
 
     st = install(force=force)
     chained = f"; runs {st.chained} first" if st.chained else ""
@@ -213,7 +232,7 @@ def hook_install(
 
 @command(hook_app, "uninstall", help="Remove the hook and restore the one that was there before.")
 def hook_uninstall() -> None:
-    from gemma_code.hook import uninstall
+    from gemma_code.review.hook import uninstall
 
     _status, done = uninstall()
     typer.echo(done)
@@ -223,7 +242,7 @@ def hook_uninstall() -> None:
 def hook_status(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    from gemma_code.hook import status
+    from gemma_code.review.hook import status
 
     st = status()
     data = {

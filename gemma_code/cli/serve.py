@@ -53,16 +53,16 @@ def serve(
     from gemma_code.engine import load_engine
     from gemma_code.ui import stderr_console
 
-    try:
+    try:  # the serve extra; a missing one of our own modules stays an internal error
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
-
-        from gemma_code import server
     except ImportError as exc:
         raise GemmaCodeError(
             f"`serve` needs the server packages ({exc.name} is missing)",
             "rerun ./install.sh (it installs them), or: pip install fastapi uvicorn",
         ) from None
+    from gemma_code import server
+
     settings = settings_from(
         model=model, api_key_env=api_key_env, n_ctx=n_ctx, think=think, serve_slots=slots
     ).settings

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gemma_code import gitops
 from gemma_code.context.cache import TAGS_VERSION, ContextCache
-from gemma_code.context.files import FileScan, RepoFile, find_repo_root, grep_files, scan_files
+from gemma_code.context.files import FileScan, RepoFile, grep_files, scan_files
 from gemma_code.context.fuse import message_phrases, rank_files
 from gemma_code.context.history import load_history
 from gemma_code.context.pack import PackedContext, PackedFile, pack
@@ -27,7 +27,7 @@ from gemma_code.context.tagscan import scan_tags
 from gemma_code.context.tokens import CountFn, TokenCounter
 
 __all__ = [
-    "PackedContext", "PackedFile", "build_context", "find_repo_root",
+    "PackedContext", "PackedFile", "build_context",
 ]
 
 # Beyond this many candidate files, the rest are listed in the map but not parsed or ranked,

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemma_code.config import Settings
-from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
+from gemma_code.engine.base import Chunk, GenerationStats, KVCacheEngine, Message, ModelInfo
+from gemma_code.engine.chat_templates import STOP_STRINGS, ThoughtSplitter, detect_format
 from gemma_code.engine.fit import Plan, facts_from_metadata, plan
-from gemma_code.engine.gemma import STOP_STRINGS, ThoughtSplitter, detect_format
 from gemma_code.engine.hardware import memory_for
 from gemma_code.engine.stops import StopScanner
 from gemma_code.engine.vision import VisionMixin
 from gemma_code.errors import EngineError, PromptTooLongError
-from gemma_code.gguf_header import read_metadata, tensor_sizes
+from gemma_code.models.gguf_header import read_metadata, tensor_sizes
 
 if TYPE_CHECKING:
     from gemma_code.engine.kvstate import SwaCheckpoint
@@ -418,3 +418,7 @@ class LlamaCppEngine(VisionMixin):
         with contextlib.suppress(Exception):
             self.close()
 
+
+def _implements_kv_cache_engine(engine: LlamaCppEngine) -> KVCacheEngine:
+    """mypy checks here that the llama.cpp engine keeps the KVCacheEngine contract."""
+    return engine

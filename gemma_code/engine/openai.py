@@ -16,7 +16,7 @@ from typing import Any
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, GenerationStats, ImageData, Message, ModelInfo
-from gemma_code.engine.gemma import FORMATS, ThoughtSplitter, detect_format
+from gemma_code.engine.chat_templates import FORMATS, ThoughtSplitter, detect_format
 from gemma_code.engine.openai_http import HttpClient, HttpStatusError, iter_sse
 from gemma_code.engine.openai_wire import CallDeltas, wire_messages
 from gemma_code.engine.vision import gemma4_image_tokens
@@ -334,7 +334,7 @@ class OpenAIEngine:
 
     def _estimate_prompt(self, messages: Sequence[Message], think: bool) -> int:
         """Prompt size when the server sent no usage block."""
-        from gemma_code.engine.gemma import render
+        from gemma_code.engine.chat_templates import render
 
         try:
             return self.count_tokens(render(messages, self.info.chat_format, think=think))
@@ -368,11 +368,11 @@ def _server_n_ctx(props: dict[str, Any], served: list[dict[str, Any]], model: st
 
 def _local_tokenizer(settings: Settings) -> Callable[[str], int] | None:
     """The configured model's own tokenizer when its GGUF is on this machine (vocab only)."""
-    try:
-        from gemma_code.models import resolve_model
+    from gemma_code.models import resolve_model
 
+    try:
         path = resolve_model(settings.model)
-    except (ImportError, GemmaCodeError):
+    except GemmaCodeError:
         return None
     try:
         import llama_cpp

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import strip_thinking
+from gemma_code.engine.chat_templates import strip_thinking
 from gemma_code.engine.gemma_tools import CALL_CLOSE, CALL_OPEN, ToolCall, render_call
 from gemma_code.engine.vision import openai_content
 

@@ -330,7 +330,7 @@ def no_vision_error(model: str, path: Path) -> Exception:
 def tokens_with_images(engine: Any, segments: list[tuple[str, bool]] | None,
                        images: list[ImageData]) -> list[int]:
     """The prompt's tokens with each image's positions where the template placed it."""
-    from gemma_code.engine.gemma import IMAGE
+    from gemma_code.engine.chat_templates import IMAGE
 
     if segments is None or engine.info.chat_format != "gemma4":
         raise EngineError("images need a Gemma 4 model (its chat format places them)")

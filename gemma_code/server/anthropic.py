@@ -198,7 +198,7 @@ async def create(request: Any, served: Served) -> Any:
 
 async def count_tokens(request: Any, served: Served) -> Any:
     """`POST /v1/messages/count_tokens`: the prompt's tokens with the model's own tokenizer."""
-    from gemma_code.engine.gemma import render
+    from gemma_code.engine.chat_templates import render
 
     body = await read_json(request)
     served.check_model(body.get("model"), anthropic=True)

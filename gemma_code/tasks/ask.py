@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, ImageData, Message
+from gemma_code.errors import PromptTooLongError
 from gemma_code.tasks.prompting import BASE_RULES, check_fits, fence, read_named_file
 
 SYSTEM_PROMPT = (
@@ -59,9 +60,17 @@ def stream_ask(
     max_tokens: int,
     think: bool = False,
     temperature: float | None = None,
+    counted: int | None = None,
 ) -> Generator[Chunk, None, None]:
-    """Check the prompt fits, then stream the reply (the last chunk carries the stats)."""
-    check_fits(engine, messages, max_tokens=max_tokens, think=think)
+    """Check the prompt fits, then stream the reply (the last chunk carries the stats).
+
+    `gemma-code ask`, `explain` and every chat turn answer through here; `counted` is the
+    prompt's token count when the caller has just counted it (the chat, fitting its window).
+    """
+    if counted is None:
+        check_fits(engine, messages, max_tokens=max_tokens, think=think)
+    elif counted + max_tokens > engine.info.n_ctx:
+        raise PromptTooLongError(counted, engine.info.n_ctx, max_tokens)
     yield from engine.stream(messages, max_tokens=max_tokens, think=think, temperature=temperature)
 
 
@@ -100,7 +109,8 @@ def context_budget(
 
 
 def repo_context_for(
-    engine: Engine, question: str, files: Sequence[Path], settings: Settings, *, reserved: int = 0
+    engine: Engine, question: str, files: Sequence[Path], settings: Settings,
+    *, cwd: Path | None = None, reserved: int = 0,
 ) -> str | None:
     """Repository context for the question, sized to the engine's window.
 
@@ -109,11 +119,12 @@ def repo_context_for(
     The context builder only sees a token counter; the budgeting is this task's. `reserved`
     tokens of the budget are already taken (by PDF pages and images).
     """
-    from gemma_code.context import build_context, find_repo_root
+    from gemma_code.context import build_context
+    from gemma_code.gitops import repo_root
 
     if not settings.context:
         return None
-    root = find_repo_root(Path.cwd())
+    root = repo_root(cwd or Path.cwd())
     if root is None:
         return None
     budget = context_budget(engine, question, files, settings, reserved=reserved)

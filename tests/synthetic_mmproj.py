@@ -134,7 +134,7 @@ def write_mmproj(path: Path, shape: VisionShape = VisionShape()) -> Path:
 
 def cached_mmproj(shape: VisionShape = VisionShape(), *, cache_dir: Path | None = None) -> Path:
     """The synthetic projector for `shape`, written once and cached under `cache_dir`."""
-    from gemma_code.synthetic import default_cache_dir
+    from synthetic_gguf import default_cache_dir
 
     key = json.dumps({"shape": asdict(shape), "writer": WRITER_VERSION}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
