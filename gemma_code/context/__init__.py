@@ -26,7 +26,8 @@ from gemma_code.context.tagscan import scan_tags
 from gemma_code.context.tokens import CountFn, TokenCounter
 
 __all__ = [
-    "PackedContext", "PackedFile", "build_context", "context_for_prompt", "find_repo_root",
+    "PackedContext", "PackedFile", "answer_reserve", "build_context", "context_for_prompt",
+    "find_repo_root",
 ]
 
 # Beyond this many candidate files, the rest are listed in the map but not parsed or ranked,
@@ -153,6 +154,9 @@ def build_context(
                       all_paths=[f.path for f in scan.files])
         if counter.counted and count_tokens is not None and packed.text:
             _verify(packed, count_tokens)
+        if cache.trim(root_key):
+            scan.notes.append("the context cache passed its size bound; other repositories' "
+                              "entries were dropped")
     packed.skipped = sorted(scan.skipped + tags.skipped + packed.skipped)
     packed.ranked = len(docs)
     packed.notes = scan.notes + tags.notes + packed.notes
@@ -207,6 +211,16 @@ def _verify(packed: PackedContext, count_tokens: CountFn) -> None:
         packed.notes.append(f"dropped {dropped.path} to stay within the budget")
 
 
+def answer_reserve(n_ctx: int, max_tokens: int) -> int:
+    """Tokens of the window kept for the answer when sizing the repository context.
+
+    A fixed share of the window (an eighth, at most 4,096), so the packed context, and with
+    it the prompt cache's saved prefix, stays the same when only --max-tokens changes; more
+    only when max_tokens asks for more than that share.
+    """
+    return max(min(n_ctx // 8, 4096), max_tokens)
+
+
 def context_for_prompt(engine: Any, question: str, files: Sequence[Path], settings: Any) -> str | None:
     """Repository context for `ask` and the other tasks, sized to the engine's window.
 
@@ -225,7 +239,7 @@ def context_for_prompt(engine: Any, question: str, files: Sequence[Path], settin
             overhead += engine.count_tokens(Path(path).read_text(encoding="utf-8", errors="replace"))
         except OSError:
             continue  # the task reports unreadable -f files itself
-    room = n_ctx - int(settings.max_tokens) - overhead
+    room = n_ctx - answer_reserve(n_ctx, int(settings.max_tokens)) - overhead
     budget = min(int(settings.budget), room)
     if budget <= 0:
         return None

@@ -119,7 +119,7 @@ class CodeCommands:
         if not args:
             raise UsageError("/edit needs an instruction", "/edit rename add() to add_numbers()")
         self.repl.last_instruction = args
-        reply = self.repl.turn(EDIT_ASK + args, mode="edit")
+        reply = self.repl.turn(EDIT_ASK + args, mode="edit", typed=f"/edit {args}")
         if reply is not None:
             self._apply_reply(reply, retries=_max_retries())
 
@@ -142,7 +142,8 @@ class CodeCommands:
             parts.append(sites.render())
         repl.watch.remember(files)
         repl.last_instruction = args
-        reply = repl.turn("\n".join([*parts, REFACTOR_ASK + args]), mode="refactor")
+        reply = repl.turn("\n".join([*parts, REFACTOR_ASK + args]), mode="refactor",
+                          typed=f"/refactor {args}")
         if reply is not None:
             self._apply_reply(reply, retries=_max_retries())
 
@@ -191,7 +192,8 @@ class CodeCommands:
                            "nothing was written", "ask the model to fix them, or edit by hand")
                 return
             repl.notice("some edits did not apply; sending the reasons back to the model")
-            again = repl.turn(retry_message(plan.failures, problems, no_edits), mode="retry")
+            again = repl.turn(retry_message(plan.failures, problems, no_edits), mode="retry",
+                              typed="(automatic retry: the edits that did not apply)")
             if again is None:
                 return
             reply = again
@@ -320,7 +322,7 @@ class CodeCommands:
         target = type(target)(rel, target.start, target.end, target.symbol)
         snippet = load_snippet(repl.root, target)
         # the explain task's user turn (code, callers, callees, request) joins the conversation
-        repl.turn(explain_messages(snippet)[-1].content, mode="explain")
+        repl.turn(explain_messages(snippet)[-1].content, mode="explain", typed=f"/explain {args}")
 
 
 

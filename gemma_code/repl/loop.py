@@ -77,6 +77,7 @@ class Repl:
         if resume is not None:
             self.session = SessionFile(resume.id, cwd=cwd, model=self.engine.info.name)
             self.conv.history = list(resume.messages)
+            self.conv.typed = dict(resume.typed)
         else:
             self.session = SessionFile(new_session_id(), cwd=cwd, model=self.engine.info.name)
         from gemma_code.repl.commands import Commands
@@ -90,7 +91,8 @@ class Repl:
     def notice(self, text: str) -> None:
         from rich.markup import escape
 
-        self.console.print(f"[yellow]›[/] {escape(text)}")
+        # not the input prompt's "›": a notice must not look like something the user typed
+        self.console.print(f"[dim yellow]·[/] [yellow]{escape(text)}[/]")
 
     def error(self, message: str, hint: str | None = None) -> None:
         from rich.markup import escape
@@ -183,10 +185,12 @@ class Repl:
             self.packed = PackedView(notes=[f"repository context is {why}"])
             self.conv.repo_context = None
             return
+        from gemma_code.context import answer_reserve
         from gemma_code.repl.repo import pack_repository
 
         n_ctx = self.engine.info.n_ctx
-        budget = max(0, min(self.settings.budget, n_ctx // 2 - self.settings.max_tokens))
+        reserve = answer_reserve(n_ctx, self.settings.max_tokens)  # not max_tokens: a stable prefix
+        budget = max(0, min(self.settings.budget, n_ctx // 2 - reserve))
         try:
             self.packed = pack_repository(
                 self.root, "", budget=budget, engine=self.engine, named=self.added,
@@ -196,7 +200,8 @@ class Repl:
             self.packed = PackedView(notes=[f"the context builder failed: {exc.message}"])
         self.conv.repo_context = self.packed.text
         self.watch.remember(path for path, _, _ in self.packed.files)
-        self.context_used = self.engine.count_tokens(self.conv.system)
+        # the whole prompt so far: a resumed or kept history counts too
+        self.context_used = self.count_prompt([Message("system", self.conv.system), *self.conv.history])
 
     def changed_files_note(self) -> str | None:
         """The new text of files changed since the model saw them, for the next user turn."""
@@ -214,8 +219,11 @@ class Repl:
         fmt = self.engine.info.chat_format
         return self.engine.count_tokens(render(messages, fmt, think=self.settings.think))
 
-    def turn(self, text: str, *, mode: str = "chat") -> str | None:
-        """Send one user turn and stream the reply; returns the reply (None if cancelled)."""
+    def turn(self, text: str, *, mode: str = "chat", typed: str | None = None) -> str | None:
+        """Send one user turn and stream the reply; returns the reply (None if cancelled).
+
+        `typed` is what the user typed when `text` (the prompt) says more, for /history.
+        """
         self._join_warmer()  # a command may chain turns (/edit retries): one engine user at a time
         note = self.changed_files_note()
         if note:
@@ -247,8 +255,9 @@ class Repl:
                 return None
             answer = kept
             self.notice("interrupted; the partial answer stays in the conversation, marked as interrupted")
-        self.conv.record(user, answer)
-        self.session.add_message(user)
+        typed = text.strip() if typed is None else typed
+        self.conv.record(user, answer, typed)
+        self.session.add_message(user, typed=typed)
         self.session.add_message(Message("model", answer), stats.to_dict() if stats else None)
         self.last_reply = answer
         if stats is not None:
@@ -267,7 +276,7 @@ class Repl:
 
     def stream(self, messages: list[Message]) -> tuple[str, GenerationStats | None, bool]:
         """Stream one reply to the console; Ctrl-C stops it cleanly."""
-        from gemma_code.ui import StreamPrinter
+        from gemma_code.ui import StreamPrinter, prefill_progress
 
         chunks: Iterator[Chunk] = self.engine.stream(
             messages, max_tokens=self.settings.max_tokens, think=self.settings.think,
@@ -281,7 +290,8 @@ class Repl:
             chunks = self.cache.wrap(chunks, messages, think=self.settings.think)
         printer = StreamPrinter(self.console, show_thoughts=self.settings.show_thoughts)
         # on Ctrl-C the engine stops decoding; its KV cache keeps what was evaluated
-        stats, interrupted = printer.play(chunks)
+        with prefill_progress(self.engine, enabled=self.io.input is None):
+            stats, interrupted = printer.play(chunks)
         for note in self.cache.notes if self.cache is not None else []:
             self.notice(note)
         if self.cache is not None:
@@ -337,6 +347,8 @@ class Repl:
         self.console.print(
             f"[bold]gemma-code[/] chat · {info.name} · n_ctx {info.n_ctx:,} · session {self.session.id}"
         )
+        if info.sizing:
+            self.notice(info.sizing)
         if self.packed.files:
             self.notice(f"repository context: {len(self.packed.files)} files, {self.packed.used:,} tokens "
                         "(/context lists them)")

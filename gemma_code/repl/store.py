@@ -47,6 +47,7 @@ class SessionInfo:
     name: str = ""
     messages: list[Message] = field(default_factory=list)
     modified: float = 0.0
+    typed: dict[Message, str] = field(default_factory=dict)  # user turn -> what the user typed
 
     @property
     def title(self) -> str:
@@ -82,8 +83,12 @@ class SessionFile:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def add_message(self, message: Message, stats: dict[str, Any] | None = None) -> None:
+    def add_message(
+        self, message: Message, stats: dict[str, Any] | None = None, typed: str | None = None
+    ) -> None:
         record: dict[str, Any] = {"type": "message", "role": message.role, "content": message.content}
+        if typed is not None and typed != message.content:
+            record["typed"] = typed  # what the user typed, when the prompt says more
         if stats:
             record["stats"] = stats
         self._append(record)
@@ -122,7 +127,10 @@ def read_session(path: Path) -> SessionInfo:
             info.cwd = str(record.get("cwd", ""))
             info.model = str(record.get("model", ""))
         elif kind == "message" and record.get("role") in ("user", "model"):
-            info.messages.append(Message(record["role"], str(record.get("content", ""))))
+            message = Message(record["role"], str(record.get("content", "")))
+            info.messages.append(message)
+            if isinstance(record.get("typed"), str):
+                info.typed[message] = record["typed"]
         elif kind == "clear":
             info.messages.clear()
         elif kind == "drop":
