@@ -227,16 +227,16 @@ class LlamaCppEngine:
     def _decode(self, tokens: Sequence[int]) -> None:
         """Evaluate `tokens` after the cache, in n_batch slices; Ctrl-C stops it mid-slice.
 
-        Reports (done, total) to `self.progress` after each slice when there is more than one.
+        Reports (done, total) to `self.progress` before the first slice and after each one.
         """
         from gemma_code.engine.interrupt import abortable
 
         lc = self._lc
         total = len(tokens)
-        report = self.progress if total > self.n_batch else None
-        if report is not None:
-            report(0, total)
+        report = self.progress
         with abortable(lc, self.ctx) as flag:
+            if report is not None:
+                report(0, total)
             for start in range(0, total, self.n_batch):
                 part = tokens[start : start + self.n_batch]
                 arr = (lc.llama_token * len(part))(*part)

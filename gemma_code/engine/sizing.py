@@ -25,14 +25,15 @@ from gemma_code.engine.base import GenerationStats
 
 FIRST_TOKEN_S = 15.0  # target: time to read the prompt on a CPU
 ANSWER_S = 40.0  # target: time to write the answer on a CPU
-PROMPT_OVERHEAD = 600  # system rules, turn markers and a question, beside the repository context
-MIN_BUDGET = 512  # less repository context than this is not worth sending
-MIN_MAX_TOKENS = 256
-# Calibrated on 2 shared cores (gemma3-270m Q4_K_M, BENCHMARKS.md "CPU-sized defaults"):
-# tokens a second a thread reaches per GB of weights a token touches, for prompt reading
-# (a batch shares each weight read) and for writing (one token per pass). Kept on the
-# conservative side; the first real run replaces them with measured speeds.
-PREFILL_TOK_GB_S = 15.0
+PROMPT_OVERHEAD = 300  # system rules, turn markers and a question, beside the repository context
+MIN_BUDGET = 256  # the repository map, at least
+MIN_MAX_TOKENS = 128
+# Calibrated on 2 shared cores, load average ~12 (gemma3-270m Q4_K_M, 1 thread: 41 tok/s
+# prompt reading, 9.5 tok/s writing; with two more busy processes 15 and 4): tokens a second
+# a thread reaches per GB of weights a token touches, for prompt reading (a batch shares
+# each weight read) and for writing (one token per pass). Kept on the slow side; the first
+# real run replaces them with measured speeds.
+PREFILL_TOK_GB_S = 8.0
 DECODE_TOK_GB_S = 1.2
 MIN_MEASURED_PROMPT = 128  # a shorter prefill says little about the speed
 MIN_MEASURED_ANSWER = 16
