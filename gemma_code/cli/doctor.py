@@ -18,7 +18,9 @@ DOCTOR_HELP = """Check the set-up and show the memory plan; each problem comes w
 
 Checks Python, the llama.cpp build (GPU offload or not), GPUs and free memory, downloaded \
 models, and the context window and KV cache the engine would choose. Exit 0 when \
-gemma-code can run, 1 when something blocks it.
+gemma-code can run, 1 when something blocks it. When the built-in default model is not \
+downloaded but an installed one fits this machine (the small model on a CPU-only install), \
+doctor checks that one, says `ready with --model NAME` and how to make it the default.
 
 Examples:
 
@@ -152,7 +154,7 @@ def _installed(dist: str) -> bool:
     return True
 
 
-def _check_models(report: Report, settings: Settings) -> None:
+def _check_models(report: Report, settings: Settings, *, default_model: bool = False) -> None:
     from gemma_code.engine.fit import facts_from_metadata, plan
     from gemma_code.engine.gemma import detect_format
     from gemma_code.engine.hardware import memory_for
@@ -175,10 +177,12 @@ def _check_models(report: Report, settings: Settings) -> None:
         if fit is None:
             report.problems.append(Problem(exc.message, exc.hint or "see `gemma-code models list`"))
             return
-        report.problems.append(Problem(
-            exc.message, f"{exc.hint or 'pull it'}; or use what fits this machine: {default_hint(fit)}",
-            blocking=False,
-        ))
+        fix = f"{exc.hint or 'pull it'}; or use what fits this machine: {default_hint(fit)}"
+        # the built-in default missing is no reason to fail when a fitting model is installed;
+        # a model the user chose is
+        report.problems.append(Problem(exc.message, fix, blocking=not default_model))
+        if not default_model:
+            return
         report.model["recommended"] = fit
         report.model["setting"] = f"{settings.model} (not downloaded); checked instead: {fit}"
         try:
@@ -268,11 +272,15 @@ def _recommend(report: Report) -> str | None:
     return fits[0].name if fits else None
 
 
-def diagnose(settings: Settings) -> Report:
-    """Run every check (loads llama.cpp, never a model)."""
+def diagnose(settings: Settings, *, default_model: bool = False) -> Report:
+    """Run every check (loads llama.cpp, never a model).
+
+    `default_model`: the model is the built-in default (no layer chose it); when it is not
+    downloaded, an installed model that fits the machine is checked instead.
+    """
     report = Report()
     _check_build(report)
-    _check_models(report, settings)
+    _check_models(report, settings, default_model=default_model)
     return report
 
 
@@ -329,14 +337,16 @@ def doctor(
     from gemma_code.errors import ConfigError
 
     try:
-        settings = settings_from(model=model, n_ctx=n_ctx).settings
+        loaded = settings_from(model=model, n_ctx=n_ctx)
+        settings, default_model = loaded.settings, loaded.sources["model"] == "default"
         config_problem = None
     except ConfigError as exc:  # diagnose the rest with the defaults, and report this first
         settings = Settings()
         settings.model = model or settings.model
         settings.n_ctx = settings.n_ctx if n_ctx is None else n_ctx
+        default_model = model is None
         config_problem = Problem(exc.message, exc.hint or "fix the setting it names")
-    report = diagnose(settings)
+    report = diagnose(settings, default_model=default_model)
     if config_problem is not None:
         report.problems.insert(0, config_problem)
     if json_out:

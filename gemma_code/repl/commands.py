@@ -11,7 +11,6 @@ import subprocess
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from gemma_code.engine.base import Message
 from gemma_code.errors import UsageError
 from gemma_code.repl.code_commands import CodeCommands
 from gemma_code.tasks.prompting import fence, read_named_file
@@ -326,7 +325,7 @@ class Commands(CodeCommands):
         repl.conv.typed = dict(info.typed)
         repl.session = SessionFile(info.id, cwd=repl.cwd, model=repl.engine.info.name)
         repl.cache = None  # its conversation's KV state may be on disk (saved when it ended)
-        repl.context_used = repl.count_prompt([Message("system", repl.conv.system), *repl.conv.history])
+        repl.count_context()
         repl.notice(f"loaded session {info.id}: {len(info.messages) // 2} exchange(s)")
 
     # ----- shell ------------------------------------------------------------------------------

@@ -184,6 +184,7 @@ class Repl:
             why = "off (--no-context)" if not self.settings.context else "off: not in a git repository"
             self.packed = PackedView(notes=[f"repository context is {why}"])
             self.conv.repo_context = None
+            self.count_context()
             return
         from gemma_code.context import answer_reserve
         from gemma_code.repl.repo import pack_repository
@@ -200,7 +201,10 @@ class Repl:
             self.packed = PackedView(notes=[f"the context builder failed: {exc.message}"])
         self.conv.repo_context = self.packed.text
         self.watch.remember(path for path, _, _ in self.packed.files)
-        # the whole prompt so far: a resumed or kept history counts too
+        self.count_context()
+
+    def count_context(self) -> None:
+        """The toolbar's count: the whole prompt so far, a resumed or kept history included."""
         self.context_used = self.count_prompt([Message("system", self.conv.system), *self.conv.history])
 
     def changed_files_note(self) -> str | None:
