@@ -4,8 +4,8 @@
 #   ./install.sh            # .venv in this folder, llama.cpp built for your GPU (or CPU)
 #   ./install.sh --dev      # plus the test and dev tools (pytest, hypothesis, ruff, mypy)
 #
-# Re-running is fast: the llama-cpp-python wheel built for this machine's backend is kept in
-# ~/.cache/gemma-code/wheels/<backend>/ and reused.
+# Re-running is fast: the llama-cpp-python wheel built for this machine's backend and CPU is kept
+# in ~/.cache/gemma-code/wheels/<backend>-<arch>-<key>/ and reused after a check that it runs here.
 set -euo pipefail
 
 LLAMA_CPP_VERSION="0.3.36"   # keep in step with pyproject.toml
@@ -22,7 +22,10 @@ usage() {
 Usage: ./install.sh [--dev] [--prefix DIR] [--cpu|--cuda|--metal] [--python PYTHON]
 
 Creates a virtual environment (default: .venv in the repository), builds llama-cpp-python
-for the accelerator it finds, and installs gemma-code into it.
+for the accelerator it finds and, on x86, for the SIMD extensions this CPU has (never AMX, which
+crashes the llama.cpp in llama-cpp-python 0.3.36), proves the build by decoding a few tokens of a
+tiny model it writes (rebuilding with a conservative flag set if that fails), and installs
+gemma-code into it.
 
   --dev            also install the test and dev extras (pytest, hypothesis, ruff, mypy...)
   --prefix DIR     create the virtual environment in DIR instead of ./.venv
@@ -121,7 +124,6 @@ case "$backend" in
   cpu) say "accelerator: none found, building llama.cpp for the CPU" ;;
   *) die "unknown backend $backend" ;;
 esac
-cmake_args="${build_args}${CMAKE_ARGS:+ $CMAKE_ARGS}"
 
 # --- virtual environment --------------------------------------------------------------------
 if [ ! -x "$prefix/bin/python" ]; then
@@ -133,32 +135,93 @@ fi
 py="$prefix/bin/python"
 "$py" -m pip install --quiet --upgrade pip wheel >/dev/null || die "could not upgrade pip in $prefix" "check your network access to PyPI"
 
-# --- llama-cpp-python, built once per backend and flags ----------------------------------
-cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/gemma-code/wheels"
-tag="$backend"
-if [ -n "${CMAKE_ARGS:-}" ]; then
-  tag="$backend-$(printf '%s' "$cmake_args" | cksum | cut -d' ' -f1)"
+# --- llama-cpp-python, built once per backend and CPU, proven before use ------------------
+# On x86 llama.cpp is built for the extensions this CPU has, named one by one, never with
+# -march=native: a native build on an Intel CPU with AMX dies with SIGILL in llama_decode
+# (llama-cpp-python 0.3.36; llama.cpp PR #26954). buildcheck.py computes the flags and, after
+# every build and before reusing one, decodes a few tokens in a child process to prove it runs.
+buildcheck="$here/gemma_code/engine/buildcheck.py"
+RECIPE=2   # bump when the build recipe changes: older cached wheels are then never reused
+cpu_args=""
+[ "$backend" = metal ] || cpu_args=$("$python_bin" "$buildcheck" flags) \
+  || die "could not read this CPU's features" "pass CMAKE_ARGS yourself, e.g. CMAKE_ARGS='-DGGML_NATIVE=OFF'"
+if [ -n "$cpu_args" ]; then
+  say "CPU: building for $("$python_bin" "$buildcheck" flags --names) (AMX off until llama.cpp fixes its tile setup)"
 fi
-wheelhouse="$cache_root/$tag"
-mkdir -p "$wheelhouse"
-have=$("$py" -c "import importlib.metadata as m; print(m.version('llama-cpp-python'))" 2>/dev/null || true)
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/gemma-code/wheels"
 stamp="$prefix/.gemma-code-llama-backend"
-if [ "$have" = "$LLAMA_CPP_VERSION" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$tag" ]; then
-  say "llama-cpp-python $LLAMA_CPP_VERSION ($tag) already installed"
-else
-  wheel=$(ls "$wheelhouse"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl 2>/dev/null | head -n1 || true)
-  if [ -z "$wheel" ]; then
-    say "building llama-cpp-python $LLAMA_CPP_VERSION for $tag (several minutes; kept for next time)"
-    # --no-cache-dir: pip's own cache keys wheels by URL alone and would hand back a build
-    # made with other flags (a CPU build for --cuda); the wheelhouse above is the cache.
-    CMAKE_ARGS="$cmake_args" "$py" -m pip wheel --no-cache-dir --no-deps "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$wheelhouse" \
-      || die "building llama-cpp-python failed" "read the compiler error above; --cpu avoids GPU toolchain problems"
-    wheel=$(ls "$wheelhouse"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl | head -n1)
+arch=$(uname -m)
+
+# tag_for ARGS: the cache folder's name; it changes with the version, recipe, machine and flags
+tag_for() { printf '%s-%s-%s' "$backend" "$arch" "$(printf '%s|%s|%s|%s' "$LLAMA_CPP_VERSION" "$RECIPE" "$arch" "$1" | cksum | cut -d' ' -f1)"; }
+
+# check_build: decode a few tokens with the installed llama-cpp-python; prints its features
+check_build() {
+  local rc=0
+  if command -v timeout >/dev/null 2>&1; then
+    timeout 600 "$py" "$buildcheck" check || rc=$?
   else
-    say "reusing the llama-cpp-python build in $wheelhouse"
+    "$py" "$buildcheck" check || rc=$?
   fi
-  "$py" -m pip install --quiet --force-reinstall --no-deps "$wheel"
-  echo "$tag" > "$stamp"
+  [ "$rc" = 0 ] && return 0
+  case "$rc" in
+    132) say "the llama.cpp build died with an illegal instruction (exit 132): it uses an instruction this CPU cannot run" ;;
+    124) say "the llama.cpp build check hung for 10 minutes (exit 124)" ;;
+    *) say "the llama.cpp build check failed (exit $rc)" ;;
+  esac
+  return 1
+}
+
+# install_wheel WHEEL: put this wheel into the environment (with its own dependencies)
+install_wheel() {
+  "$py" -m pip install --quiet --force-reinstall --no-deps "$1" \
+    && "$py" -m pip install --quiet "$1" || die "installing $1 failed" "see pip's message above"
+}
+
+# build_and_check ARGS: reuse or build the wheel for ARGS, install it, prove it; 0 when it runs
+build_and_check() {
+  local args="$1" tag wheelhouse wheel have
+  tag=$(tag_for "$args")
+  wheelhouse="$cache_root/$tag"
+  mkdir -p "$wheelhouse"
+  have=$("$py" -c "import importlib.metadata as m; print(m.version('llama-cpp-python'))" 2>/dev/null || true)
+  if [ "$have" = "$LLAMA_CPP_VERSION" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$tag" ]; then
+    say "llama-cpp-python $LLAMA_CPP_VERSION ($tag) already installed; checking it runs on this CPU"
+    check_build && return 0
+    rm -f "$stamp"
+  fi
+  wheel=$(ls "$wheelhouse"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -n "$wheel" ]; then
+    say "reusing the llama-cpp-python build in $wheelhouse; checking it runs on this CPU"
+    install_wheel "$wheel"
+    if check_build; then echo "$tag" > "$stamp"; return 0; fi
+    say "the cached build does not run here: removing it and building again"
+    rm -f "$wheel"
+  fi
+  say "building llama-cpp-python $LLAMA_CPP_VERSION ($tag; several minutes, kept for next time)"
+  say "CMAKE_ARGS=$args"
+  # --no-cache-dir: pip's own cache keys wheels by URL alone and would hand back a build
+  # made with other flags (a CPU build for --cuda); the wheelhouse above is the cache.
+  CMAKE_ARGS="$args" "$py" -m pip wheel --no-cache-dir --no-deps "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$wheelhouse" \
+    || { say "building llama-cpp-python failed (see the error above)"; return 1; }
+  wheel=$(ls "$wheelhouse"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl | head -n1)
+  install_wheel "$wheel"
+  if check_build; then echo "$tag" > "$stamp"; return 0; fi
+  rm -f "$wheel"
+  return 1
+}
+
+cmake_args=$(echo $build_args $cpu_args ${CMAKE_ARGS:-})   # word splitting trims the spaces
+if ! build_and_check "$cmake_args"; then
+  conservative=""
+  [ -n "$cpu_args" ] && conservative=$("$python_bin" "$buildcheck" flags --conservative)
+  [ -n "$conservative" ] && [ "$conservative" != "$cpu_args" ] \
+    || die "llama-cpp-python could not be built or does not run on this machine" \
+      "read the errors above; --cpu avoids GPU toolchain problems; CMAKE_ARGS can set other build flags"
+  say "rebuilding with the conservative flag set ($("$python_bin" "$buildcheck" flags --conservative --names)): slower, but it runs"
+  build_and_check "$(echo $build_args $conservative ${CMAKE_ARGS:-})" \
+    || die "llama-cpp-python does not run on this machine, even built conservatively" \
+      "report it with the output above; CMAKE_ARGS can set other build flags"
 fi
 
 # --- gemma-code ----------------------------------------------------------------------------

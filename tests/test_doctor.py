@@ -103,3 +103,14 @@ def test_ask_without_the_default_model_recommends_the_installed_one() -> None:
     assert result.exit_code == 4
     hint = " ".join(result.stderr.split())
     assert "models pull gemma-4-26b-a4b" in hint and "--model gemma3-270m" in hint
+
+
+def test_doctor_names_the_cpu_features_the_llama_cpp_build_uses(tiny_model_path: Path) -> None:
+    from gemma_code.engine import buildcheck
+
+    result = runner.invoke(app, ["doctor", "--json", "--model", str(tiny_model_path)])
+    report = json.loads(result.output)
+    if buildcheck.is_x86():
+        # install.sh builds for this CPU: every feature used runs here, and AMX is never among them
+        assert "AVX" in report["build_features"] and "AMX_INT8" not in report["build_features"]
+        assert not any("crashes on this CPU" in p["message"] for p in report["problems"])

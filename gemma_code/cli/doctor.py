@@ -62,6 +62,8 @@ class Report:
     gpus: list[dict[str, Any]] = field(default_factory=list)
     ram_available_gib: float | None = None
     threads: int = 1
+    cpu_features: list[str] = field(default_factory=list)
+    build_features: list[str] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] | None = None
@@ -131,6 +133,7 @@ def _check_build(report: Report) -> None:
         report.problems.append(Problem(f"llama-cpp-python does not load: {exc}", REBUILD))
         return
     report.gpu_offload = bool(llama_cpp.llama_supports_gpu_offload())
+    _check_cpu_features(report)
     report.backend = backend_name()
     report.devices = [
         {"name": d.name, "description": d.description, "kind": d.kind,
@@ -141,6 +144,27 @@ def _check_build(report: Report) -> None:
         report.problems.append(Problem(
             f"{report.gpus[0]['name']} is present but llama-cpp-python was built without GPU "
             "offload: everything would run on the CPU", REBUILD, blocking=False,
+        ))
+
+
+def _check_cpu_features(report: Report) -> None:
+    """Compare the SIMD extensions the llama.cpp build uses with the ones this CPU has."""
+    from gemma_code.engine.buildcheck import build_features, installed_build
+
+    info, cpu, unsafe, skipped = installed_build()
+    report.cpu_features = sorted(cpu)
+    report.build_features = sorted(build_features(info))
+    if unsafe:
+        report.problems.append(Problem(
+            f"the llama.cpp build uses {', '.join(unsafe)}, which crashes on this CPU "
+            "(illegal instruction, or AMX's unconfigured tiles in llama-cpp-python 0.3.36)",
+            "rerun ./install.sh: it builds for this CPU and proves the build before using it",
+        ))
+    elif skipped:
+        report.problems.append(Problem(
+            f"this CPU has {', '.join(skipped)} but the llama.cpp build does not use them "
+            "(it was built on or for another CPU): CPU work runs slower than it could",
+            "rerun ./install.sh to build for this CPU", blocking=False,
         ))
 
 
@@ -296,6 +320,9 @@ def print_report(report: Report) -> None:
     build = f"{report.llama_cpp_python} ({report.backend}, GPU offload " + (
         "yes)" if report.gpu_offload else "no)") if report.llama_cpp_python else bad
     out.print(f"[bold]llama-cpp-python[/]  {build}")
+    if report.build_features:
+        out.print(f"[bold]CPU features[/]      build uses {' '.join(report.build_features)}"
+                  + (f"; this CPU has {' '.join(report.cpu_features)}" if report.cpu_features else ""))
     for gpu in report.gpus:
         out.print(f"[bold]GPU {gpu['index']}[/]             {escape(gpu['name'])}: "
                   f"{gpu['free_gib']} of {gpu['total_gib']} GiB free (driver {gpu['driver']})")
