@@ -144,3 +144,20 @@ def test_the_context_cache_is_trimmed_past_its_bound(repo: Path, tmp_path: Path)
         assert cache.load_tags(str(other)) == {} and set(cache.load_tags(str(repo))) == {"util.py"}
         assert disk_bytes() < big
         assert not cache.trim(str(repo), max_bytes=big)
+
+
+def test_ask_outside_a_repository_says_no_context_is_sent_in_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from test_ask_terminal import in_pty
+
+    script = tmp_path / "replies.json"
+    script.write_text(json.dumps(["an answer"]), encoding="utf-8")
+    monkeypatch.setenv("GEMMA_CODE_ENGINE", "scripted")
+    monkeypatch.setenv("GEMMA_CODE_SCRIPT", str(script))
+    code, drawn = in_pty([sys.executable, "-m", "gemma_code", "ask", "hello"], tmp_path)
+    assert code == 0, drawn
+    assert "an answer" in drawn
+    assert "not in a git repository: no repository context is sent" in " ".join(drawn.split())

@@ -61,7 +61,9 @@ def context_cmd(
     counter = default_tokenizer(settings.model, settings.tokenizer)
     notes: list[str] = []
     if find_repo_root(base) is None:
-        notes.append(f"{base} is not in a git repository; walked the folder honouring .gitignore")
+        notes.append(f"{base} is not in a git repository; walked the folder honouring .gitignore "
+                     "(`ask` sends no repository context outside a git repository: name files "
+                     "with -f there)")
     packed = build_context(
         base, question, budget=settings.budget,
         count_tokens=counter[0] if counter else None,
