@@ -9,7 +9,8 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename.
+    """Write `data` to `path` through a temporary file in the same folder and a rename; the file
+    and then its folder are fsynced, so the new bytes survive a crash or a power loss.
 
     `mode` sets the permission bits; by default an existing file keeps its own and a new one
     gets what open() would give it (0o666 less the umask), not mkstemp's private 0o600.
@@ -30,6 +31,18 @@ def write_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder so a rename into it survives a power loss (best effort: not every
+    file system or platform allows opening a folder)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _umask() -> int:

@@ -1,6 +1,8 @@
 """Layered settings: defaults < user config.toml < ./.gemma-code.toml < GEMMA_CODE_* < flags.
 
-Each value remembers where it came from, for `gemma-code config show`.
+Each value remembers where it came from, for `gemma-code config show`. A repository's
+.gemma-code.toml is untrusted: the keys in trust.RESTRICTED (engine, server, key variable,
+files loaded or run) apply from it only in a folder the user trusts (see trust.py).
 """
 
 from __future__ import annotations
@@ -8,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from gemma_code import paths
+from gemma_code import paths, trust
 from gemma_code.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -85,6 +88,15 @@ class LoadedSettings:
     settings: Settings
     sources: dict[str, str] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # one line each, for stderr
+    ignored: dict[str, Any] = field(default_factory=dict)  # project keys left out (untrusted)
+    project: Path | None = None  # the .gemma-code.toml found, if any
+    trusted_folders: list[str] = field(default_factory=list)  # from the user's config.toml
+
+
+# Asked whether to trust a project file setting restricted keys ({key: value}); True = trust.
+TrustPrompt = Callable[[Path, dict[str, Any]], bool]
+USER_ONLY_KEY = "trusted_folders"
 
 
 def _fields() -> dict[str, dataclasses.Field[Any]]:
@@ -185,9 +197,11 @@ def read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _apply_file(loaded: LoadedSettings, path: Path) -> None:
+def _apply_file(
+    loaded: LoadedSettings, path: Path, data: dict[str, Any] | None = None
+) -> None:
     known = _fields()
-    data = read_toml(path)
+    data = read_toml(path) if data is None else data
     for key, value in data.items():
         name = key.replace("-", "_")
         if name not in known:
@@ -200,14 +214,76 @@ def _apply_file(loaded: LoadedSettings, path: Path) -> None:
     loaded.files.append(path)
 
 
+def _user_trusted_folders(data: dict[str, Any], path: Path) -> list[str]:
+    """Pop `trusted_folders` (a list of folders) from the user's config.toml."""
+    value = data.pop(USER_ONLY_KEY, data.pop(USER_ONLY_KEY.replace("_", "-"), []))
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"{path}: `{USER_ONLY_KEY}` must be a list of folders, not {value!r}",
+            f'write it as {USER_ONLY_KEY} = ["~/src/my-project"]',
+        )
+    return value
+
+
+def _restricted(data: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a project file that choose where code and keys go or what is loaded."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name == USER_ONLY_KEY or (name in trust.RESTRICTED and not _harmless(name, value)):
+            out[key] = value
+    return out
+
+
+def _harmless(name: str, value: Any) -> bool:
+    """A project may still pick a model by its registry name (not a path) and the default engine."""
+    if name == "engine":
+        return bool(value == Settings.engine)
+    if name != "model" or not isinstance(value, str):
+        return False
+    from gemma_code.models import find_entry
+
+    try:
+        return find_entry(value) is not None
+    except Exception:  # an unreadable registry: treat the name as a path
+        return False
+
+
+def _apply_project(loaded: LoadedSettings, path: Path, ask: TrustPrompt | None) -> None:
+    """Apply a repository's .gemma-code.toml, leaving out restricted keys unless trusted."""
+    data = read_toml(path)
+    restricted = _restricted(data)
+    if restricted and not trust.is_trusted(path, loaded.trusted_folders):
+        if ask is not None and ask(path, restricted):
+            trust.record_trust(path)
+        else:
+            for key in restricted:
+                loaded.ignored[key] = data.pop(key)
+            keys = ", ".join(f"`{k}`" for k in restricted)
+            loaded.notes.append(
+                f"{path}: ignored {keys} (a repository's config cannot choose where code and "
+                f"keys go or what runs); to trust it: gemma-code config trust {path.parent}"
+            )
+    data.pop(USER_ONLY_KEY, None)
+    _apply_file(loaded, path, data)
+
+
 def project_file(start: Path | None = None) -> Path | None:
-    """The nearest .gemma-code.toml from `start` up to the repository root or /."""
+    """The nearest .gemma-code.toml from `start` up to its repository's root.
+
+    Outside a repository only `start` itself is looked at: a file in a folder above (a shared
+    /tmp, a home folder) never configures the work below it.
+    """
     here = (start or Path.cwd()).resolve()
+    from gemma_code.gitops import repo_root
+
+    top = repo_root(here)
+    root = top.resolve() if top is not None else None
     for folder in (here, *here.parents):
         candidate = folder / PROJECT_FILE
         if candidate.is_file():
             return candidate
-        if (folder / ".git").exists():
+        if root is None or folder == root or (folder / ".git").exists():
             return None
     return None
 
@@ -217,15 +293,23 @@ def load_settings(
     *,
     cwd: Path | None = None,
     environ: dict[str, str] | None = None,
+    ask_trust: TrustPrompt | None = None,
 ) -> LoadedSettings:
-    """Build the settings from every layer; `overrides` are the command-line flags (None = unset)."""
+    """Build the settings from every layer; `overrides` are the command-line flags (None = unset).
+
+    `ask_trust`: asked (in a terminal) before an untrusted project file's restricted keys apply;
+    None leaves them out with a note.
+    """
     loaded = LoadedSettings(Settings(), dict.fromkeys(_fields(), SOURCE_DEFAULT))
     user = paths.user_config_file()
     if user.is_file():
-        _apply_file(loaded, user)
+        data = read_toml(user)
+        loaded.trusted_folders = _user_trusted_folders(data, user)
+        _apply_file(loaded, user, data)
     proj = project_file(cwd)
-    if proj is not None:
-        _apply_file(loaded, proj)
+    if proj is not None and proj != user:
+        loaded.project = proj
+        _apply_project(loaded, proj, ask_trust)
     env = os.environ if environ is None else environ
     for name in _fields():
         var = ENV_PREFIX + name.upper()

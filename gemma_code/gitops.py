@@ -204,6 +204,20 @@ def uncommitted_diff(root: Path, paths: Sequence[str] = ()) -> str:
     return diff_text(root, "--no-color", "HEAD", "--", *paths)
 
 
+def index_contents(root: Path, paths: Sequence[str]) -> dict[str, bytes]:
+    """The staged bytes of `paths` (`git show :path`); paths not in the index are left out."""
+    out: dict[str, bytes] = {}
+    for path in paths:
+        try:
+            proc = subprocess.run(["git", "show", f":{path}"], cwd=root, capture_output=True,
+                                  check=False)
+        except FileNotFoundError:
+            raise GitError("git is not installed", "install git and try again") from None
+        if proc.returncode == 0:
+            out[path] = proc.stdout
+    return out
+
+
 def hooks_dir(root: Path) -> Path:
     """Git's real hooks directory for the repository at `root` (core.hooksPath, worktrees)."""
     path = Path(_cli(root, "rev-parse", "--git-path", "hooks").strip())

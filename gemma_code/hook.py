@@ -39,7 +39,8 @@ if [ ! -x {python_q} ]; then
     echo "gemma-code: {python} is gone; review skipped (run: gemma-code hook install --force)" >&2
     exit 0
 fi
-exec {python_q} -m gemma_code review --staged --format text
+# GEMMA_CODE_HOOK: never ask anything (no one can answer a hook)
+GEMMA_CODE_HOOK=1 exec {python_q} -m gemma_code review --staged --format text
 """
 
 

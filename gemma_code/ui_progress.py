@@ -70,11 +70,18 @@ class PrefillProgress:
 
 @contextmanager
 def attached(engine: Any, reporter: PrefillProgress) -> Iterator[PrefillProgress]:
-    """Point `engine.progress` at `reporter` for the block; the line is gone afterwards."""
-    previous = engine.progress
-    engine.progress = reporter
+    """Point `engine.progress` at `reporter` for the block; the line is gone afterwards.
+
+    Wrappers (the secret-redacting engine) read attributes through to the engine they wrap,
+    but a write would land on the wrapper: the attribute is set where it lives.
+    """
+    target = engine
+    while "progress" not in vars(target) and hasattr(target, "inner"):
+        target = target.inner
+    previous = target.progress
+    target.progress = reporter
     try:
         yield reporter
     finally:
-        engine.progress = previous
+        target.progress = previous
         reporter.close()

@@ -47,10 +47,10 @@ def run(chunks: Iterator[Chunk]) -> tuple[str, GenerationStats]:
 def test_streams_text_with_stats(engine: LlamaCppEngine) -> None:
     text, stats = run(engine.stream(QUESTION, max_tokens=6, temperature=0))
     assert text.strip()
-    assert stats.prompt_tokens == engine.count_tokens(
+    assert stats.prompt_tokens == len(engine.tokenize(
         "<bos><start_of_turn>user\nAnswer briefly.\n\nName three colours.<end_of_turn>\n"
         "<start_of_turn>model\n"
-    )
+    ))
     assert stats.prompt_tokens == stats.prompt_tokens_evaluated + stats.prompt_tokens_reused
     assert stats.completion_tokens == 6
     assert stats.stop_reason == "length"

@@ -97,7 +97,7 @@ def test_engine_loads_gemma4_and_generates(gemma4: LlamaCppEngine) -> None:
         else:
             assert isinstance(chunk.text, str)
     assert stats is not None and stats.completion_tokens == 5
-    assert stats.prompt_tokens == gemma4.count_tokens(render(CONVERSATIONS[1], "gemma4"))
+    assert stats.prompt_tokens == len(gemma4.tokenize(render(CONVERSATIONS[1], "gemma4")))
 
 
 def test_gemma4_end_of_generation_tokens(gemma4: LlamaCppEngine) -> None:

@@ -25,6 +25,7 @@ from gemma_code.engine.prompt_cache import (
     entry_key,
 )
 from gemma_code.engine.scripted import ScriptedEngine
+from gemma_code.integrity import file_crc, sealed
 
 runner = CliRunner()
 CONTEXT = "\n".join(f"def function_{i}(x):\n    return x * {i} + {i * 7}\n" for i in range(16))
@@ -53,8 +54,8 @@ def write_entry(folder: Path, key: str, size: int, tokens: list[int]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{key}.kv").write_bytes(b"\0" * size)
     meta = {"key": key, "sig": "s", "model": "m", "tokens": tokens, "n_prefix": len(tokens),
-            "size": size, "created": 0.0}
-    (folder / f"{key}.json").write_text(json.dumps(meta))
+            "size": size, "created": 0.0, "crc32": file_crc(folder / f"{key}.kv")}
+    (folder / f"{key}.json").write_text(json.dumps(sealed(meta)))
 
 
 # ----- without a model ---------------------------------------------------------------------------

@@ -101,10 +101,60 @@ def test_a_hunk_bigger_than_a_request_is_split_and_cut_at_the_total_cap(git_repo
         staged_changes(git_repo), lambda t: len(t.split()), per_request=300, total=1000
     )
     assert reviewed == ["huge.py"]
-    assert len(requests) == 3
-    assert "    1 + def f0(x):" in requests[0][1]
-    assert "def f0(x)" not in requests[1][1]
-    assert any("only part of this diff" in n for n in notices)
+    tokens = [len(text.split()) for _, text in requests]
+    assert len(requests) >= 3 and max(tokens) <= 300 and sum(tokens) <= 1000
+    numbers = [int(line.split()[0]) for _, text in requests for line in text.splitlines()
+               if line[:5].strip().isdigit()]
+    assert numbers == list(range(1, len(numbers) + 1))  # consecutive pieces, nothing repeated
+    assert any(f"only part of this diff was reviewed (the first {len(numbers)} of 600" in n
+               for n in notices)
+
+
+def test_splitting_counts_each_line_once_and_stops_at_the_cap(git_repo: Path):
+    """Linear: a 100,000-line diff costs about as many token counts as the part reviewed."""
+    (git_repo / "big.txt").write_text("".join(f"row {i} of data\n" for i in range(100_000)))
+    git(git_repo, "add", ".")
+    counted: list[int] = []
+
+    def count(text: str) -> int:
+        counted.append(len(text))
+        return len(text.split())
+
+    requests, reviewed, _skipped, notices = plan_requests(
+        staged_changes(git_repo), count, per_request=2000, total=8000)
+    assert reviewed == ["big.txt"] and len(requests) == 4
+    assert len(counted) < 2 * 8000 / 5  # about one count per reviewed line (5 tokens each)
+    assert sum(counted) < 4 * sum(len(t) for _, t in requests)
+    assert any("the first" in n and "of 100,000 diff lines" in n for n in notices)
+
+
+def test_a_huge_line_is_cut_to_fit_a_request(git_repo: Path):
+    (git_repo / "min.js").write_text("var a = [" + ", ".join(map(str, range(50_000))) + "];\n")
+    git(git_repo, "add", ".")
+    requests, reviewed, _skipped, _notices = plan_requests(
+        staged_changes(git_repo), lambda t: len(t.split()), per_request=500, total=2000)
+    assert reviewed == ["min.js"] and len(requests) == 1
+    assert len(requests[0][1].split()) <= 500 and "[line cut]" in requests[0][1]
+
+
+def test_the_deadline_is_checked_while_a_big_diff_is_cut_up(git_repo: Path):
+    (git_repo / "big.txt").write_text("".join(f"row {i}\n" for i in range(5_000)))
+    git(git_repo, "add", ".")
+    calls: list[int] = []
+
+    class Late(Exception):
+        pass
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise Late
+
+    import pytest
+
+    with pytest.raises(Late):
+        plan_requests(staged_changes(git_repo), lambda t: len(t.split()), per_request=10**6,
+                      total=10**6, check=check)
 
 
 def test_change_symbols_come_from_hunk_headers_and_added_definitions(git_repo: Path):

@@ -44,6 +44,25 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _report_interrupted_writes() -> None:
+    """An apply killed mid-way (power loss, kill -9) is reported by the next command, once."""
+    import os
+    from pathlib import Path
+
+    from gemma_code.edits.journal import interrupted_notices
+
+    try:
+        here = Path(os.getcwd())
+    except OSError:
+        return
+    notes = interrupted_notices(here)
+    if notes:
+        from gemma_code.ui import print_warning
+
+        for note in notes:
+            print_warning(note)
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -67,6 +86,7 @@ def _root(
         "model": model, "engine": engine, "base_url": base_url, "think": think,
         "max_tokens": max_tokens, "n_ctx": n_ctx, "budget": budget,
     }
+    _report_interrupted_writes()
     if ctx.invoked_subcommand is None:
         from gemma_code.cli.chat import chat
 

@@ -23,6 +23,7 @@ from gemma_code.cli.common import (
     ShowThoughtsOpt,
     StatsOpt,
     ThinkOpt,
+    check_named_secrets,
     command,
     settings_from,
 )
@@ -105,6 +106,7 @@ def ask(
             raise UsageError("no question given", 'try: gemma-code ask "what does main() do?"')
     assert question is not None
     paths = [Path(p) for p in (files or [])]
+    check_named_secrets(paths)
     with open_engine(settings, while_loading=working(f"loading {settings.model} …")) as eng:
         if eng.info.sizing:
             print_note(eng.info.sizing)
@@ -148,5 +150,5 @@ def ask(
             raise Interrupted("interrupted; the answer above is incomplete")
         if stats and final is not None:
             for note in cache.notes:
-                stderr_console().print(note, style="dim")
+                stderr_console().print(note, style="dim", markup=False)
             stderr_console().print(format_stats(final), style="dim")

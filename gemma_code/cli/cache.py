@@ -1,4 +1,4 @@
-"""`gemma-code cache info|clear`: the persistent prompt (KV) cache on disk."""
+"""`gemma-code cache info|clear`: the persistent prompt (KV) cache on disk; `clear` empties every cache."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ Examples:
   gemma-code cache clear
 
 Its size is bounded by `prompt_cache_mb` (least recently used states go first); \
-`prompt_cache = false` in config turns it off.
+`prompt_cache = false` in config turns it off. `cache clear` also empties the context cache \
+(tags, word index, token counts) and the cached reviews. Every cache is checksummed: a damaged \
+entry is dropped and rebuilt on its own.
 """
 
 cache_app = typer.Typer(help=CACHE_HELP, no_args_is_help=True, rich_markup_mode="rich")
@@ -65,13 +67,15 @@ def info(json_out: JsonOpt = False) -> None:
                    f"({e.n_prefix:,} prefix)  {_mib(e.size)}  used {used}")
 
 
-@command(cache_app, "clear", help="Delete every saved prompt state and the context cache.\n\n"
-         "Example: gemma-code cache clear")
+@command(cache_app, "clear", help="Delete every cache: saved prompt states, the context cache and "
+         "cached reviews.\n\nExample: gemma-code cache clear")
 def clear() -> None:
     from gemma_code.context import cache as context_cache
     from gemma_code.engine.prompt_cache import PromptCacheStore
+    from gemma_code.review import cache as review_cache
 
     count, freed = PromptCacheStore().clear()
-    typer.echo(f"removed {count} prompt state(s), {_mib(freed)}")
-    removed, context_freed = context_cache.clear()
-    typer.echo(f"removed the context cache ({removed} file(s), {_mib(context_freed)})")
+    typer.echo(f"removed {count} state(s), {_mib(freed)}")
+    typer.echo(f"removed the context cache, {_mib(context_cache.clear())}")
+    reviews, review_bytes = review_cache.clear()
+    typer.echo(f"removed {reviews} cached review(s), {_mib(review_bytes)}")

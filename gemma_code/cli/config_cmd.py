@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -11,8 +13,10 @@ from gemma_code.cli.common import JsonOpt, command
 
 CONFIG_HELP = """Inspect and edit settings.
 
-Layers, lowest first: built-in defaults, the user config.toml, ./.gemma-code.toml (the \
-project's), GEMMA_CODE_<KEY> environment variables, command-line flags.
+Layers, lowest first: built-in defaults, the user config.toml, the repository's \
+.gemma-code.toml, GEMMA_CODE_<KEY> environment variables, command-line flags. A \
+repository's file cannot set engine, base_url, api_key_env, model paths, tokenizer or \
+script unless you trust its folder (`gemma-code config trust`, docs/security.md).
 
 Examples:
 
@@ -21,6 +25,8 @@ Examples:
   gemma-code config edit                  # create (with every key, commented) and edit
 
   gemma-code config path                  # where the user config file lives
+
+  gemma-code config trust                 # let this repository's file choose the engine
 
   echo 'model = "gemma3-270m"' >> "$(gemma-code config path)"   # a CPU-sized default model
 """
@@ -40,19 +46,24 @@ Examples:
 
 @command(config_app, "show", help=SHOW_HELP)
 def show(json_out: JsonOpt = False) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from gemma_code import paths
+    from gemma_code.cli.common import ask_trust
     from gemma_code.config import as_dict, load_settings
+    from gemma_code.trust import can_ask
     from gemma_code.ui import stdout_console
 
-    loaded = load_settings()
+    loaded = load_settings(ask_trust=ask_trust if can_ask() else None)
     values = as_dict(loaded.settings)
     if json_out:
         payload = {
             "settings": {k: {"value": v, "source": loaded.sources[k]} for k, v in values.items()},
             "files": [str(p) for p in loaded.files],
             "user_config": str(paths.user_config_file()),
+            "ignored": loaded.ignored,
+            "notes": loaded.notes,
         }
         typer.echo(json.dumps(payload, indent=2))
         return
@@ -61,10 +72,56 @@ def show(json_out: JsonOpt = False) -> None:
     table.add_column("value")
     table.add_column("from", style="dim")
     for key, value in values.items():
-        table.add_row(key, repr(value) if isinstance(value, str) else str(value), loaded.sources[key])
+        shown = repr(value) if isinstance(value, str) else str(value)
+        table.add_row(key, escape(shown), escape(loaded.sources[key]))
     console = stdout_console()
     console.print(table)
-    console.print(f"user config file: {paths.user_config_file()}", style="dim")
+    console.print(escape(f"user config file: {paths.user_config_file()}"), style="dim")
+    for note in loaded.notes:
+        console.print(escape(f"note: {note}"), style="yellow")
+
+
+TRUST_HELP = """Trust a folder's .gemma-code.toml to set engine, base_url, api_key_env, model \
+paths, tokenizer and script.
+
+A repository's config file cannot choose where your code and keys go unless you trust it. \
+This records the folder with the exact bytes of its .gemma-code.toml: if the file changes \
+(a pull), it is not trusted until you run this again. To trust a folder whatever its file \
+says, list it in your own config.toml: trusted_folders = ["~/src/work"].
+
+Examples:
+
+  gemma-code config trust            # the current repository's file
+
+  gemma-code config trust ~/src/app
+
+  gemma-code config trust --forget ~/src/app
+"""
+
+
+@command(config_app, "trust", help=TRUST_HELP)
+def trust_folder(
+    folder: Annotated[
+        Path | None, typer.Argument(help="A folder with a .gemma-code.toml (default: the current one's).")
+    ] = None,
+    forget: Annotated[bool, typer.Option("--forget", help="Stop trusting the folder.")] = False,
+) -> None:
+    from gemma_code.config import PROJECT_FILE, project_file
+    from gemma_code.errors import UsageError
+    from gemma_code.trust import forget_trust, record_trust
+
+    start = (folder or Path.cwd()).expanduser()
+    if forget:
+        if not forget_trust(start):
+            raise UsageError(f"{start} was not trusted with `config trust`",
+                             "folders listed in trusted_folders live in your config.toml")
+        typer.echo(f"no longer trusted: {start.resolve()}")
+        return
+    found = project_file(start) if folder is None else start / PROJECT_FILE
+    if found is None or not found.is_file():
+        raise UsageError(f"no {PROJECT_FILE} in {start}", "name the folder that holds it")
+    store = record_trust(found)
+    typer.echo(f"trusted {found.parent} (as {found.name} is now; recorded in {store})")
 
 
 PATH_HELP = """Print the user config file's path (it may not exist yet).

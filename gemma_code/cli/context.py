@@ -101,18 +101,19 @@ def _named_file(base: Path, name: Path | str) -> Path:
 
 def _print_table(packed: Any, base: Path) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from gemma_code.ui import stdout_console
 
     console = stdout_console()
     approx = "~" if packed.estimated else ""
-    table = Table(title=f"Context for {base}", title_justify="left")
+    table = Table(title=Text(f"Context for {base}"), title_justify="left")
     table.add_column("#", justify="right", style="dim")
     table.add_column("file")
     table.add_column("mode")
     table.add_column("tokens", justify="right")
     for number, item in enumerate(packed.files, 1):
-        table.add_row(str(number), item.path, item.mode, f"{approx}{item.tokens:,}")
+        table.add_row(str(number), Text(item.path), item.mode, f"{approx}{item.tokens:,}")
     if packed.map_tokens:
         table.add_row("", "(repository map)", "tree", f"{approx}{packed.map_tokens:,}")
     console.print(table)

@@ -17,6 +17,7 @@ from gemma_code.cli.common import (
     ModelOpt,
     NCtxOpt,
     ThinkOpt,
+    check_named_secrets,
     command,
     settings_from,
 )
@@ -137,13 +138,15 @@ def report_failures(failures: list[Failure], problems: list[ParseProblem] | None
 
 def report_written(done: Written) -> None:
     """What was written, how to undo it, and where earlier uncommitted work was kept."""
+    from rich.markup import escape
+
     err = _err()
     names = ", ".join(f"{c.path} ({c.action})" for c in done.changes)
-    err.print(f"[green]applied:[/] {names}")
+    err.print(f"[green]applied:[/] {escape(names)}")
     if done.dirty:
         keep = f"; also in git object {done.stash} (`git stash apply {done.stash}`)" if done.stash else ""
         err.print(f"your uncommitted changes in {', '.join(done.dirty)} were kept: "
-                  f"`gemma-code undo` restores them{keep}")
+                  f"`gemma-code undo` restores them{keep}", markup=False)
     if done.commit:
         err.print(f"committed {done.commit[:10]}")
     err.print("undo with `gemma-code undo`", style="dim")
@@ -219,7 +222,7 @@ def apply_cmd(
     changes = plan.changes()
     err = _err()
     for note in plan.notes:
-        err.print(note, style="dim")
+        err.print(note, style="dim", markup=False)
     if plan.already_applied:
         err.print(f"{len(plan.already_applied)} edit(s) already applied", style="dim")
     from gemma_code.ui import stdout_console
@@ -230,7 +233,9 @@ def apply_cmd(
         print_change(out, change)
     if check:
         names = ", ".join(f"{c.path} ({c.action})" for c in changes) or "nothing (already applied)"
-        err.print(f"[green]ok:[/] every edit applies; would change {names}")
+        from rich.markup import escape
+
+        err.print(f"[green]ok:[/] every edit applies; would change {escape(names)}")
         return
     if not changes:
         err.print("nothing to change: every edit is already applied")
@@ -293,6 +298,7 @@ def run_edit_command(
         raise UsageError(f"unknown format {fmt!r}", f"choose one of: {', '.join(FORMATS)}")
     root = _root()
     settings = settings_from(**flags).settings
+    check_named_secrets(files)
     named, sites = gather_files(root, files, symbol=symbol, refactor=refactor, instruction=instruction)
     if commit and not dry_run:  # before the model runs: it would be refused after
         check_commit(root, list(named))
@@ -318,7 +324,7 @@ def run_edit_command(
         err.print(f"{len(outcome.rounds) - 1} correction round(s) with the model", style="dim")
     changes = outcome.changes()
     for note in outcome.plan.notes:
-        err.print(note, style="dim")
+        err.print(note, style="dim", markup=False)
     out = stdout_console()
     for change in changes:
         print_change(out, change)
@@ -415,14 +421,15 @@ def undo_cmd(
     if list_only:
         for entry in reversed(list_entries(root)):
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created))
-            typer.echo(f"{when}  {entry.label:<8}  {', '.join(entry.paths)}")
+            state = "" if entry.state == "done" else f"({entry.state})  "
+            typer.echo(f"{when}  {entry.label:<8}  {state}{', '.join(entry.paths)}")
         return
     result = undo_last(root, force=force)
     err = _err()
     for path in result.restored:
-        err.print(f"restored {path}")
+        err.print(f"restored {path}", markup=False)
     for path in result.removed:
-        err.print(f"removed {path} (it was created by the edit)")
+        err.print(f"removed {path} (it was created by the edit)", markup=False)
     err.print(f"[green]undone:[/] the last {result.entry.label}")
 
 

@@ -124,6 +124,9 @@ def review(
     n_ctx: NCtxOpt = None,
     budget: BudgetOpt = None,
 ) -> None:
+    import time
+
+    started = time.monotonic()  # --timeout counts from here: reading a huge diff takes time too
     from gemma_code.review.findings import SEVERITIES
     from gemma_code.review.report import Report
     from gemma_code.tasks.review import collect_target, run_review
@@ -174,7 +177,7 @@ def review(
         with progress:
             result = run_review(
                 target, settings, max_tokens=settings.max_tokens,
-                timeout=settings.review_timeout or None, use_cache=not no_cache,
+                timeout=settings.review_timeout or None, use_cache=not no_cache, started=started,
                 load=load_with_progress,
             )
     except ModelError as exc:

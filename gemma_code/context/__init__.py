@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +93,12 @@ def build_context(
     tokenizer_id: str = "",
     max_file_bytes: int = 1_000_000,
     max_ranked: int = MAX_RANKED,
+    contents: Mapping[str, bytes] | None = None,
 ) -> PackedContext:
     """Rank the repository's files for `question` and pack them into `budget` tokens.
+
+    `contents`: the bytes to show for some files instead of the work tree's (a staged review
+    shows the staged version: the version its diff is about).
 
     `named` files (the user's -f) rank first and may break the secret and size filters;
     `seeds` steer the ranking; `omit` files are ranked but not packed (the caller shows them).
@@ -108,55 +112,59 @@ def build_context(
     named_rel = _relative(base, named)
     seed_rel = _relative(base, seeds)
     omit_rel = set(_relative(base, omit))
-    with ContextCache() as cache:
-        scan = scan_files(base, max_file_bytes=max_file_bytes, named=named_rel)
-        keep = set(named_rel) | set(seed_rel) | set(scan.dirty)
-        files = _bounded(scan, question, keep, max_ranked)
-        root_key = str(base)
-        print_key = _fingerprint(files, named_rel)
-        # the graph and the word index depend only on the files: reuse them while none changed
-        blob = cache.load_blob(root_key, "graph", print_key)
-        cached_graph = _load_graph(blob) if blob is not None else None
-        previous = None
-        if cached_graph is None:
-            # an older graph of this repository: only the edges of files changed since are redone
-            older = cache.load_blob(root_key, "graph")
-            previous = _load_graph(older) if older is not None else None
-        words = analyze_question(question).words
-        found = cache.load_postings(root_key, print_key, {shard_of(w) for w in words})
-        tags = scan_tags(base, files, cache=cache, trusted=named_rel,
-                         identifiers=cached_graph is None and previous is None, terms=found is None)
-        docs = tags.tags
-        graph = cached_graph
-        if graph is None:
-            graph = _updated_graph(cache, root_key, files, docs, previous)
-            cache.store_blob(root_key, "graph", print_key, graph.dump())
-        if found is not None:
-            postings: dict[str, dict[str, int]] = {}
-            for blob_part in found.values():
-                shard = marshal.loads(blob_part)
-                postings.update({t: shard[t] for t in words if t in shard})
-        else:
-            index = build_postings(docs)
-            shards: dict[int, dict[str, dict[str, int]]] = {}
-            for term in sorted(index):
-                shards.setdefault(shard_of(term), {})[term] = index[term]
-            cache.store_postings(root_key, print_key, {n: marshal.dumps(v) for n, v in shards.items()})
-            postings = {t: index[t] for t in words if t in index}
-        ranking = rank_files(
-            question, docs, named=named_rel, seeds=seed_rel, dirty=scan.dirty, recent=scan.recent,
-            graph=graph, postings=postings,
-        )
-        order = [p for p in ranking.order if p not in omit_rel]
-        counter = TokenCounter(count_tokens, tokenizer_id, cache)
-        packed = pack(base, order, docs, budget=max(budget, 0), counter=counter,
-                      named=[p for p in named_rel if p not in omit_rel],
-                      all_paths=[f.path for f in scan.files])
-        if counter.counted and count_tokens is not None and packed.text:
-            _verify(packed, count_tokens)
-        if cache.trim(root_key):
-            scan.notes.append("the context cache passed its size bound; other repositories' "
-                              "entries were dropped")
+    for attempt in range(2):  # a damaged cache entry is dropped, then everything derived is redone
+        with ContextCache() as cache:
+            scan = scan_files(base, max_file_bytes=max_file_bytes, named=named_rel)
+            keep = set(named_rel) | set(seed_rel) | set(scan.dirty)
+            files = _bounded(scan, question, keep, max_ranked)
+            root_key = str(base)
+            print_key = _fingerprint(files, named_rel)
+            # the graph and the word index depend only on the files: reuse them while none changed
+            blob = cache.load_blob(root_key, "graph", print_key)
+            cached_graph = _load_graph(blob) if blob is not None else None
+            previous = None
+            if cached_graph is None:
+                # an older graph of this repository: only the edges of files changed since are redone
+                older = cache.load_blob(root_key, "graph")
+                previous = _load_graph(older) if older is not None else None
+            words = analyze_question(question).words
+            found = cache.load_postings(root_key, print_key, {shard_of(w) for w in words})
+            tags = scan_tags(base, files, cache=cache, trusted=named_rel,
+                             identifiers=cached_graph is None and previous is None, terms=found is None)
+            docs = tags.tags
+            graph = cached_graph
+            if graph is None:
+                graph = _updated_graph(cache, root_key, files, docs, previous)
+                cache.store_blob(root_key, "graph", print_key, graph.dump())
+            if found is not None:
+                postings: dict[str, dict[str, int]] = {}
+                for blob_part in found.values():
+                    shard = marshal.loads(blob_part)
+                    postings.update({t: shard[t] for t in words if t in shard})
+            else:
+                index = build_postings(docs)
+                shards: dict[int, dict[str, dict[str, int]]] = {}
+                for term in sorted(index):
+                    shards.setdefault(shard_of(term), {})[term] = index[term]
+                cache.store_postings(root_key, print_key, {n: marshal.dumps(v) for n, v in shards.items()})
+                postings = {t: index[t] for t in words if t in index}
+            ranking = rank_files(
+                question, docs, named=named_rel, seeds=seed_rel, dirty=scan.dirty, recent=scan.recent,
+                graph=graph, postings=postings,
+            )
+            order = [p for p in ranking.order if p not in omit_rel]
+            counter = TokenCounter(count_tokens, tokenizer_id, cache)
+            packed = pack(base, order, docs, budget=max(budget, 0), counter=counter,
+                          named=[p for p in named_rel if p not in omit_rel],
+                          all_paths=[f.path for f in scan.files], contents=contents)
+            if counter.counted and count_tokens is not None and packed.text:
+                _verify(packed, count_tokens)
+            if not cache.damaged or attempt:
+                if cache.trim(root_key):
+                    scan.notes.append("the context cache passed its size bound; other "
+                                      "repositories' entries were dropped")
+                break
+            cache.drop_derived(root_key)
     packed.skipped = sorted(scan.skipped + tags.skipped + packed.skipped)
     packed.ranked = len(docs)
     packed.notes = scan.notes + tags.notes + packed.notes
@@ -165,6 +173,8 @@ def build_context(
     packed.notes.append(
         f"tags: {len(tags.parsed):,} files parsed, {tags.reused:,} from the cache"
     )
+    if attempt:
+        packed.notes.append("context cache: damaged entries were found, dropped and rebuilt")
     packed.elapsed_s = time.perf_counter() - start
     return packed
 

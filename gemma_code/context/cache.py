@@ -1,14 +1,19 @@
 """The on-disk caches of the context builder: per-file tags and token counts, in one sqlite file.
 
 The database lives in the user cache dir (gemma_code.paths.cache_dir()), never in the repository.
-Any sqlite failure (read-only disk, corrupt file, a lock held too long) degrades to no cache.
+Any sqlite failure (read-only disk, a lock held too long) degrades to no cache. Every stored blob
+carries a checksum and every token count a CRC: a damaged entry reads as a miss, is deleted,
+and `damaged` tells the caller to rebuild what it derived; a damaged database file is deleted
+(the next open starts a fresh one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,8 @@ from gemma_code import paths
 # Bump when the stored tag format or the extraction changes: old rows are then ignored.
 TAGS_VERSION = 8
 # Bump when any table's or blob's layout changes: the file name changes, older files are removed.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+SEAL = 8  # bytes of blake2b checksum in front of every stored blob
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS file_tags (
@@ -30,7 +36,7 @@ CREATE TABLE IF NOT EXISTS blobs (
     root TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (root, kind));
 CREATE TABLE IF NOT EXISTS tokens (
-    tokenizer TEXT NOT NULL, digest TEXT NOT NULL, count INTEGER NOT NULL,
+    tokenizer TEXT NOT NULL, digest TEXT NOT NULL, count INTEGER NOT NULL, crc INTEGER NOT NULL,
     PRIMARY KEY (tokenizer, digest));
 """
 
@@ -59,17 +65,47 @@ def disk_bytes(current: Path | None = None) -> int:
     return total
 
 
-def clear(current: Path | None = None) -> tuple[int, int]:
-    """Delete the context caches (they are rebuilt on the next run); (files, bytes) removed."""
-    removed, freed = 0, 0
-    for path in files(current):
-        try:
+
+def seal(data: bytes) -> bytes:
+    """`data` with its checksum in front, as stored."""
+    return hashlib.blake2b(data, digest_size=SEAL).digest() + data
+
+
+def unseal(blob: bytes | None) -> bytes | None:
+    """The data of a stored blob, or None when its checksum does not match (a damaged entry)."""
+    if blob is None or len(blob) < SEAL:
+        return None
+    data = bytes(blob[SEAL:])
+    return data if hashlib.blake2b(data, digest_size=SEAL).digest() == bytes(blob[:SEAL]) else None
+
+
+def _count_crc(tokenizer: str, digest: str, count: int) -> int:
+    return zlib.crc32(f"{tokenizer}\0{digest}\0{count}".encode("utf-8", "surrogatepass"))
+
+
+def remove_files(path: Path | None = None) -> int:
+    """Delete the context cache's files (database, WAL, shared memory); returns the bytes freed."""
+    current = path or cache_file()
+    freed = 0
+    for name in (current.name, current.name + "-wal", current.name + "-shm"):
+        target = current.parent / name
+        with contextlib.suppress(OSError):
+            size = target.stat().st_size
+            target.unlink()
+            freed += size
+    return freed
+
+
+def clear() -> int:
+    """Delete the context cache of every storage format; returns the bytes freed."""
+    folder = cache_file().parent
+    freed = 0
+    for path in folder.glob("context*.sqlite*") if folder.is_dir() else ():
+        with contextlib.suppress(OSError):
             size = path.stat().st_size
             path.unlink()
-        except OSError:
-            continue
-        removed, freed = removed + 1, freed + size
-    return removed, freed
+            freed += size
+    return freed
 
 
 def _remove_older_formats(current: Path) -> None:
@@ -87,18 +123,36 @@ class ContextCache:
         self.path = path or cache_file()
         self.ok = True
         self.error = ""
+        self.damaged = False  # a damaged entry or file was found (and dropped) in this session
         self._db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if path is None:
                 _remove_older_formats(self.path)
-            db = sqlite3.connect(str(self.path), timeout=5.0)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            self._db = db
-        except (sqlite3.Error, OSError) as exc:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            if _corrupt(exc):  # a damaged file: start over with an empty one
+                remove_files(self.path)
+                self.damaged = True
+                try:
+                    self._db = self._open()
+                except (sqlite3.Error, OSError) as again:
+                    self._fail(again)
+            else:
+                self._fail(exc)
+        except OSError as exc:
             self._fail(exc)
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), timeout=5.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # each commit is fsynced
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def _fail(self, exc: BaseException) -> None:
         self.ok = False
@@ -107,6 +161,28 @@ class ContextCache:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
         self._db = None
+        if isinstance(exc, sqlite3.DatabaseError) and _corrupt(exc):
+            remove_files(self.path)  # the next run starts a fresh cache
+            self.damaged = True
+
+    def _drop(self, sql: str, rows: Sequence[tuple[str, ...]]) -> None:
+        """Delete damaged entries so they are rebuilt, and say so through `damaged`."""
+        if not rows:
+            return
+        self.damaged = True
+        with self._guard() as db:
+            if db is not None:
+                with db:
+                    db.executemany(sql, rows)
+
+    def drop_derived(self, root: str) -> None:
+        """Forget the repository's word index and graph (after damage: they may have been built
+        from a partial read)."""
+        with self._guard() as db:
+            if db is not None:
+                with db:
+                    db.execute("DELETE FROM postings WHERE root = ?", (root,))
+                    db.execute("DELETE FROM blobs WHERE root = ?", (root,))
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[sqlite3.Connection | None]:
@@ -126,19 +202,27 @@ class ContextCache:
                     "WHERE root = ? AND version = ?",
                     (root, TAGS_VERSION),
                 )
-                rows = {path: (mtime, size, meta, t) for path, mtime, size, meta, t in cur}
+                bad = []
+                for path, mtime, size, meta, t in cur:
+                    meta_data = unseal(meta)
+                    terms_data = unseal(t) if terms else None
+                    if meta_data is None or (terms and terms_data is None):
+                        bad.append((root, path))
+                    else:
+                        rows[path] = (mtime, size, meta_data, terms_data)
+                self._drop("DELETE FROM file_tags WHERE root = ? AND path = ?", bad)
         return rows
 
     def load_identifiers(self, root: str, paths: Iterable[str] | None = None) -> dict[str, bytes]:
         """The identifier blobs of a repository's rows (all, or of `paths`), to (re)build the graph."""
-        rows: dict[str, bytes] = {}
+        stored: dict[str, bytes] = {}
         with self._guard() as db:
             if db is not None:
                 if paths is None:
                     cur = db.execute(
                         "SELECT path, ids FROM file_tags WHERE root = ? AND version = ?", (root, TAGS_VERSION)
                     )
-                    rows = dict(cur.fetchall())
+                    stored = dict(cur.fetchall())
                 else:
                     for path in sorted(set(paths)):
                         row = db.execute(
@@ -146,7 +230,16 @@ class ContextCache:
                             (root, path, TAGS_VERSION),
                         ).fetchone()
                         if row:
-                            rows[path] = row[0]
+                            stored[path] = row[0]
+        rows: dict[str, bytes] = {}
+        bad = []
+        for path, blob in stored.items():
+            data = unseal(blob)
+            if data is None:
+                bad.append((root, path))
+            else:
+                rows[path] = data
+        self._drop("DELETE FROM file_tags WHERE root = ? AND path = ?", bad)
         return rows
 
     def store_tags(self, root: str, rows: Iterable[tuple[str, int, int, bytes, bytes, bytes]]) -> None:
@@ -156,7 +249,8 @@ class ContextCache:
                 with db:
                     db.executemany(
                         "INSERT OR REPLACE INTO file_tags VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [(root, p, m, s, TAGS_VERSION, meta, t, ids) for p, m, s, meta, t, ids in rows],
+                        [(root, p, m, s, TAGS_VERSION, seal(meta), seal(t), seal(ids))
+                         for p, m, s, meta, t, ids in rows],
                     )
 
     def store_postings(self, root: str, key: str, shards: dict[int, bytes]) -> None:
@@ -167,9 +261,10 @@ class ContextCache:
                     db.execute("DELETE FROM postings WHERE root = ?", (root,))
                     db.executemany(
                         "INSERT INTO postings VALUES (?, ?, ?)",
-                        [(root, str(n), d) for n, d in sorted(shards.items())],
+                        [(root, str(n), seal(d)) for n, d in sorted(shards.items())],
                     )
-                    db.execute("INSERT OR REPLACE INTO blobs VALUES (?, 'postings', ?, x'')", (root, key))
+                    db.execute("INSERT OR REPLACE INTO blobs VALUES (?, 'postings', ?, ?)",
+                               (root, key, seal(b"")))
 
     def load_postings(self, root: str, key: str, shards: Iterable[int]) -> dict[int, bytes] | None:
         """The index shards asked for, or None when the stored index was built for another `key`."""
@@ -183,7 +278,12 @@ class ContextCache:
                 cur = db.execute(
                     f"SELECT term, data FROM postings WHERE root = ? AND term IN ({marks})", (root, *wanted)
                 )
-                found = {int(t): bytes(d) for t, d in cur}
+                for term, blob in cur:
+                    data = unseal(blob)
+                    if data is None:
+                        self._drop("DELETE FROM postings WHERE root = ?", [(root,)])
+                        return None  # the index is rebuilt from the files' terms
+                    found[int(term)] = data
         return found if self.ok else None
 
     def load_blob(self, root: str, kind: str, key: str | None = None) -> bytes | None:
@@ -194,7 +294,10 @@ class ContextCache:
                     "SELECT key, data FROM blobs WHERE root = ? AND kind = ?", (root, kind)
                 ).fetchone()
                 if row and (key is None or row[0] == key):
-                    return bytes(row[1])
+                    data = unseal(row[1])
+                    if data is None:
+                        self._drop("DELETE FROM blobs WHERE root = ? AND kind = ?", [(root, kind)])
+                    return data
         return None
 
     def store_blob(self, root: str, kind: str, key: str, data: bytes) -> None:
@@ -202,7 +305,8 @@ class ContextCache:
         with self._guard() as db:
             if db is not None:
                 with db:
-                    db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?)", (root, kind, key, data))
+                    db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?)",
+                               (root, kind, key, seal(data)))
 
     def forget_tags(self, root: str, relpaths: Iterable[str]) -> None:
         """Drop rows of files that no longer exist, so the cache does not grow forever."""
@@ -217,16 +321,22 @@ class ContextCache:
         """Known token counts for content digests."""
         wanted = list(digests)
         found: dict[str, int] = {}
+        bad: list[tuple[str, ...]] = []
         with self._guard() as db:
             if db is not None:
                 for start in range(0, len(wanted), 500):
                     part = wanted[start : start + 500]
                     marks = ",".join("?" * len(part))
                     cur = db.execute(
-                        f"SELECT digest, count FROM tokens WHERE tokenizer = ? AND digest IN ({marks})",
+                        f"SELECT digest, count, crc FROM tokens WHERE tokenizer = ? AND digest IN ({marks})",
                         (tokenizer, *part),
                     )
-                    found.update(dict(cur.fetchall()))
+                    for digest, count, crc in cur:
+                        if crc == _count_crc(tokenizer, digest, count):
+                            found[digest] = count
+                        else:
+                            bad.append((tokenizer, digest))
+        self._drop("DELETE FROM tokens WHERE tokenizer = ? AND digest = ?", bad)
         return found
 
     def store_tokens(self, tokenizer: str, counts: dict[str, int]) -> None:
@@ -237,8 +347,8 @@ class ContextCache:
             if db is not None:
                 with db:
                     db.executemany(
-                        "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?)",
-                        [(tokenizer, d, c) for d, c in counts.items()],
+                        "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?)",
+                        [(tokenizer, d, c, _count_crc(tokenizer, d, c)) for d, c in counts.items()],
                     )
 
     def trim(self, keep_root: str, max_bytes: int = MAX_BYTES) -> bool:
@@ -275,3 +385,10 @@ class ContextCache:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _corrupt(exc: sqlite3.DatabaseError) -> bool:
+    """A damaged file (not a lock, a read-only disk or a full one)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "malformed" in str(exc)
+    return True

@@ -39,7 +39,12 @@ SECRET_PATTERNS = (
     "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.ppk", "credentials", "credentials.*",
     "*credentials*.json", ".netrc", ".pgpass", ".pypirc", ".npmrc", ".git-credentials",
     "secrets.*", "*.secret", "*.secrets", "service-account*.json", ".htpasswd",
+    ".envrc", "secret.yaml", "secret.yml", "*-secret.yaml", "*-secret.yml", "*.tfvars",
+    "*.tfvars.json", "*.tfstate", "*.tfstate.backup", "kubeconfig", ".dockercfg",
 )
+# folder/name pairs that hold credentials though their names alone are ordinary
+SECRET_PATHS = (".kube/config", ".docker/config.json", ".aws/credentials", ".aws/config",
+                ".config/gh/hosts.yml")
 PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----")
 # Beyond this many files the walk stops listing: the notice says so.
 MAX_LISTED = 200_000
@@ -75,8 +80,11 @@ _SECRET_NAME = re.compile("|".join(fnmatch.translate(p) for p in SECRET_PATTERNS
 
 
 def is_secret_path(path: str) -> bool:
-    """True for file names that usually hold keys, tokens or passwords."""
-    return _SECRET_NAME.match(path.rsplit("/", 1)[-1].lower()) is not None
+    """True for file names (and folder/name pairs) that usually hold keys, tokens or passwords."""
+    lower = path.replace("\\", "/").lower()
+    if any(lower == p or lower.endswith("/" + p) for p in SECRET_PATHS):
+        return True
+    return _SECRET_NAME.match(lower.rsplit("/", 1)[-1]) is not None
 
 
 def has_private_key(data: bytes) -> bool:

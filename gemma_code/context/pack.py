@@ -167,8 +167,14 @@ def pack(
     counter: TokenCounter,
     named: Sequence[str] = (),
     all_paths: Sequence[str] | None = None,
+    contents: Mapping[str, bytes] | None = None,
 ) -> PackedContext:
-    """Fill `budget` tokens: the map, then files in rank order in full, then as outlines."""
+    """Fill `budget` tokens: the map, then files in rank order in full, then as outlines.
+
+    `contents` replaces some files' bytes (staged versions); those are shown in full or not at
+    all, since their outlines were taken from the work tree.
+    """
+    given = contents or {}
     result = PackedContext(text="", budget=budget, used=0, estimated=counter.estimated)
     map_room = min(int(budget * MAP_SHARE), MAP_MAX) if budget >= MAP_MIN_BUDGET else 0
     map_text, map_tokens = map_block(all_paths if all_paths is not None else list(docs), map_room, counter)
@@ -186,7 +192,7 @@ def pack(
         fulls: list[str] = []
         for path in batch:
             try:
-                text = decode((root / path).read_bytes())
+                text = decode(given[path] if path in given else (root / path).read_bytes())
             except OSError as exc:
                 result.skipped.append((path, f"unreadable ({exc.strerror})"))
                 text = ""
@@ -198,7 +204,7 @@ def pack(
             for path, b in zip(batch, fulls, strict=True)
         ]
         full_tokens = _count_some(counter, fulls, fit_full)
-        outlines = [outline_block(path, docs[path]) for path in batch]
+        outlines = ["" if path in given else outline_block(path, docs[path]) for path in batch]
         fit_outline = [
             bool(o) and (not fit_full[i] or full_tokens[i] > full_room)
             and len(o) <= MAX_CHARS_PER_TOKEN * left

@@ -5,7 +5,7 @@ Public API (see docs/edits.md): `parse_reply`, `apply_edits`, `plan_edits`, `und
 
 from __future__ import annotations
 
-from gemma_code.edits.apply import Plan, apply_edits, plan_edits, write_changes
+from gemma_code.edits.apply import Plan, apply_edits, plan_edits
 from gemma_code.edits.journal import list_entries, undo_last
 from gemma_code.edits.model import (
     ApplyResult,
@@ -16,9 +16,10 @@ from gemma_code.edits.model import (
     NoEditsError,
 )
 from gemma_code.edits.parse import MalformedReplyError, ParseProblem, parse_reply, parse_reply_lenient
+from gemma_code.edits.writer import ChangedOnDiskError, write_changes
 
 __all__ = [
-    "ApplyResult", "Edit", "EditsFailedError", "Failure", "FileChange", "MalformedReplyError",
-    "NoEditsError", "ParseProblem", "Plan", "apply_edits", "list_entries", "parse_reply",
-    "parse_reply_lenient", "plan_edits", "undo_last", "write_changes",
+    "ApplyResult", "ChangedOnDiskError", "Edit", "EditsFailedError", "Failure", "FileChange",
+    "MalformedReplyError", "NoEditsError", "ParseProblem", "Plan", "apply_edits", "list_entries",
+    "parse_reply", "parse_reply_lenient", "plan_edits", "undo_last", "write_changes",
 ]

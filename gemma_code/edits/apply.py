@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,9 +10,15 @@ from pathlib import Path
 
 from gemma_code.edits.match import Match, closest_lines, find_block, reindent, settle_shift, squash
 from gemma_code.edits.model import ApplyResult, Edit, EditsFailedError, Failure, FileChange
-from gemma_code.edits.safepath import UnsafePathError, normalize, resolve_inside
+from gemma_code.edits.safepath import (
+    UnsafePathError,
+    active_hooks_dirs,
+    normalize,
+    refuse_hooks,
+    resolve_inside,
+)
 from gemma_code.edits.textfile import NotTextError, TextFile, text_lines
-from gemma_code.errors import EditRejectedError
+from gemma_code.edits.writer import write_changes
 
 # "... rest of the file unchanged": a whole-file block that elides code must not be written
 _ELISION = re.compile(
@@ -51,6 +55,7 @@ class Plan:
     already_applied: list[Edit] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hooks: list[Path] | None = None  # active git hook folders inside the work tree, found once
 
     def changes(self) -> list[FileChange]:
         """Files whose bytes would change, in the order first touched."""
@@ -81,6 +86,9 @@ def _load(plan: Plan, edit: Edit) -> _FileState | None:
         if rel in plan.files:
             return plan.files[rel]
         real = resolve_inside(plan.root, rel)
+        if plan.hooks is None:
+            plan.hooks = active_hooks_dirs(plan.root)
+        refuse_hooks(real, plan.hooks)
     except UnsafePathError as exc:
         _fail(plan, edit, f"refused: {exc}")
         return None
@@ -337,41 +345,3 @@ def apply_edits(root: Path, edits: Sequence[Edit], *, check: bool = False,
     if not check and result.changes:
         result.journal_id = write_changes(Path(root), result.changes, journal=journal)
     return result
-
-
-def _new_file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def write_changes(root: Path, changes: Sequence[FileChange], *, journal: bool = True,
-                  label: str = "apply", extra: dict[str, str] | None = None) -> str | None:
-    """Write planned changes atomically, journaled first; on an error, restore what was written."""
-    from gemma_code.atomic import write_atomic
-    from gemma_code.edits.journal import discard, record
-
-    entry = record(root, changes, label=label, extra=extra) if journal else None
-    done: list[FileChange] = []
-    try:
-        for change in changes:
-            target = resolve_inside(root, normalize(change.path))
-            if change.new is None:
-                target.unlink()
-            else:
-                write_atomic(target, change.new, change.mode if change.old is not None
-                             else _new_file_mode())
-            done.append(change)
-    except OSError as exc:
-        for change in reversed(done):
-            target = resolve_inside(root, normalize(change.path))
-            with contextlib.suppress(OSError):
-                if change.old is None:
-                    target.unlink()
-                else:
-                    write_atomic(target, change.old, change.mode)
-        if entry:
-            discard(root, entry)
-        raise EditRejectedError(f"could not write {change.path}: {exc.strerror or exc}",
-                                "check permissions and free space; nothing was changed") from None
-    return entry

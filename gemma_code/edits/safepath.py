@@ -1,4 +1,5 @@
-"""Keep every write inside the repository: no `..`, absolute paths, symlink escapes or `.git/`."""
+"""Keep every write inside the repository: no `..`, absolute paths, symlink escapes, `.git/`,
+or the active git hooks (a core.hooksPath inside the work tree, such as `.husky/`)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,34 @@ def resolve_inside(root: Path, rel: str) -> Path:
     if target == base:
         raise UnsafePathError("path names the repository itself")
     return target
+
+
+def active_hooks_dirs(root: Path) -> list[Path]:
+    """Folders of the work tree whose files git runs as hooks (core.hooksPath inside it).
+
+    Husky points core.hooksPath at `.husky/_`, whose scripts run `.husky/<hook>`: so a hooks
+    folder inside a dot-folder protects that whole dot-folder.
+    """
+    from gemma_code.errors import GitError
+    from gemma_code.gitops import hooks_dir
+
+    base = root.resolve()
+    try:
+        hooks = hooks_dir(base).resolve()
+    except (GitError, OSError):
+        return []
+    if base not in hooks.parents or ".git" in hooks.relative_to(base).parts:
+        return []  # outside the work tree, or git's own .git/hooks (already refused)
+    if hooks.parent != base and hooks.parent.name.startswith("."):
+        hooks = hooks.parent
+    return [hooks]
+
+
+def refuse_hooks(target: Path, protected: list[Path]) -> None:
+    """UnsafePathError when `target` lies in an active hooks folder."""
+    for folder in protected:
+        if target == folder or folder in target.parents:
+            raise UnsafePathError(
+                f"files under {folder.name}/ are git hooks (core.hooksPath): they run at every "
+                "commit and are never edited"
+            )

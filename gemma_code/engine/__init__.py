@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import cast
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message, ModelInfo
@@ -26,7 +27,14 @@ def set_engine_factory(factory: Callable[[Settings], Engine] | None) -> None:
 
 
 def load_engine(settings: Settings) -> Engine:
-    """Create the engine the settings name; heavy runtimes are imported only here."""
+    """Create the engine the settings name, wrapped so no prompt carries a secret value."""
+    from gemma_code.engine.redacting import RedactingEngine
+
+    return cast(Engine, RedactingEngine(_load_engine(settings)))
+
+
+def _load_engine(settings: Settings) -> Engine:
+    """The engine the settings name; heavy runtimes are imported only here."""
     if _factory is not None:
         return _factory(settings)
     if settings.engine == "scripted":

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
 from gemma_code.engine.fit import Plan, facts_from_metadata, plan
-from gemma_code.engine.gemma import STOP_STRINGS, ThoughtSplitter, detect_format, render
+from gemma_code.engine.gemma import STOP_STRINGS, ThoughtSplitter, detect_format
 from gemma_code.engine.hardware import memory_for
 from gemma_code.engine.stops import StopScanner
 from gemma_code.errors import EngineError, PromptTooLongError
@@ -112,9 +112,6 @@ class LlamaCppEngine:
         self._checkpoint: SwaCheckpoint = SwaCheckpoint()
         template = lowlevel.meta_str(self.model, "tokenizer.chat_template")
         fmt = detect_format(arch, template)
-        self._segmentable = fmt in {"gemma4", "gemma3"} and not meta.get(
-            "tokenizer.ggml.add_space_prefix", False
-        )
         ftype = lc.llama_ftype_name(lc.llama_model_ftype(self.model))
         quant = (ftype or b"unknown").decode().replace("MOSTLY_", "")
         notes = [self.plan.reason, *self.plan.notes]
@@ -143,27 +140,27 @@ class LlamaCppEngine:
     # -- tokens ------------------------------------------------------------------------------
 
     def tokenize(self, text: str) -> list[int]:
-        """Tokens of `text`, special tokens parsed, no BOS added."""
+        """Tokens of template text (rendered prompts): special tokens parsed, no BOS added."""
         return self._ll.tokenize(self.vocab, text)
 
     def prompt_tokens(self, messages: Sequence[Message], *, think: bool = False) -> list[int]:
-        """The rendered prompt's tokens: template strings as control tokens, content as text."""
-        from gemma_code.engine.segments import render_segments
+        """The rendered prompt's tokens: template strings as control tokens, content as text.
 
-        fmt = self.info.chat_format
+        Content is always text, whatever bytes it holds: no message can open or close a turn.
+        """
+        from gemma_code.engine.segments import content_safe_tokens
+
+        vocab, tokenize = self.vocab, self._ll.tokenize
         # Gemma tokenizers add no space prefix, so tokenizing piece by piece changes nothing
         # but the meaning of control strings quoted inside the content
-        segments = render_segments(messages, fmt, think=think) if self._segmentable else None
-        if segments is None:
-            return self.tokenize(render(messages, fmt, think=think))
-        tokens: list[int] = []
-        for text, template in segments:
-            tokens += self._ll.tokenize(self.vocab, text, special=template)
-        return tokens
+        return content_safe_tokens(
+            lambda text, special: tokenize(vocab, text, special=special),
+            messages, self.info.chat_format, think=think,
+        )
 
     def count_tokens(self, text: str) -> int:
-        """Exact token count of `text` (no BOS)."""
-        return len(self.tokenize(text))
+        """Exact token count of `text` as content (no BOS, control strings counted as text)."""
+        return len(self._ll.tokenize(self.vocab, text, special=False))
 
     def kv_tokens(self) -> list[int]:
         """The tokens whose keys and values are in the KV cache now."""

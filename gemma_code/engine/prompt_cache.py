@@ -6,6 +6,10 @@ the state, and the prefix tokens. The next run (an `ask`, a new chat) looks for 
 state sharing the longest token prefix with its prompt and loads it; the engine then reuses
 that prefix and evaluates only the rest. Disk use is bounded: least recently used entries go.
 
+Each state file's CRC-32 and a checksum of its description are stored with it and checked
+before the state is loaded: a damaged entry (a flipped byte, a torn write) is removed and
+counts as a miss, never as a state to load. Files are fsynced before they are renamed in.
+
 Works with any engine offering `kv_tokens()`, `save_kv(path)`, `load_kv(path, tokens)` and
 `tokenize(text)` (docs/CONTRACTS.md), and keys by the engine's `prompt_tokens(messages, think=)`
 when it has one (what it really evaluates); for others it does nothing.
@@ -28,6 +32,7 @@ from gemma_code.atomic import write_text_atomic
 from gemma_code.engine.base import Chunk, GenerationStats, Message
 from gemma_code.engine.gemma import render
 from gemma_code.engine.segments import evaluated_tokens
+from gemma_code.integrity import file_crc, intact, sealed
 
 MIN_PREFIX_TOKENS = 256  # shorter prefixes are cheaper to evaluate than to load from disk
 META = ".json"
@@ -97,6 +102,7 @@ class Entry:
     size: int
     created: float
     folder: Path
+    crc32: int = -1
 
     @property
     def state_path(self) -> Path:
@@ -129,12 +135,15 @@ class PromptCacheStore:
         for meta in self.folder.glob(f"*{META}"):
             try:
                 data = json.loads(meta.read_text(encoding="utf-8"))
+                if not intact(data):
+                    raise ValueError("damaged description")
                 entry = Entry(
                     key=str(data["key"]), sig=str(data["sig"]), model=str(data.get("model", "")),
                     tokens=[int(t) for t in data["tokens"]], n_prefix=int(data["n_prefix"]),
                     size=int(data["size"]), created=float(data["created"]), folder=self.folder,
+                    crc32=int(data["crc32"]),
                 )
-            except (OSError, ValueError, KeyError, TypeError):
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 self._remove(meta.name.removesuffix(META))
                 continue
             if entry.state_path.is_file():
@@ -161,20 +170,33 @@ class PromptCacheStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         key = entry_key(sig, prefix)
         tmp = self.folder / f".{key}.{os.getpid()}.tmp"
+        self._remove(key)  # a description never points at a state file it was not written for
         try:
             size = int(engine.save_kv(str(tmp)))
+            crc = file_crc(tmp, sync=True)
             os.replace(tmp, self.folder / f"{key}{STATE}")
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-        entry = Entry(key, sig, engine.info.name, list(tokens), len(prefix), size, time.time(), self.folder)
+        entry = Entry(key, sig, engine.info.name, list(tokens), len(prefix), size, time.time(),
+                      self.folder, crc)
         meta = {
             "key": key, "sig": sig, "model": entry.model, "tokens": entry.tokens,
-            "n_prefix": entry.n_prefix, "size": size, "created": entry.created,
+            "n_prefix": entry.n_prefix, "size": size, "created": entry.created, "crc32": crc,
         }
-        write_text_atomic(entry.meta_path, json.dumps(meta))
+        write_text_atomic(entry.meta_path, json.dumps(sealed(meta)))
         self.evict(keep={key})
         return entry
+
+    def verify(self, entry: Entry) -> bool:
+        """Whether the entry's state file still holds the bytes that were saved (else it is removed)."""
+        try:
+            ok = file_crc(entry.state_path) == entry.crc32
+        except OSError:
+            ok = False
+        if not ok:
+            self._remove(entry.key)
+        return ok
 
     def touch(self, entry: Entry) -> None:
         with contextlib.suppress(OSError):
@@ -292,6 +314,9 @@ class PrefixCache:
         in_memory = common_prefix(list(engine.kv_tokens()), tokens)
         # a saved conversation (chat --continue) or system prefix; one token must stay to evaluate
         entry = self.store.lookup(self.sig, tokens[:-1])
+        if entry is not None and len(entry.tokens) > in_memory and not self.store.verify(entry):
+            self.notes.append("prompt cache: a damaged saved state was removed (it will be rebuilt)")
+            entry = None
         if entry is not None and len(entry.tokens) > in_memory:
             try:
                 ok = bool(engine.load_kv(str(entry.state_path), entry.tokens))

@@ -11,14 +11,24 @@ message content as plain text. (llama.cpp still matches user-defined tokens such
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gemma_code.engine.base import Message
 from gemma_code.engine.gemma import render, strip_thinking
+from gemma_code.errors import EngineError
 
-_MARK = "\x00{}\x00"
-_MARKS = re.compile("\x00(\\d+)\x00")
+# Each message's content is replaced by a marker, the result rendered and split at the
+# markers. The marker must not occur in any content (a NUL byte in a file once switched the
+# split off and let quoted control strings through): its nonce is chosen until none does.
+_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use characters: the markers' brackets
+
+
+def _marker_nonce(messages: Sequence[Message]) -> str:
+    nonce = 0
+    while any(f"{_OPEN}{nonce}." in m.content for m in messages):
+        nonce += 1
+    return f"{_OPEN}{nonce}."
 
 
 def content_as_rendered(message: Message, fmt: str) -> str:
@@ -32,10 +42,9 @@ def render_segments(
     messages: Sequence[Message], fmt: str, *, think: bool = False
 ) -> list[tuple[str, bool]] | None:
     """[(text, is_template)] whose texts join to `render(messages, fmt)`; None if they cannot."""
-    if any("\x00" in m.content for m in messages):
-        return None
-    marked = [Message(m.role, _MARK.format(i)) for i, m in enumerate(messages)]
-    parts = _MARKS.split(render(marked, fmt, think=think))
+    head = _marker_nonce(messages)
+    marked = [Message(m.role, f"{head}{i}{_CLOSE}") for i, m in enumerate(messages)]
+    parts = re.split(re.escape(head) + "(\\d+)" + _CLOSE, render(marked, fmt, think=think))
     segments: list[tuple[str, bool]] = []
     for index, part in enumerate(parts):
         text = part if index % 2 == 0 else content_as_rendered(messages[int(part)], fmt)
@@ -44,6 +53,26 @@ def render_segments(
     if "".join(text for text, _ in segments) != render(messages, fmt, think=think):
         return None  # the renderer changed in a way this split does not know
     return segments
+
+
+def content_safe_tokens(
+    tokenize: Callable[[str, bool], list[int]], messages: Sequence[Message], fmt: str, *,
+    think: bool = False,
+) -> list[int]:
+    """A prompt's tokens with `tokenize(text, special)`: template parsed, content as text.
+
+    Any runtime's tokenizer fits (the engine's, llama-cpp-python's `Llama.tokenize` for serve).
+    """
+    if fmt == "plain":  # no control strings in the template: all of it is text
+        return tokenize(render(messages, fmt, think=think), False)
+    segments = render_segments(messages, fmt, think=think)
+    if segments is None:
+        raise EngineError(f"the {fmt} prompt could not be split into template and content",
+                          "this is a bug in gemma-code's prompt format; please report it")
+    tokens: list[int] = []
+    for text, template in segments:
+        tokens += tokenize(text, template)
+    return tokens
 
 
 def evaluated_tokens(
@@ -65,3 +94,10 @@ def evaluated_tokens(
         opening = render(messages, fmt, think=think)[len(bare):]
         tokens = tokens[: len(tokens) - len(engine.tokenize(opening))] if opening else tokens
     return tokens
+
+
+def count_prompt(engine: Any, messages: Sequence[Message], *, think: bool) -> int:
+    """The prompt's exact size as the engine evaluates it (content counted as text)."""
+    if callable(getattr(engine, "prompt_tokens", None)):
+        return len(engine.prompt_tokens(messages, think=think))
+    return int(engine.count_tokens(render(messages, engine.info.chat_format, think=think)))

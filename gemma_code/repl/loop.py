@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from gemma_code import paths
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message
-from gemma_code.engine.gemma import render
 from gemma_code.errors import GemmaCodeError, PromptTooLongError
 from gemma_code.repl.conversation import Conversation, fit_to_window, partial_reply
 from gemma_code.repl.repo import FileWatch, PackedView, find_root
@@ -220,8 +219,9 @@ class Repl:
 
     # ----- turns ----------------------------------------------------------------------------
     def count_prompt(self, messages: Sequence[Message]) -> int:
-        fmt = self.engine.info.chat_format
-        return self.engine.count_tokens(render(messages, fmt, think=self.settings.think))
+        from gemma_code.engine.segments import count_prompt
+
+        return count_prompt(self.engine, messages, think=self.settings.think)
 
     def turn(self, text: str, *, mode: str = "chat", typed: str | None = None) -> str | None:
         """Send one user turn and stream the reply; returns the reply (None if cancelled).
@@ -247,6 +247,10 @@ class Repl:
                                      "or lower --max-tokens")
         messages = self.conv.messages(user)
         answer, stats, interrupted = self.stream(messages)
+        from gemma_code.engine.redacting import take_notes
+
+        for line in take_notes():  # secret values kept out of this turn's prompt
+            self.notice(line)
         if interrupted and stats is None:
             # the engine's stats chunk never came: record the turn anyway, counted on our side
             stats = GenerationStats(prompt_tokens=self.count_prompt(messages),

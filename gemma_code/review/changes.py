@@ -52,8 +52,18 @@ class FileChange:
     binary: bool = False
     hunks: list[Hunk] = field(default_factory=list)
 
-    def added_text(self) -> str:
-        return "\n".join(ln.text for h in self.hunks for ln in h.lines if ln.kind == "+")
+    def added_text(self, limit: int | None = None) -> str:
+        """The added lines joined; with `limit`, only about the first `limit` characters."""
+        out: list[str] = []
+        size = 0
+        for h in self.hunks:
+            for ln in h.lines:
+                if ln.kind == "+":
+                    out.append(ln.text)
+                    size += len(ln.text) + 1
+                    if limit is not None and size >= limit:
+                        return "\n".join(out)
+        return "\n".join(out)
 
     def head_lines(self) -> list[str]:
         """The new file's first lines, as far as the diff shows them (its header)."""
@@ -197,8 +207,16 @@ def render_change(change: FileChange, hunks: list[Hunk] | None = None) -> str:
     label = change.status if change.old_path is None else f"renamed from {change.old_path}"
     out = [f"### {change.path} ({label})"]
     for hunk in change.hunks if hunks is None else hunks:
-        out.append(f"@@ {hunk.header}".rstrip())
-        for ln in hunk.lines:
-            number = f"{ln.new:>5}" if ln.new is not None else "     "
-            out.append(f"{number} {ln.kind} {ln.text}")
+        out.append(render_hunk_header(hunk))
+        out.extend(render_line(ln) for ln in hunk.lines)
     return "\n".join(out) + "\n"
+
+
+def render_hunk_header(hunk: Hunk) -> str:
+    return f"@@ {hunk.header}".rstrip()
+
+
+def render_line(line: Line) -> str:
+    """One diff line as the model sees it: its new line number, its kind, its text."""
+    number = f"{line.new:>5}" if line.new is not None else "     "
+    return f"{number} {line.kind} {line.text}"

@@ -222,7 +222,7 @@ def write_with_safety(root: Path, changes: Sequence[FileChange], *, label: str =
     object first; with `commit` (a message), commit exactly those files (checked before writing;
     a commit that then fails is kept in `commit_error`, the files stay written)."""
     from gemma_code import gitops
-    from gemma_code.edits.apply import write_changes
+    from gemma_code.edits.writer import write_changes
 
     if commit is not None:
         check_commit(root, [c.path for c in changes])

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gemma_code.engine.base import Engine, Message
-from gemma_code.engine.gemma import render
 from gemma_code.errors import PromptTooLongError, UsageError
 
 BASE_RULES = (
@@ -40,8 +39,10 @@ def fence(path: str, text: str) -> str:
 
 
 def prompt_tokens(engine: Engine, messages: Sequence[Message], *, think: bool) -> int:
-    """Exact prompt size in the engine's own format and tokenizer."""
-    return engine.count_tokens(render(messages, engine.info.chat_format, think=think))
+    """Exact prompt size in the engine's own format and tokenizer (content counted as text)."""
+    from gemma_code.engine.segments import count_prompt
+
+    return count_prompt(engine, messages, think=think)
 
 
 def check_fits(engine: Engine, messages: Sequence[Message], *, max_tokens: int, think: bool) -> int:

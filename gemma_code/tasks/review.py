@@ -11,7 +11,7 @@ from typing import Any
 from gemma_code.config import Settings
 from gemma_code.engine.base import Engine, Message
 from gemma_code.errors import GemmaCodeError, GitError, ModelError, UsageError
-from gemma_code.gitops import head_tree, staged_tree, work_tree_root
+from gemma_code.gitops import head_tree, index_contents, staged_tree, work_tree_root
 from gemma_code.review import cache
 from gemma_code.review.changes import (
     FileChange,
@@ -20,6 +20,7 @@ from gemma_code.review.changes import (
     skip_reason,
     staged_changes,
 )
+from gemma_code.review.deadline import alarm
 from gemma_code.review.findings import SEVERITIES, Finding, parse_reply
 from gemma_code.review.grammar import REVIEW_GRAMMAR
 from gemma_code.review.plan import change_symbols, plan_requests
@@ -143,9 +144,11 @@ def repo_context(
     if symbols:
         question += " touching " + ", ".join(symbols[:40])
     try:
+        # a staged review's diff is index against HEAD: show the staged files, not the work tree's
+        staged = index_contents(target.root, paths) if target.mode == "staged" else None
         packed = build_context(
             target.root, question, budget=budget, count_tokens=engine.count_tokens,
-            seeds=tuple(paths), tokenizer_id=engine.info.name,
+            seeds=tuple(paths), tokenizer_id=engine.info.name, contents=staged,
         )
     except Exception as exc:  # a hook must still review the diff when the context builder fails
         notices.append(f"no repository context ({type(exc).__name__}: {exc}); reviewed the diff alone")
@@ -215,12 +218,14 @@ def run_review(
     use_cache: bool = True,
     load: Callable[[Settings], Engine] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    started: float | None = None,
 ) -> ReviewResult:
     """Review `target`; a cached result when the same content was reviewed the same way.
 
-    Raises ModelError (and ReviewTimeoutError) when the model cannot run or runs past `timeout`.
+    Raises ModelError (and ReviewTimeoutError) when the model cannot run or runs past `timeout`,
+    counted from `started` (a `clock()` reading: when the command began) or from now.
     """
-    start = clock()
+    start = clock() if started is None else started
     key = cache.cache_key(cache_material(target, settings, max_tokens))
     if use_cache:
         record = cache.load(key)
@@ -241,72 +246,97 @@ def run_review(
         result.seconds = clock() - start
         return result
 
-    def check_deadline() -> None:
+    stage = ["loading the model"]  # what runs now, for the timeout message
+
+    def too_late() -> ReviewTimeoutError:
+        return ReviewTimeoutError(
+            f"the review took longer than its {timeout:g} s time budget (while {stage[0]})",
+            "raise --timeout (or `review_timeout` in config), or use a faster model or machine",
+        )
+
+    def check_deadline(now: str = "generating") -> None:
+        stage[0] = now
         if timeout is not None and clock() - start > timeout:
-            raise ReviewTimeoutError(
-                f"the review took longer than its {timeout:g} s time budget",
-                "raise --timeout (or `review_timeout` in config), or use a faster model or machine",
-            )
+            raise too_late()
 
     if load is None:
         from gemma_code.engine import load_engine
 
         load = load_engine
-    engine = load(settings)
+    check_deadline("reading the change")
+    stage[0] = "loading the model"
+    # on the real clock, a long C call (model load, prefill) is interrupted too
+    left = timeout - (clock() - start) if timeout is not None and clock is time.monotonic else None
+    engine: Engine | None = None
     try:
-        check_deadline()
-        result = ReviewResult(model=engine.info.name)
-        probe = review_messages("", None)
-        overhead = prompt_tokens(engine, probe, think=False) + PROMPT_MARGIN
-        room = engine.info.n_ctx - max_tokens - overhead
-        if room < 256:
-            raise ModelError(
-                f"the {engine.info.n_ctx:,}-token context leaves no room for a diff after "
-                f"{max_tokens:,} reply tokens",
-                "lower --max-tokens or raise --n-ctx",
-            )
-        context_budget = min(settings.budget, room // 3) if settings.context else 0
-        per_request = min(MAX_REQUEST_TOKENS, room - context_budget)
-        requests, result.reviewed, result.skipped, result.notices = plan_requests(
-            target.changes, engine.count_tokens, per_request=per_request
-        )
-        context = repo_context(engine, target, result.reviewed, context_budget, result.notices)
-        seen: set[tuple[str, int, str]] = set()
-        for paths, text in requests:
-            check_deadline()
-            reply, stats = _generate(engine, review_messages(text, context), max_tokens, check_deadline)
-            result.requests += 1
-            if stats is not None:
-                result.prompt_tokens += stats.prompt_tokens
-                result.completion_tokens += stats.completion_tokens
-            parsed = parse_reply(reply)
-            cut = parsed.truncated or (stats is not None and stats.stop_reason == "length")
-            if cut or parsed.problems:
-                result.complete = False
-                what = "was cut off at --max-tokens" if cut else "did not match the findings schema"
-                result.notices.append(
-                    f"the reply for {', '.join(paths)} {what}; kept {len(parsed.findings)} "
-                    "complete finding(s)"
-                )
-            for finding in parsed.findings:
-                finding = _normalize(finding, paths)
-                ident = (finding.file, finding.line, finding.title)
-                if ident not in seen:
-                    seen.add(ident)
-                    result.findings.append(finding)
-        result.findings.sort(key=lambda f: (SEVERITIES.index(f.severity), f.file, f.line))
-        fix_root = target.root if target.mode != "files" else Path.cwd()
-        result.findings = checked_fixes(fix_root, result.findings, result.notices)
+        with alarm(left, too_late):
+            engine = load(settings)
+            result = _reviewed(engine, target, settings, max_tokens, check_deadline)
     finally:
-        engine.close()
+        if engine is not None:
+            engine.close()
     if use_cache:  # a cut-off reply is cached too: a re-run would cut off the same way
-        cache.save(key, result.to_record())
+        problem = cache.save(key, result.to_record())
+        if problem:
+            result.notices.append(problem)
     result.seconds = clock() - start
     return result
 
 
+def _reviewed(engine: Engine, target: ReviewTarget, settings: Settings, max_tokens: int,
+              check_deadline: Callable[[str], None]) -> ReviewResult:
+    """The model's part of a review: plan the requests, add context, generate, collect findings."""
+    check_deadline("loading the model")
+    result = ReviewResult(model=engine.info.name)
+    probe = review_messages("", None)
+    overhead = prompt_tokens(engine, probe, think=False) + PROMPT_MARGIN
+    room = engine.info.n_ctx - max_tokens - overhead
+    if room < 256:
+        raise ModelError(
+            f"the {engine.info.n_ctx:,}-token context leaves no room for a diff after "
+            f"{max_tokens:,} reply tokens",
+            "lower --max-tokens or raise --n-ctx",
+        )
+    context_budget = min(settings.budget, room // 3) if settings.context else 0
+    per_request = min(MAX_REQUEST_TOKENS, room - context_budget)
+    requests, result.reviewed, result.skipped, result.notices = plan_requests(
+        target.changes, engine.count_tokens, per_request=per_request,
+        check=lambda: check_deadline("splitting the diff"),
+    )
+    check_deadline("splitting the diff")
+    context = repo_context(engine, target, result.reviewed, context_budget, result.notices)
+    check_deadline("packing the repository context")
+    seen: set[tuple[str, int, str]] = set()
+    for paths, text in requests:
+        check_deadline("generating")
+        reply, stats = _generate(engine, review_messages(text, context), max_tokens, check_deadline)
+        result.requests += 1
+        if stats is not None:
+            result.prompt_tokens += stats.prompt_tokens
+            result.completion_tokens += stats.completion_tokens
+        parsed = parse_reply(reply)
+        cut = parsed.truncated or (stats is not None and stats.stop_reason == "length")
+        if cut or parsed.problems:
+            result.complete = False
+            what = "was cut off at --max-tokens" if cut else "did not match the findings schema"
+            result.notices.append(
+                f"the reply for {', '.join(paths)} {what}; kept {len(parsed.findings)} "
+                "complete finding(s)"
+            )
+        for finding in parsed.findings:
+            finding = _normalize(finding, paths)
+            ident = (finding.file, finding.line, finding.title)
+            if ident not in seen:
+                seen.add(ident)
+                result.findings.append(finding)
+    result.findings.sort(key=lambda f: (SEVERITIES.index(f.severity), f.file, f.line))
+    fix_root = target.root if target.mode != "files" else Path.cwd()
+    result.findings = checked_fixes(fix_root, result.findings, result.notices)
+    return result
+
+
 def _generate(
-    engine: Engine, messages: list[Message], max_tokens: int, check_deadline: Callable[[], None]
+    engine: Engine, messages: list[Message], max_tokens: int, check_deadline: Callable[[str], None]
 ) -> tuple[str, Any]:
     """One grammar-constrained generation; checks the time budget between chunks."""
     text = ""
@@ -321,7 +351,7 @@ def _generate(
                 text += chunk.text
             elif chunk.stats is not None:
                 stats = chunk.stats
-            check_deadline()
+            check_deadline("generating")
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
