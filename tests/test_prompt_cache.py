@@ -119,7 +119,7 @@ def test_cache_info_and_clear_commands():
     data = json.loads(runner.invoke(app, ["cache", "info", "--json"]).stdout)
     assert data["entries"] == 1 and data["bytes"] == 3 << 20 and data["states"][0]["tokens"] == 300
     cleared = runner.invoke(app, ["cache", "clear"])
-    assert cleared.exit_code == 0 and "removed 1 prompt state(s), 3.0 MiB" in cleared.stdout
+    assert cleared.exit_code == 0 and "removed 1 state(s), 3.0 MiB" in cleared.stdout
     assert PromptCacheStore().entries() == []
 
 
