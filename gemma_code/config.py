@@ -71,6 +71,11 @@ class Settings:
     prompt_cache_mb: int = 8192  # disk bound; least recently used states are removed
     # scripted engine (tests, demos): a JSON file of replies
     script: str = ""
+    # the agent (`gemma-code run`, the chat's /mode); MCP servers are [mcp_servers.NAME] tables
+    # of the user config only (gemma_code/tools/mcp.py), never of a repository's file
+    agent_mode: str = "ask"  # plan | ask | auto-edit | full-auto
+    agent_max_steps: int = 30
+    command_timeout: float = 300.0  # seconds a run_command call may take
     # not a config key: the settings no layer set, which the llama.cpp engine may lower to
     # suit a CPU (engine/sizing.py); empty for Settings made in code
     sizable: tuple[str, ...] = field(default=(), repr=False, compare=False, metadata={"internal": True})
@@ -115,7 +120,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "kv_type": ("auto", "f16", "q8_0", "q4_0"),
     "cpu_moe": ("auto", "on", "off"),
     "fail_on": ("critical", "high", "medium", "low", "info"),
+    "agent_mode": ("plan", "ask", "auto-edit", "full-auto"),
 }
+# tables read elsewhere, and only from the user's own config file (they run programs)
+USER_ONLY_TABLES = ("mcp_servers",)
+# agent modes that act without asking: only the user (config, environment, flags) picks them
+RAISED_MODES = ("auto-edit", "full-auto")
 
 # numeric settings and their allowed range (low, high; None: open); flags use the same bounds
 RANGES: dict[str, tuple[float | None, float | None]] = {
@@ -123,7 +133,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "max_tokens": (1, None), "temperature": (0, None), "top_p": (0, 1), "top_k": (0, None),
     "seed": (-1, None), "budget": (0, None), "max_file_bytes": (1, None),
     "request_timeout": (0, None), "request_retries": (0, None), "review_timeout": (0, None),
-    "prompt_cache_mb": (0, None),
+    "prompt_cache_mb": (0, None), "agent_max_steps": (1, None), "command_timeout": (0, None),
 }
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -204,12 +214,27 @@ def _apply_file(
     data = read_toml(path) if data is None else data
     for key, value in data.items():
         name = key.replace("-", "_")
+        if name in USER_ONLY_TABLES:
+            if path != paths.user_config_file():
+                raise ConfigError(
+                    f"{path}: `{key}` may only be set in your user config "
+                    f"({paths.user_config_file()}): a repository cannot choose programs to run",
+                    f"remove `{key}` from {path}",
+                )
+            continue
         if name not in known:
             raise ConfigError(
                 f"{path}: unknown key `{key}`",
                 "`gemma-code config show` lists every key; remove or rename it",
             )
-        setattr(loaded.settings, name, _coerce(name, value, str(path)))
+        coerced = _coerce(name, value, str(path))
+        if name == "agent_mode" and coerced in RAISED_MODES and path != paths.user_config_file():
+            raise ConfigError(
+                f"{path}: agent_mode = {coerced!r}: a repository's file may lower the agent's "
+                "mode (plan, ask) but not raise it",
+                f"remove agent_mode from {path}, or pass --mode yourself",
+            )
+        setattr(loaded.settings, name, coerced)
         loaded.sources[name] = str(path)
     loaded.files.append(path)
 

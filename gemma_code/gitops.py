@@ -256,3 +256,30 @@ def grep_words(root: Path, words: Sequence[str], limit: int = 2_000) -> list[str
     except GitError:  # no match exits 1; either way: nothing found
         return []
     return sorted(out.splitlines())[:limit]
+
+
+def grep_lines(
+    root: Path, query: str, *, ignore_case: bool = False, in_git: bool = True, limit: int = 1_000
+) -> list[tuple[str, int, str]]:
+    """Lines holding `query` as fixed text: (path, 1-based line, text), at most `limit`.
+
+    Tracked and untracked-not-ignored files of a work tree (`git grep`); outside one, the
+    folder's files (`git grep --no-index`). Binary files are skipped.
+    """
+    args = ["grep", "-n", "-z", "-I", "-F", "--no-color"]
+    args += ["--untracked"] if in_git else ["--no-index"]
+    if ignore_case:
+        args.append("-i")
+    args += ["-e", query]
+    try:
+        out = _cli(root, *args)
+    except GitError:  # no match exits 1
+        return []
+    found: list[tuple[str, int, str]] = []
+    for line in out.splitlines():
+        parts = line.split("\0", 2)
+        if len(parts) == 3 and parts[1].isdigit():
+            found.append((parts[0], int(parts[1]), parts[2]))
+            if len(found) >= limit:
+                break
+    return found

@@ -79,9 +79,21 @@ def test_a_path_with_rich_markup_is_written_and_printed_as_it_is(git_repo, monke
     assert (git_repo / "[/x].txt").read_text() == "one\n"
 
 
-def test_a_failed_write_names_the_file_that_failed_and_restores_the_rest(tmp_path):
+def test_a_failed_write_names_the_file_that_failed_and_restores_the_rest(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from gemma_code.edits import writer
+
     (tmp_path / "a.py").write_text("a = 1\n")
-    (tmp_path / "b.py").mkdir()  # became a folder between planning and writing
+    real_replace = os.replace
+
+    def replace(src, dst):  # the disk fills up when b.py is put in place
+        if str(dst).endswith("b.py"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(writer.os, "replace", replace)
     changes = [FileChange("a.py", b"a = 1\n", b"a = 2\n", 0o644),
                FileChange("b.py", None, b"b = 1\n", None),
                FileChange("c.py", None, b"c = 1\n", None)]

@@ -83,3 +83,17 @@ def test_an_environment_value_out_of_range_names_the_variable(
     monkeypatch.setenv("GEMMA_CODE_MAX_TOKENS", "0")
     with pytest.raises(ConfigError, match=r"\$GEMMA_CODE_MAX_TOKENS: `max_tokens` must be at least 1"):
         load_settings(cwd=tmp_path)
+
+
+def test_the_budget_sticks_while_the_speeds_move_a_little() -> None:
+    first = Settings()
+    first.sizable = ("budget",)
+    size_settings(first, Speeds(200.0, 10.0, True), key="m")
+    second = Settings()
+    second.sizable = ("budget",)
+    size_settings(second, Speeds(260.0, 10.0, True), key="m")  # the prefix must not move
+    assert second.budget == first.budget
+    third = Settings()
+    third.sizable = ("budget",)
+    size_settings(third, Speeds(800.0, 10.0, True), key="m")  # a different machine load: resize
+    assert third.budget > 2 * first.budget

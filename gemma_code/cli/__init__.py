@@ -107,12 +107,13 @@ from gemma_code.cli import doctor as _doctor  # noqa: E402,F401
 from gemma_code.cli import edit as _edit  # noqa: E402,F401
 from gemma_code.cli import models as _models  # noqa: E402,F401
 from gemma_code.cli import review as _review  # noqa: E402,F401
+from gemma_code.cli import run as _run  # noqa: E402,F401
 from gemma_code.cli import serve as _serve  # noqa: E402,F401
 
 # --help groups the commands into panels, in this order
 PANELS: dict[str, tuple[str, ...]] = {
     "Ask and chat": ("chat", "ask", "context", "explain"),
-    "Change code": ("edit", "refactor", "apply", "undo"),
+    "Change code": ("run", "edit", "refactor", "apply", "undo"),
     "Review": ("review", "hook"),
     "Models and setup": ("models", "doctor", "config", "cache", "bench", "serve"),
 }

@@ -67,6 +67,7 @@ class Report:
     models: list[dict[str, Any]] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)
     plan: dict[str, Any] | None = None
+    sandbox: str = ""  # what `run --mode full-auto` confines commands with, or why nothing
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -305,7 +306,21 @@ def diagnose(settings: Settings, *, default_model: bool = False) -> Report:
     report = Report()
     _check_build(report)
     _check_models(report, settings, default_model=default_model)
+    _check_sandbox(report)
     return report
+
+
+def _check_sandbox(report: Report) -> None:
+    """The agent's full-auto mode needs a sandbox; without one it refuses to start."""
+    from gemma_code.tools.sandbox import Sandbox, find_sandbox, install_hint
+
+    found = find_sandbox()
+    if isinstance(found, Sandbox):
+        report.sandbox = f"{found.kind} ({found.exe})"
+        return
+    report.sandbox = f"none: {found}"
+    report.problems.append(Problem(f"no sandbox for `run --mode full-auto`: {found}",
+                                   install_hint(), blocking=False))
 
 
 def print_report(report: Report) -> None:
@@ -331,6 +346,8 @@ def print_report(report: Report) -> None:
     if report.ram_available_gib is not None:
         out.print(f"[bold]RAM available[/]     {report.ram_available_gib} GiB; "
                   f"default threads {report.threads}")
+    out.print(f"[bold]Sandbox[/]           {escape(report.sandbox)} (commands of `run --mode "
+              "full-auto`)")
     out.print(f"[bold]Models on disk[/]    {len(report.models)}")
     for model in report.models:
         out.print(f"  {escape(model['name'])}  {model['size_gb']} GB  {escape(model['path'])}")

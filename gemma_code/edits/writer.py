@@ -205,12 +205,9 @@ def write_changes(root: Path, changes: Sequence[FileChange], *, journal: bool = 
     if changed:
         raise _refuse(changed)
     dirs = _missing_dirs(root, targets)
-    try:
-        entry = record(root, changes, label=label, extra=extra, dirs=dirs) if journal else None
-    except OSError as exc:
-        raise EditRejectedError(f"could not save the undo journal: {exc.strerror or exc}",
-                                f"check the free space and permissions of {paths.data_dir()}; "
-                                "nothing was changed") from None
+    # a journal that cannot be saved (full or read-only data folder) is a disk error, shown as
+    # one with its hint by the CLI; nothing has been written yet
+    entry = record(root, changes, label=label, extra=extra, dirs=dirs) if journal else None
     folders: list[Path] = []
     written: list[_Target] = []
     at: list[_Target] = []  # the file being staged or written, for the error message

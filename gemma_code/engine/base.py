@@ -6,15 +6,29 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-Role = Literal["system", "user", "model"]
+from gemma_code.engine.gemma_tools import ToolCall, ToolSpec
+
+Role = Literal["system", "user", "model", "tool"]
 
 
 @dataclass(frozen=True)
 class Message:
-    """One turn of a conversation. A model turn's thoughts are never stored in `content`."""
+    """One turn of a conversation. A model turn's thoughts are never stored in `content`.
+
+    Tools: the first (system) message declares them in `tools` (its content may be empty);
+    a model turn carries its `tool_calls`, and its `reasoning` when that must reach the model
+    again (kept on tool-call turns after the last user turn, as the official template does);
+    each result is a `tool` message naming the tool (`name`) with the result as `content`,
+    or as a mapping in `response`.
+    """
 
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str = ""
+    name: str = ""
+    response: Any = None
+    tools: tuple[ToolSpec, ...] = ()
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Prompt formats: Gemma 4's turns and thinking channel, plus documented fallbacks.
 
 Formats:
-- ``gemma4``: the template embedded in Gemma 4 GGUFs, rendered byte for byte (text only).
+- ``gemma4``: the template embedded in Gemma 4 GGUFs, rendered byte for byte (tools included).
 - ``gemma3``: Gemma 2/3 turns (``<start_of_turn>user ... <end_of_turn>``), system text folded
   into the first user turn as Gemma 3's own template does. Used for Gemma 2/3 files with no
   embedded template, such as the small test model.
@@ -13,6 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 from gemma_code.engine.base import Chunk, Message
+from gemma_code.engine.gemma_tools import (
+    call_segments,
+    declaration_segments,
+    render_call,
+    render_declarations,
+    render_response,
+    response_segments,
+)
 
 FORMATS = ("gemma4", "gemma3", "plain")
 
@@ -40,40 +48,117 @@ def strip_thinking(text: str) -> str:
     return result.strip()
 
 
+def render_gemma4_segments(
+    messages: Sequence[Message], *, think: bool = False, add_generation_prompt: bool = True
+) -> list[tuple[str, bool]]:
+    """Gemma 4's template as (text, is_template) segments; message content is never template.
+
+    Byte for byte the GGUF template (tests compare them), with tools: a model turn's calls,
+    then the results of the `tool` messages that follow it, then its text; a model message
+    without calls right after those results is that same turn's final text (the model wrote
+    it after the results without closing the turn). Reasoning is rendered only on tool-call
+    turns after the last user turn, as the official template's newer revision does.
+    """
+    out: list[tuple[str, bool]] = [(BOS, True)]
+
+    def t(text: str) -> None:
+        out.append((text, True))
+
+    def c(text: str) -> None:
+        if text:
+            out.append((text, False))
+
+    rest = list(messages)
+    system = rest.pop(0) if rest and rest[0].role == "system" else None
+    tools = system.tools if system else ()
+    if think or system is not None or tools:
+        t(TURN_OPEN + "system\n" + (THINK if think else ""))
+        if system is not None:
+            c(system.content.strip())
+        for tool in tools:
+            out.extend(declaration_segments(tool))
+        t(TURN_CLOSE + "\n")
+    last_user = max((i for i, m in enumerate(rest) if m.role == "user"), default=-1)
+    after_results = False
+    index = 0
+    while index < len(rest):
+        message = rest[index]
+        index += 1
+        if message.role in ("system", "tool"):
+            raise ValueError(
+                "a system message may only come first"
+                if message.role == "system"
+                else "a tool result must follow the model turn that called the tool"
+            )
+        t(f"{TURN_OPEN}{message.role}\n")
+        if message.role != "model":
+            c(message.content.strip())
+            t(TURN_CLOSE + "\n")
+            after_results = False
+            continue
+        if message.tool_calls and message.reasoning and index - 1 > last_user:
+            t(CHANNEL_OPEN + "thought\n")
+            c(message.reasoning)
+            t("\n" + CHANNEL_CLOSE)
+        for call in message.tool_calls:
+            out.extend(call_segments(call))
+        results = 0
+        while index < len(rest) and rest[index].role == "tool" and message.tool_calls:
+            result = rest[index]
+            response = result.response if result.response is not None else result.content
+            out.extend(response_segments(result.name, response))
+            results += 1
+            index += 1
+        content = message.content
+        if (
+            results and not content and index < len(rest) and rest[index].role == "model"
+            and not rest[index].tool_calls
+        ):
+            content = rest[index].content  # the same turn's answer, written after the results
+            index += 1
+        c(strip_thinking(content))
+        after_results = results > 0
+        if not (results and not content):
+            t(TURN_CLOSE + "\n")
+    if add_generation_prompt:
+        if not after_results:
+            t(TURN_OPEN + "model\n")
+        if not think:
+            t(EMPTY_THOUGHT)
+    return [(text, template) for text, template in out if text]
+
+
 def render_gemma4(
     messages: Sequence[Message], *, think: bool = False, add_generation_prompt: bool = True
 ) -> str:
-    """Render like the Gemma 4 GGUF template (messages with text content, no tools)."""
-    out = [BOS]
-    rest = list(messages)
-    if think or (rest and rest[0].role == "system"):
-        out.append(TURN_OPEN + "system\n")
-        if think:
-            out.append(THINK)
-        if rest and rest[0].role == "system":
-            out.append(rest[0].content.strip())
-            rest = rest[1:]
-        out.append(TURN_CLOSE + "\n")
-    for message in rest:
-        if message.role == "system":
-            raise ValueError("a system message may only come first")
-        out.append(f"{TURN_OPEN}{message.role}\n")
-        if message.role == "model":
-            out.append(strip_thinking(message.content))
+    """Render like the Gemma 4 GGUF template (text, tools, calls, results, thinking)."""
+    segments = render_gemma4_segments(
+        messages, think=think, add_generation_prompt=add_generation_prompt
+    )
+    return "".join(text for text, _ in segments)
+
+
+def with_tool_text(messages: Sequence[Message]) -> list[Message]:
+    """Formats without native tools: declarations, calls and results written out as text."""
+    out: list[Message] = []
+    for m in messages:
+        if m.role == "system" and m.tools:
+            declared = render_declarations(m.tools)
+            out.append(Message("system", (m.content.strip() + "\n\n" + declared).strip()))
+        elif m.role == "model" and m.tool_calls:
+            out.append(Message("model", m.content + "".join(render_call(c) for c in m.tool_calls)))
+        elif m.role == "tool":
+            result = m.response if m.response is not None else m.content
+            out.append(Message("user", render_response(m.name, result)))
         else:
-            out.append(message.content.strip())
-        out.append(TURN_CLOSE + "\n")
-    if add_generation_prompt:
-        out.append(TURN_OPEN + "model\n")
-        if not think:
-            out.append(EMPTY_THOUGHT)
-    return "".join(out)
+            out.append(m)
+    return out
 
 
 def render_gemma3(messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
     """Gemma 2/3 turns; the system text opens the first user turn."""
     out = [BOS]
-    rest = list(messages)
+    rest = with_tool_text(messages)
     system = ""
     if rest and rest[0].role == "system":
         system = rest[0].content.strip() + "\n\n"
@@ -93,7 +178,7 @@ def render_gemma3(messages: Sequence[Message], *, add_generation_prompt: bool = 
 def render_plain(messages: Sequence[Message], *, add_generation_prompt: bool = True) -> str:
     """Plain labelled paragraphs for models without a known format."""
     labels = {"system": "System", "user": "User", "model": "Assistant"}
-    parts = [f"{labels[m.role]}: {m.content.strip()}\n\n" for m in messages]
+    parts = [f"{labels[m.role]}: {m.content.strip()}\n\n" for m in with_tool_text(messages)]
     if add_generation_prompt:
         parts.append("Assistant:")
     return "".join(parts)

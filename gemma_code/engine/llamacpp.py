@@ -48,9 +48,10 @@ def load_llamacpp_engine(settings: Settings) -> LlamaCppEngine:
     """
     engine = LlamaCppEngine(resolve_model_path(settings.model), settings)
     if engine.info.backend == "cpu":
-        from gemma_code.engine.sizing import size_settings
+        from gemma_code.engine.sizing import engine_key, size_settings
 
-        note = size_settings(settings, engine.speeds())
+        key = engine_key(engine.path, engine.info.backend, engine._threads)
+        note = size_settings(settings, engine.speeds(), key=key)
         if note:
             engine.info = dataclasses.replace(
                 engine.info, notes=(*engine.info.notes, note), sizing=note

@@ -9,6 +9,7 @@ of the line holding a key keeps the key). The user is told once per kind of valu
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from gemma_code.engine.base import Chunk, Message
@@ -42,7 +43,8 @@ class RedactingEngine:
 
     def clean(self, messages: Sequence[Message]) -> list[Message]:
         """`messages` with every secret value in their content replaced by its placeholder."""
-        out = [Message(m.role, self._text(m.content)) for m in messages]
+        # replace() keeps the rest of each turn (tool calls, tool names, declared tools)
+        out = [replace(m, content=self._text(m.content)) for m in messages]
         if len(self.redactor.values) > self._said:
             self._said = len(self.redactor.values)
             note = self.redactor.note()

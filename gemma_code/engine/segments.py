@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import render, strip_thinking
+from gemma_code.engine.gemma import render, render_gemma4_segments, strip_thinking, with_tool_text
 from gemma_code.errors import EngineError
 
 # Each message's content is replaced by a marker, the result rendered and split at the
@@ -42,6 +42,10 @@ def render_segments(
     messages: Sequence[Message], fmt: str, *, think: bool = False
 ) -> list[tuple[str, bool]] | None:
     """[(text, is_template)] whose texts join to `render(messages, fmt)`; None if they cannot."""
+    if fmt == "gemma4":  # its renderer keeps content (tool arguments and results too) apart
+        return render_gemma4_segments(messages, think=think)
+    # formats without native tools write declarations, calls and results out as text: content
+    messages = with_tool_text(messages)
     head = _marker_nonce(messages)
     marked = [Message(m.role, f"{head}{i}{_CLOSE}") for i, m in enumerate(messages)]
     parts = re.split(re.escape(head) + "(\\d+)" + _CLOSE, render(marked, fmt, think=think))

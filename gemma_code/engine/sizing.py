@@ -105,10 +105,11 @@ def record(key: str, *, prefill: float | None, decode: float | None, fallback: S
         return
     data = _read()
     old = data.get(key) if isinstance(data.get(key), dict) else None
-    entry = {
+    entry = dict(old or {})
+    entry.update({
         "prefill": float(old["prefill"]) if old else fallback.prefill,
         "decode": float(old["decode"]) if old else fallback.decode,
-    }
+    })
     for name, value in (("prefill", prefill), ("decode", decode)):
         if value is not None and value > 0:
             entry[name] = (entry[name] + value) / 2 if old else value
@@ -126,12 +127,33 @@ def cpu_defaults(speeds: Speeds, *, budget: int, max_tokens: int) -> tuple[int, 
     return sized_budget, sized_max
 
 
-def size_settings(settings: Any, speeds: Speeds) -> str | None:
-    """Lower the sizable settings left at their defaults; a note saying so (None: unchanged)."""
+def stable_budget(key: str, computed: int) -> int:
+    """The budget chosen last time for this model and machine while `computed` is within 2x of
+    it: the packed context, and with it the prompt cache's saved prefix, then stays the same
+    from run to run although the measured speeds move a little every time."""
+    data = _read()
+    found = data.get(key)
+    entry: dict[str, Any] = found if isinstance(found, dict) else {}
+    old = entry.get("budget")
+    if isinstance(old, int) and computed / 2 <= old <= computed * 2:
+        return old
+    data[key] = {**entry, "budget": computed}
+    with contextlib.suppress(OSError):
+        write_text_atomic(speed_file(), json.dumps(data, indent=1, sort_keys=True))
+    return computed
+
+
+def size_settings(settings: Any, speeds: Speeds, *, key: str | None = None) -> str | None:
+    """Lower the sizable settings left at their defaults; a note saying so (None: unchanged).
+
+    With `key` (engine_key), the budget sticks to the last one chosen (stable_budget).
+    """
     keys = [k for k in getattr(settings, "sizable", ()) if k in SIZABLE]
     if not keys:
         return None
     budget, max_tokens = cpu_defaults(speeds, budget=settings.budget, max_tokens=settings.max_tokens)
+    if key is not None and "budget" in keys and budget < settings.budget:
+        budget = min(settings.budget, stable_budget(key, budget))
     changed: list[str] = []
     if "budget" in keys and budget < settings.budget:
         settings.budget = budget
@@ -149,11 +171,16 @@ def size_settings(settings: Any, speeds: Speeds) -> str | None:
     )
 
 
+def engine_key(model: Path, backend: str, threads: int) -> str:
+    """The record's key: the model file, the backend and the threads."""
+    return speed_key(str(model), model.stat().st_size, backend, threads)
+
+
 def engine_speeds(model: Path, meta: Mapping[str, Any], backend: str, threads: int) -> Speeds:
     """Speeds of `model` here: measured by earlier runs, else estimated from its tensors."""
     from gemma_code.gguf_header import tensor_sizes
 
-    key = speed_key(str(model), model.stat().st_size, backend, threads)
+    key = engine_key(model, backend, threads)
     return measured(key) or estimate(meta, tensor_sizes(model), threads)
 
 
@@ -166,6 +193,6 @@ def record_run(
     if prefill is None and decode is None:
         return
     with contextlib.suppress(OSError):
-        key = speed_key(str(model), model.stat().st_size, backend, threads)
+        key = engine_key(model, backend, threads)
         record(key, prefill=prefill, decode=decode,
                fallback=engine_speeds(model, meta, backend, threads))

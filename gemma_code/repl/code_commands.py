@@ -223,9 +223,14 @@ class CodeCommands:
         repl.notice(f"applied to {', '.join(paths)} (/undo reverts, /commit commits){kept}")
 
     def cmd_undo(self, args: str) -> None:
-        """Undo the last change set applied by /apply or /edit (or by `gemma-code apply`).
+        """Undo the last change set: an agent step, /apply or /edit (or `gemma-code apply`).
         /undo
+        /undo run
         """
+        restored = self.repl.agent.undo(whole_run=args.strip() == "run")
+        if restored is not None:
+            self.repl.notice("undone: " + (", ".join(restored) or "nothing"))
+            return
         try:
             from gemma_code.edits import undo_last
         except ImportError:

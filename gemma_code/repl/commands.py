@@ -98,6 +98,30 @@ class Commands(CodeCommands):
             raise UsageError("/ask needs a question", "/ask what does main() do?")
         self.repl.turn(ASK_ONLY + args, mode="ask", typed=f"/ask {args}")
 
+    def cmd_mode(self, args: str) -> None:
+        """Agent mode: messages run the agent with tools (plan, ask, auto-edit, full-auto); off.
+        /mode auto-edit
+        /mode plan
+        /mode off
+        """
+        from gemma_code.tools.permissions import MODES, check_mode
+
+        wanted = args.strip()
+        if not wanted:
+            self.repl.notice(f"mode: {self.repl.agent.mode or 'off (plain chat)'}; "
+                             f"choose {', '.join(MODES)} or off")
+            return
+        self.repl.agent.set_mode(None if wanted == "off" else check_mode(wanted))
+        self.repl.notice(f"mode: {wanted}" + ("" if wanted == "off" else
+                         " (messages run the agent; /undo reverts its last step)"))
+
+    def cmd_expand(self, args: str) -> None:
+        """Show the whole tool results of the last agent message (all, or the N-th).
+        /expand
+        /expand 2
+        """
+        self.repl.agent.expand(args.strip())
+
     def cmd_clear(self, args: str) -> None:
         """Forget the conversation; keep the added files and the repository context.
         /clear

@@ -82,6 +82,9 @@ class Repl:
         from gemma_code.repl.commands import Commands
 
         self.commands: Commands = Commands(self)
+        from gemma_code.repl.agent_mode import AgentChat
+
+        self.agent = AgentChat(self)  # /mode: messages run the agent loop instead
         self._prompt: PromptSession[str] | None = None
         with self.console.status("packing the repository context …"):
             self.build_context()
@@ -154,9 +157,10 @@ class Repl:
         """Model · context used / n_ctx · last decode speed · thinking."""
         info = self.engine.info
         think = "on" if self.settings.think else "off"
+        mode = f"mode {self.agent.mode} · " if self.agent.mode else ""
         return (
             f" {info.name} · ctx {self.context_used:,}/{info.n_ctx:,} · "
-            f"{self.last_tok_s:.1f} tok/s · think {think} · /help "
+            f"{self.last_tok_s:.1f} tok/s · think {think} · {mode}/help "
         )
 
     # ----- repository -----------------------------------------------------------------------
@@ -318,6 +322,8 @@ class Repl:
                 self.commands.run(text)
             elif text.startswith("!"):
                 self.commands.shell(text[1:].strip())
+            elif self.agent.mode:
+                self.agent.turn(text)
             else:
                 self.turn(text)
         except GemmaCodeError as exc:
