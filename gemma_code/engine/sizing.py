@@ -104,15 +104,15 @@ def record(key: str, *, prefill: float | None, decode: float | None, fallback: S
     if prefill is None and decode is None:
         return
     data = _read()
-    old = data.get(key) if isinstance(data.get(key), dict) else None
-    entry = dict(old or {})
-    entry.update({
-        "prefill": float(old["prefill"]) if old else fallback.prefill,
-        "decode": float(old["decode"]) if old else fallback.decode,
-    })
-    for name, value in (("prefill", prefill), ("decode", decode)):
+    found = data.get(key)
+    entry: dict[str, Any] = dict(found) if isinstance(found, dict) else {}
+    for name, value, default in (("prefill", prefill, fallback.prefill),
+                                 ("decode", decode, fallback.decode)):
+        known = isinstance(entry.get(name), (int, float))
         if value is not None and value > 0:
-            entry[name] = (entry[name] + value) / 2 if old else value
+            entry[name] = (float(entry[name]) + value) / 2 if known else value
+        elif not known:
+            entry[name] = default
     data[key] = entry
     with contextlib.suppress(OSError):
         write_text_atomic(speed_file(), json.dumps(data, indent=1, sort_keys=True))
