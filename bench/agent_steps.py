@@ -20,6 +20,7 @@ import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -102,7 +103,9 @@ def model_path(spec: str, scratch: Path) -> Path:
 
         return Path(tiny.assemble())
     if spec == "gemma4-synthetic":
-        from gemma_code.synthetic import cached_gemma4
+        # the writer is test tooling, outside the installed package
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from synthetic_gguf import cached_gemma4
 
         return cached_gemma4()
     return Path(spec)

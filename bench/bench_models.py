@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gemma_code.gguf_header import inspect_gguf
-from gemma_code.models_pull import sha256_file
+from gemma_code.models.gguf_header import inspect_gguf
+from gemma_code.models.pull import sha256_file
 
 VOCAB = Path("/work/shared/data/ggml-vocab-gemma-4.gguf")
 

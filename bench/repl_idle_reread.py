@@ -27,11 +27,12 @@ def main() -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Time the next turn after a long answer, with and without the idle re-read; print JSON."""
+    from synthetic_gguf import cached_gemma4
+
     from gemma_code.config import Settings
     from gemma_code.engine.base import Message
     from gemma_code.engine.llamacpp import load_llamacpp_engine
     from gemma_code.repl.warm import Warmer
-    from gemma_code.synthetic import cached_gemma4
 
     settings = Settings(model=str(cached_gemma4()), n_ctx=8192, n_threads=args.threads,
                         temperature=0.0)

@@ -10,7 +10,7 @@ and the file is streamed to disk one tensor at a time, so RAM use stays near 2 G
     python bench/synthetic_gemma4.py /tmp/gemma4-26b-a4b-synthetic-Q4_K_M.gguf
     python bench/synthetic_gemma4.py --small /tmp/small.gguf     # 6 narrow layers, for CPUs
 
-Builds on gemma_code.synthetic (shapes, metadata, writer); adds the quant mix and the bytes.
+Builds on tests/synthetic_gguf.py (shapes, metadata, writer); adds the quant mix and the bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gemma_code.synthetic import GEMMA4_26B_A4B, TINY, Gemma4Shape, TensorSpec, write_gemma4
+# the writer is test tooling (tests/synthetic_gguf.py), kept out of the installed package
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from synthetic_gguf import GEMMA4_26B_A4B, TINY, Gemma4Shape, TensorSpec, write_gemma4
 
 QK_K = 256  # K-quant super-block width: a row must be a multiple of it
 FALLBACK = {"Q4_K": "Q5_0", "Q6_K": "Q8_0"}  # llama.cpp's choice when a row is not

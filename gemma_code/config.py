@@ -62,6 +62,11 @@ class Settings:
     request_timeout: float = 600.0
     openai_model: str = ""  # the served model's name; "": ask the server (or use `model`)
     request_retries: int = 3  # retries on HTTP 429 and 5xx, with exponential backoff
+    # `gemma-code serve`
+    serve_slots: int = 4  # conversations whose KV cache is kept in memory between requests
+    serve_max_body_mb: int = 32  # larger request bodies are refused (HTTP 413)
+    serve_cors_origins: str = ""  # comma-separated origins allowed by CORS; "": no CORS at all
+    serve_allowed_hosts: str = ""  # extra Host header names accepted (DNS rebinding guard)
     # review hook
     fail_on: str = "high"
     fail_closed: bool = False

@@ -9,12 +9,13 @@ class ExitCode(IntEnum):
     """Exit statuses of every gemma-code command (documented in README.md)."""
 
     OK = 0
-    FAILURE = 1  # a command failed, or review found blocking findings
+    FAILURE = 1  # a command failed as documented, or review found blocking findings
     USAGE = 2  # bad flags or arguments (click uses 2 as well)
     CONFIG = 3  # a settings file or value is wrong
     MODEL = 4  # model missing, corrupt, unsupported, or the engine failed
     GIT = 5  # not a repository, or a git operation failed
     EDIT_REJECTED = 6  # an edit could not be applied; nothing was written
+    INTERNAL = 70  # a bug in gemma-code (sysexits' EX_SOFTWARE), never a result
     INTERRUPTED = 130  # 128 + SIGINT
 
 

@@ -1,20 +1,20 @@
-"""Every git call gemma-code makes, in one place (gitpython, imported lazily; the git CLI).
+"""Every git call gemma-code makes, in one place, through one runner (`_cli`: the git CLI).
 
 Functions take the repository root (or a folder inside it) and raise GitError with a hint
-when git fails; "not a repository" is an answer (None / False), not an error, except for
-`work_tree_root`, which the review and the hook call when they need a repository.
+when git fails; "not a repository" is an answer (None / False), not an error. `repo_root` is
+the one way to find a repository's root.
 
-The review and the hook use the git CLI (`_cli`): a hook must start fast, and the CLI honours
-GIT_INDEX_FILE, which `git commit -a` sets for its hooks.
+One mechanism: every call runs the git CLI through `_run` (`_cli` for text output), so git's
+own answers (worktrees, GIT_DIR, GIT_INDEX_FILE, which `git commit -a` sets for its hooks,
+safe.directory) hold everywhere. gitpython drove the same CLI for some calls; importing it
+cost 130-700 ms on a loaded 2-core machine, too much for a pre-commit hook and a cold `ask`.
 """
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from gemma_code.errors import GitError
 
@@ -29,94 +29,61 @@ def _reason(stderr: str) -> str:
     return lines[-1] if lines else ""
 
 
-@contextmanager
-def _git_errors(action: str) -> Iterator[None]:
-    import git
-
-    try:
-        yield
-    except git.GitCommandError as exc:
-        detail = _reason(str(exc.stderr or "")) or str(exc)
-        raise GitError(f"git {action} failed: {detail}",
-                       "run the git command yourself to see the full message") from None
-    except git.GitCommandNotFound:
-        raise GitError("git is not installed or not on PATH", "install git") from None
-
-
-def _repo(start: Path) -> Any:
-    import git
-
-    try:
-        return git.Repo(start, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        return None
-
-
 def dirty_paths(root: Path, paths: Sequence[str]) -> list[str]:
     """Which of `paths` (repo-relative) have uncommitted changes, staged or not."""
-    repo = _repo(root)
-    if repo is None or not paths:
+    top = repo_root(root)
+    if top is None or not paths:
         return []
-    with _git_errors("status"):
-        out = repo.git.status("--porcelain", "-z", "--untracked-files=no", "--", *paths)
-    dirty = []
-    for item in out.split("\0"):
-        if len(item) > 3:
-            dirty.append(item[3:])
-    return dirty
+    out = _cli(top, "status", "--porcelain", "-z", "--untracked-files=no", "--", *paths)
+    return [item[3:] for item in out.split("\0") if len(item) > 3]
 
 
 def uncommitted_paths(root: Path, paths: Sequence[str]) -> list[str]:
     """Which of `paths` differ from HEAD in the index or work tree, untracked ones included."""
-    repo = _repo(root)
-    if repo is None or not paths:
+    top = repo_root(root)
+    if top is None or not paths:
         return []
-    with _git_errors("status"):
-        out = repo.git.status("--porcelain", "-z", "--untracked-files=all", "--", *paths)
+    out = _cli(top, "status", "--porcelain", "-z", "--untracked-files=all", "--", *paths)
     return [item[3:] for item in out.split("\0") if len(item) > 3]
 
 
 def stash_create(root: Path) -> str | None:
     """A commit object holding the uncommitted changes (`git stash create`), leaving them in place."""
-    repo = _repo(root)
-    if repo is None:
+    top = repo_root(root)
+    if top is None:
         return None
-    with _git_errors("stash create"):
-        sha = str(repo.git.stash("create")).strip()
-    return sha or None
+    return _cli(top, "stash", "create").strip() or None
 
 
 def commit_paths(root: Path, paths: Sequence[str], message: str) -> str:
     """Stage and commit exactly `paths` (new, changed or deleted); returns the commit sha."""
-    repo = _repo(root)
-    if repo is None:
+    top = repo_root(root)
+    if top is None:
         raise GitError("not a git repository", "--commit needs a git repository; run `git init`")
-    with _git_errors("commit"):
-        repo.git.add("-A", "--", *paths)
-        repo.git.commit("-m", message, "--", *paths)
-        return str(repo.head.commit.hexsha)
+    _cli(top, "add", "-A", "--", *paths)
+    _cli(top, "commit", "-q", "-m", message, "--", *paths)
+    return _cli(top, "rev-parse", "HEAD").strip()
 
 
 def unstage(root: Path, paths: Sequence[str]) -> None:
     """Set the index entries of `paths` back to HEAD's (or drop them before a first commit)."""
-    repo = _repo(root)
-    if repo is None or not paths:
+    top = repo_root(root)
+    if top is None or not paths:
         return
-    with _git_errors("reset"):
-        if head_sha(root) is None:
-            repo.git.rm("--cached", "-q", "-r", "--ignore-unmatch", "--", *paths)
-        else:
-            repo.git.reset("-q", "HEAD", "--", *paths)
+    if head_sha(top) is None:
+        _cli(top, "rm", "--cached", "-q", "-r", "--ignore-unmatch", "--", *paths)
+    else:
+        _cli(top, "reset", "-q", "HEAD", "--", *paths)
 
 
 def head_sha(root: Path) -> str | None:
     """The commit HEAD points to, or None (no repository, or no commit yet)."""
-    repo = _repo(root)
-    if repo is None:
+    top = repo_root(root)
+    if top is None:
         return None
     try:
-        return str(repo.head.commit.hexsha)
-    except ValueError:
+        return _cli(top, "rev-parse", "--verify", "-q", "HEAD").strip() or None
+    except GitError:
         return None
 
 
@@ -126,27 +93,31 @@ def tracked_files(root: Path) -> list[str]:
     return sorted(set(listed_files(top))) if top is not None else []
 
 
-# --- the git CLI: the review, the hook and the REPL's /diff -------------------------------
-
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree, HEAD before a first commit
 
 
-def _cli(root: Path, *args: str) -> str:
-    """Run git in `root`; GitError with git's own message when it fails."""
+def _run(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """The one place gemma-code starts git: `git ARGS` in `root`, output as bytes."""
     try:
-        proc = subprocess.run(
-            ["git", "-c", "core.quotePath=false", *args], cwd=root, capture_output=True,
-            text=True, encoding="utf-8", errors="replace", check=False,
-        )
+        return subprocess.run(["git", "-c", "core.quotePath=false", *args], cwd=root,
+                              capture_output=True, check=False)
     except FileNotFoundError:
         raise GitError("git is not installed", "install git and try again") from None
+
+
+def _text(data: bytes) -> str:
+    """git's output as text: UTF-8 (bad bytes replaced), universal newlines."""
+    return data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _cli(root: Path, *args: str) -> str:
+    """Run git in `root`; its output as text; GitError with git's own message when it fails."""
+    proc = _run(root, *args)
     if proc.returncode != 0:
-        detail = _reason(proc.stderr) or "failed"
-        raise GitError(f"git {args[0]}: {detail}")
-    return proc.stdout
-
-
-REVIEW_HINT = "run this in a repository, or name FILES to review them as they are"
+        detail = _reason(_text(proc.stderr)) or f"exit status {proc.returncode}"
+        raise GitError(f"git {args[0]} failed: {detail}",
+                       "run the git command yourself to see the full message")
+    return _text(proc.stdout)
 
 
 def repo_root(start: Path | str) -> Path | None:
@@ -165,15 +136,6 @@ def repo_root(start: Path | str) -> Path | None:
     except GitError:
         return None
     return Path(top) if top else None
-
-
-def work_tree_root(start: Path | None = None, *, hint: str = REVIEW_HINT) -> Path:
-    """The top of the work tree containing `start` (default: cwd); GitError with `hint` outside one."""
-    here = (start or Path.cwd()).resolve()
-    top = repo_root(here)
-    if top is None:
-        raise GitError(f"{here} is not inside a git repository", hint)
-    return top
 
 
 def staged_tree(root: Path) -> str:
@@ -208,11 +170,7 @@ def index_contents(root: Path, paths: Sequence[str]) -> dict[str, bytes]:
     """The staged bytes of `paths` (`git show :path`); paths not in the index are left out."""
     out: dict[str, bytes] = {}
     for path in paths:
-        try:
-            proc = subprocess.run(["git", "show", f":{path}"], cwd=root, capture_output=True,
-                                  check=False)
-        except FileNotFoundError:
-            raise GitError("git is not installed", "install git and try again") from None
+        proc = _run(root, "show", f":{path}")
         if proc.returncode == 0:
             out[path] = proc.stdout
     return out
@@ -256,6 +214,24 @@ def grep_words(root: Path, words: Sequence[str], limit: int = 2_000) -> list[str
     except GitError:  # no match exits 1; either way: nothing found
         return []
     return sorted(out.splitlines())[:limit]
+
+
+def file_log(root: Path, commits: int) -> str:
+    """The files of the last `commits` commits of HEAD, each commit led by a NUL (no merges)."""
+    return _cli(root, "log", "-n", str(commits), "--no-merges", "--name-only", "--format=%x00",
+                "--no-renames")
+
+
+def grep_phrases(root: Path, phrases: Sequence[str], limit: int = 200) -> dict[str, list[str]]:
+    """Files (tracked or untracked, not binary) holding each phrase verbatim, ignoring case."""
+    found: dict[str, list[str]] = {}
+    for phrase in phrases:
+        try:
+            out = _cli(root, "grep", "-l", "-i", "-F", "-I", "--untracked", "-e", phrase)
+        except GitError:  # no match exits 1
+            out = ""
+        found[phrase] = sorted(out.splitlines())[:limit]
+    return found
 
 
 def grep_lines(

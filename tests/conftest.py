@@ -44,7 +44,7 @@ def _isolated_home(
         if key.startswith("GEMMA_CODE_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("GEMMA_CODE_HOME", str(home))
-    monkeypatch.setenv("GEMMA_CODE_TEST_CACHE", str(test_cache))  # synthetic.default_cache_dir()
+    monkeypatch.setenv("GEMMA_CODE_TEST_CACHE", str(test_cache))  # synthetic_gguf.default_cache_dir()
     monkeypatch.setenv("GIT_AUTHOR_NAME", "Test")
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
     monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
@@ -128,7 +128,7 @@ def tiny_model_path(test_cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def gemma4_vocab(test_cache: Path) -> Path:
     """llama.cpp's ggml-vocab-gemma-4.gguf: Gemma 4's real tokenizer and template, no weights."""
-    from gemma_code.synthetic import find_gemma4_vocab
+    from synthetic_gguf import find_gemma4_vocab
 
     if SHARED_VOCAB.is_file() and not os.environ.get("GEMMA_CODE_GEMMA4_VOCAB"):
         return SHARED_VOCAB
@@ -138,6 +138,6 @@ def gemma4_vocab(test_cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def gemma4_synthetic_path(test_cache: Path, gemma4_vocab: Path) -> Path:
     """The 6-layer random-weights Gemma 4 GGUF (~160 MB), written once per session (a few s)."""
-    from gemma_code.synthetic import cached_gemma4
+    from synthetic_gguf import cached_gemma4
 
     return cached_gemma4(cache_dir=test_cache, vocab=gemma4_vocab)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gemma_code.engine.gemma import EMPTY_THOUGHT
+from gemma_code.engine.chat_templates import EMPTY_THOUGHT
 from gemma_code.engine.gemma_tools import ToolCall, render_call
 from gemma_code.engine.scripted import ScriptedEngine
 from gemma_code.tasks.agent import AgentOptions, AgentSession

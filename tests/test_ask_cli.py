@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from typer.testing import CliRunner
+import pytest
+from cli_runner import CliRunner
 
 from gemma_code.cli import app
 from gemma_code.errors import ExitCode
@@ -185,7 +186,30 @@ def test_bare_command_with_options_starts_the_chat(scripted, tmp_path, monkeypat
     assert engine.calls[0].messages[-1].content.endswith("hello")
 
 
-def test_an_unexpected_exception_is_one_line_with_a_hint(tmp_path, monkeypatch):
+def test_an_unexpected_exception_is_one_line_with_a_hint_and_its_own_exit_code(tmp_path, monkeypatch):
+    import typer.testing
+
+    from gemma_code.engine import set_engine_factory
+
+    def broken(settings):
+        raise ValueError("stale cache layout")
+
+    monkeypatch.chdir(tmp_path)
+    set_engine_factory(broken)
+    plain = typer.testing.CliRunner()  # the user's view: no re-raising test runner
+    try:
+        result = plain.invoke(app, ["ask", "--no-context", "q"])
+        assert result.exit_code == ExitCode.INTERNAL != ExitCode.FAILURE
+        assert "internal error: ValueError: stale cache layout" in result.stderr
+        assert "GEMMA_CODE_DEBUG=1" in result.stderr and "Traceback" not in result.stderr
+        monkeypatch.setenv("GEMMA_CODE_DEBUG", "1")
+        result = plain.invoke(app, ["ask", "--no-context", "q"])
+        assert isinstance(result.exception, ValueError)
+    finally:
+        set_engine_factory(None)
+
+
+def test_the_test_runner_lets_a_crash_out_instead_of_reporting_an_exit_code(tmp_path, monkeypatch):
     from gemma_code.engine import set_engine_factory
 
     def broken(settings):
@@ -194,13 +218,8 @@ def test_an_unexpected_exception_is_one_line_with_a_hint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     set_engine_factory(broken)
     try:
-        result = runner.invoke(app, ["ask", "--no-context", "q"])
-        assert result.exit_code == ExitCode.FAILURE
-        assert "internal error: ValueError: stale cache layout" in result.stderr
-        assert "GEMMA_CODE_DEBUG=1" in result.stderr and "Traceback" not in result.stderr
-        monkeypatch.setenv("GEMMA_CODE_DEBUG", "1")
-        result = runner.invoke(app, ["ask", "--no-context", "q"])
-        assert isinstance(result.exception, ValueError)
+        with pytest.raises(ValueError, match="stale cache layout"):
+            runner.invoke(app, ["ask", "--no-context", "q"])
     finally:
         set_engine_factory(None)
 

@@ -8,9 +8,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_runner import CliRunner
 
-from gemma_code.benchmark import (
+from gemma_code.benchmark.llama_bench import llama_bench_args, parse_llama_bench
+from gemma_code.benchmark.speed import (
     BenchPlan,
     BenchReport,
     Figure,
@@ -20,7 +21,6 @@ from gemma_code.benchmark import (
     make_plan,
     measure_llama_bench,
 )
-from gemma_code.benchmark_raw import llama_bench_args, parse_llama_bench
 from gemma_code.cli import app
 from gemma_code.config import Settings
 
@@ -125,7 +125,7 @@ def test_edit_prompt_ends_inside_the_copied_file() -> None:
 def test_bench_json_reports_both_sides_on_the_tiny_model(
     tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gemma_code import benchmark
+    from gemma_code.benchmark import speed as benchmark
 
     small = BenchPlan((64,), decode_tokens=6, deep=64, followup_tokens=8, edit_tokens=12,
                       edit_chars=400)
@@ -143,3 +143,11 @@ def test_bench_json_reports_both_sides_on_the_tiny_model(
         assert figures[key]["ratio"] > 0
     assert figures["followup_ttft"]["note"] == "64 tokens reused"  # the whole first prompt
     assert figures["spec_speedup"]["reference"] > 0
+
+
+def test_llama_bench_runs_with_the_engines_default_thread_count() -> None:
+    from gemma_code.engine.hardware import default_threads
+
+    plan = BenchPlan((1 * K,), decode_tokens=16, deep=K)
+    for run in llama_bench_args("llama-bench", Path("m.gguf"), plan, Settings(n_threads=0)):
+        assert run[run.index("-t") + 1] == str(default_threads())

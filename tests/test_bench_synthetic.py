@@ -8,8 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-from gemma_code.synthetic import GEMMA4_26B_A4B, TINY, tensor_specs
+from synthetic_gguf import GEMMA4_26B_A4B, TINY, tensor_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 TSV = ROOT / "tests" / "data" / "gemma4_26b_a4b_tensors.tsv"  # copied from the shared facts
@@ -62,7 +61,7 @@ def test_small_model_is_q4_k_m_and_streams_each_tensor(tmp_path: Path, gemma4_vo
     script = _script()
     out = tmp_path / "small.gguf"
     size = script.write(out, TINY, vocab=gemma4_vocab)
-    from gemma_code.gguf_header import read_metadata
+    from gemma_code.models.gguf_header import read_metadata
 
     meta = read_metadata(out)
     assert meta["general.file_type"] == 15  # MOSTLY_Q4_K_M
@@ -77,7 +76,7 @@ def test_small_model_loads_and_generates_finite_logits(tmp_path: Path, gemma4_vo
 
     import llama_cpp
 
-    from gemma_code.benchmark_raw import RawLlama
+    from gemma_code.engine.raw import RawLlama
 
     out = tmp_path / "small.gguf"
     _script().write(out, TINY, vocab=gemma4_vocab)

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import CliRunner
 from conftest import git
 from test_context_build import PROJECT, make_repo, words
-from typer.testing import CliRunner
 
 from gemma_code import paths
 from gemma_code.cli import app

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typer.testing import CliRunner
+from cli_runner import CliRunner
 
 from gemma_code.cli import app
 from gemma_code.config import Settings
-from gemma_code.context import context_for_prompt
+from gemma_code.tasks.ask import repo_context_for
 
 runner = CliRunner()
 
@@ -45,7 +45,7 @@ def test_context_shrinks_to_the_room_left_in_the_window(scripted, git_repo: Path
     )
     engine = scripted(n_ctx=1400)
     settings = Settings(budget=100_000, max_tokens=256)
-    text = context_for_prompt(engine, "add", [], settings)
+    text = repo_context_for(engine, "add", [], settings)
     assert text is not None
     assert engine.count_tokens(text) <= 1400 - 256 - 512
 
@@ -53,12 +53,12 @@ def test_context_shrinks_to_the_room_left_in_the_window(scripted, git_repo: Path
 def test_named_files_steer_but_are_not_repeated(scripted, git_repo: Path, monkeypatch) -> None:
     monkeypatch.chdir(git_repo)
     engine = scripted()
-    text = context_for_prompt(engine, "explain", [Path("util.py")], Settings(budget=4000))
+    text = repo_context_for(engine, "explain", [Path("util.py")], Settings(budget=4000))
     assert text is not None and "### util.py" not in text
     assert "### app.py" in text  # app.py uses util.add: the graph pulls it in
 
 
 def test_no_context_outside_a_repository(scripted, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert context_for_prompt(scripted(), "q", [], Settings()) is None
-    assert context_for_prompt(scripted(), "q", [], Settings(context=False)) is None
+    assert repo_context_for(scripted(), "q", [], Settings()) is None
+    assert repo_context_for(scripted(), "q", [], Settings(context=False)) is None

@@ -10,8 +10,9 @@ from conftest import git
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gemma_code.context import build_context, find_repo_root
+from gemma_code.context import build_context
 from gemma_code.context.files import scan_files
+from gemma_code.gitops import repo_root
 
 
 def words(text: str) -> int:
@@ -199,7 +200,6 @@ def test_one_repo_root_lookup_for_folders_files_and_new_paths(tmp_path: Path) ->
     from gemma_code import gitops
 
     root = make_repo(tmp_path / "r", {"pkg/mod.py": "x = 1\n"})
-    assert find_repo_root is gitops.repo_root
     assert gitops.repo_root(root / "pkg") == root.resolve()
     assert gitops.repo_root(root / "pkg" / "mod.py") == root.resolve()
     assert gitops.repo_root(root / "pkg" / "not" / "yet.py") == root.resolve()
@@ -228,7 +228,7 @@ def test_walk_outside_git_honours_gitignore_and_survives_symlink_loops(tmp_path:
     (root / "cache" / "c.py").write_text("no", encoding="utf-8")
     os.symlink(root, root / "pkg" / "loop")
     os.symlink(root / "pkg" / "mod.py", root / "alias.py")
-    assert find_repo_root(root) is None or find_repo_root(root) != root
+    assert repo_root(root) is None or repo_root(root) != root
     packed = build_context(root, "walked", budget=3000, count_tokens=words)
     paths = [f.path for f in packed.files]
     assert "pkg/mod.py" in paths and "keep.tmp" in paths

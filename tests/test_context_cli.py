@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_runner import CliRunner
 
 from gemma_code.cli import app
 
@@ -21,10 +21,12 @@ def test_context_json_prints_the_documented_shape(git_repo: Path, monkeypatch) -
     assert isinstance(payload["budget"], int) and payload["budget"] == 2000
     assert isinstance(payload["used"], int) and 0 < payload["used"] <= 2000
     assert payload["files"][0] == {"path": "util.py", "tokens": payload["files"][0]["tokens"],
-                                   "mode": "full"}
+                                   "mode": "full", "parts": []}
     for item in payload["files"]:
-        assert set(item) == {"path", "tokens", "mode"}
+        # documented: path, tokens, mode; added: parts (an excerpt's definitions shown in full)
+        assert set(item) == {"path", "tokens", "mode", "parts"}
         assert isinstance(item["tokens"], int) and item["mode"] in ("full", "outline")
+        assert isinstance(item["parts"], list)
     assert payload["estimated"] is True  # no model file and no tokenizer setting here
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_runner import CliRunner
 
 from gemma_code.cli import app
 from gemma_code.cli.doctor import _version_tuple, arch_supported

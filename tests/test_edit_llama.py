@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from cli_runner import CliRunner
 from conftest import git
-from typer.testing import CliRunner
 
 from gemma_code.cli import app
 from gemma_code.edits import list_entries

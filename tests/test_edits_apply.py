@@ -314,3 +314,133 @@ def test_tolerant_match_keeps_the_files_own_context_lines(tmp_path):
     reply = sr("a.py", 'msg = "a b"\nx = 1\n', 'msg = "a b"\nx = 2\n')
     apply_edits(tmp_path, parse_reply(reply))
     assert (tmp_path / "a.py").read_text() == 'msg = "a  b"   \nx = 2\n'
+
+
+# --- a deletion whose SEARCH is misquoted is not "already applied" (issue 12, 6a) -------------
+
+DELETION_FILE = "import os\nimport sys\n\n\ndef main():\n    return run(sys.argv)\n"
+
+
+@pytest.mark.parametrize(("search", "replace"), [
+    # trailing lines deleted; REPLACE (the leading context) is still in the file
+    ("import os\nimport sys\nimport json_v2\n", "import os\nimport sys\n"),
+    # leading lines deleted; REPLACE (the trailing context) is still in the file
+    ("import shutil_v2\ndef main():\n    return run(sys.argv)\n", "def main():\n    return run(sys.argv)\n"),
+    # every line deleted but a blank one
+    ("import os\nimport json_v2\n", "\n"),
+    # kept lines re-spaced: a deletion all the same
+    ("import os\nimport  sys\nimport json_v2\n", "import os\nimport sys\n"),
+])
+def test_a_deletion_whose_search_is_not_in_the_file_is_refused_not_taken_as_applied(
+        tmp_path, search, replace):
+    write(tmp_path, "m.py", DELETION_FILE)
+    write(tmp_path, "other.py", "x = 1\n")
+    reply = sr("m.py", search, replace) + sr("other.py", "x = 1\n", "x = 2\n")
+    details = failure_of(tmp_path, reply)
+    assert "not in the file" in details and "closest actual lines" in details
+    assert (tmp_path / "other.py").read_text() == "x = 1\n"  # the other block was not written
+
+
+def test_an_applied_edit_that_adds_lines_is_still_recognized_as_applied(tmp_path):
+    write(tmp_path, "m.py", "import os\nimport sys\nimport json\n")
+    plan = plan_edits(tmp_path, parse_reply(sr("m.py", "import os\nimport re\n",
+                                                "import os\nimport sys\nimport json\n")))
+    assert not plan.failures and len(plan.already_applied) == 1
+
+
+# --- diff hunks whose context has other blank lines than the file (issue 12, 6b) --------------
+
+BLANKS_FILE = "import os\n\n\ndef f():\n    return 1\n\n\ndef g():\n    return 2\n"
+
+
+def _diff(body: str, header: str = "@@ -1,9 +1,9 @@") -> str:
+    return f"--- a/m.py\n+++ b/m.py\n{header}\n" + body
+
+
+@pytest.mark.parametrize("body", [
+    # the hunk's context drops one of the two blank lines between the functions
+    " def f():\n     return 1\n \n def g():\n-    return 2\n+    return 3\n",
+    # the hunk's context drops both blank lines
+    " def f():\n     return 1\n def g():\n-    return 2\n+    return 3\n",
+    # the hunk's context has a blank line the file does not
+    " def f():\n \n     return 1\n \n \n def g():\n-    return 2\n+    return 3\n",
+])
+def test_a_hunk_with_other_blank_context_lines_applies_where_its_place_is_unique(tmp_path, body):
+    write(tmp_path, "m.py", BLANKS_FILE)
+    result = apply_edits(tmp_path, parse_reply(_diff(body)))
+    assert (tmp_path / "m.py").read_text() == BLANKS_FILE.replace("return 2", "return 3")
+    assert any("different blank lines" in note for note in result.notes)
+
+
+def test_added_lines_away_from_the_missing_blank_lines_apply_in_the_hunks_order(tmp_path):
+    write(tmp_path, "m.py", BLANKS_FILE)
+    body = " def f():\n     return 1\n def g():\n-    return 2\n+    x = 2\n+    return x\n"
+    apply_edits(tmp_path, parse_reply(_diff(body)))
+    assert (tmp_path / "m.py").read_text() == BLANKS_FILE.replace("    return 2\n",
+                                                                 "    x = 2\n    return x\n")
+
+
+@pytest.mark.parametrize("body", [
+    # lines added where the file has blank lines the hunk left out: before them, or after?
+    " def f():\n     return 1\n+    # done\n def g():\n",
+    " def f():\n     return 1\n+def h():\n+    return 0\n def g():\n",
+    # lines removed on both sides of a blank line the hunk left out: does it go too?
+    " def f():\n-    return 1\n-def g():\n",
+])
+def test_a_hunk_whose_missing_blank_lines_touch_its_changes_is_refused(tmp_path, body):
+    write(tmp_path, "m.py", BLANKS_FILE)
+    details = failure_of(tmp_path, _diff(body))
+    assert "where they go is unclear" in details
+    assert (tmp_path / "m.py").read_text() == BLANKS_FILE
+
+
+def test_a_blank_tolerant_hunk_with_two_places_is_refused_with_both(tmp_path):
+    text = "a = 1\n\nb = 2\nc\nx\na = 1\n\n\nb = 2\nc\n"
+    write(tmp_path, "m.py", text)
+    details = failure_of(tmp_path, _diff(" a = 1\n b = 2\n-c\n+d\n", "@@ -20,3 +20,3 @@"))
+    assert "match 2 places" in details and "1" in details and "6" in details
+    assert (tmp_path / "m.py").read_text() == text
+
+
+def test_search_replace_blocks_still_need_their_blank_lines_copied(tmp_path):
+    write(tmp_path, "m.py", BLANKS_FILE)
+    details = failure_of(tmp_path, sr("m.py", "    return 1\ndef g():\n", "    return 1\ndef h():\n"))
+    assert "not in the file" in details
+
+
+def test_a_deletion_between_kept_lines_is_recognized_as_applied(tmp_path):
+    write(tmp_path, "m.py", "import os\nimport sys\n\n\ndef main():\n    return 1\n")
+    block = sr("m.py", "import sys\nimport json\n\n\ndef main():\n", "import sys\n\n\ndef main():\n")
+    plan = plan_edits(tmp_path, parse_reply(block))
+    assert not plan.failures and len(plan.already_applied) == 1
+
+
+def test_a_deletion_between_kept_lines_that_occur_twice_is_refused(tmp_path):
+    write(tmp_path, "m.py", "a = 1\nb = 2\nx = 0\na = 1\nb = 2\n")
+    details = failure_of(tmp_path, sr("m.py", "a = 1\nz = 9\nb = 2\n", "a = 1\nb = 2\n"))
+    assert "not in the file" in details
+
+
+def test_a_deletion_at_the_end_of_the_file_is_recognized_as_applied(tmp_path):
+    write(tmp_path, "m.py", "a = 1\nb = 2\n")
+    plan = plan_edits(tmp_path, parse_reply(sr("m.py", "b = 2\n\nc = 3\n", "b = 2\n")))
+    assert not plan.failures and len(plan.already_applied) == 1
+
+
+def test_an_edit_that_adds_a_blank_line_is_not_a_deletion(tmp_path):
+    write(tmp_path, "m.py", '"""doc"""\n\nimport re\n')
+    plan = plan_edits(tmp_path, parse_reply(sr("m.py", '"""doc"""\nimport re\n', '"""doc"""\n\nimport re\n')))
+    assert not plan.failures and len(plan.already_applied) == 1
+
+
+def test_a_deleted_blank_line_between_a_unique_line_and_repeated_ones_is_recognized_as_applied(tmp_path):
+    body = "    for x in xs:\n        run(x)\n"
+    write(tmp_path, "m.py", f"def a():\n{body}\n\ndef b():\n{body}")
+    plan = plan_edits(tmp_path, parse_reply(sr("m.py", f"def b():\n\n{body}", f"def b():\n{body}")))
+    assert not plan.failures and len(plan.already_applied) == 1
+
+
+def test_a_deletion_with_only_blank_lines_after_it_is_refused(tmp_path):
+    write(tmp_path, "m.py", "import a\n\n\nX = 1\n")
+    details = failure_of(tmp_path, sr("m.py", "import a\nimport b\n\n\n", "import a\n\n\n"))
+    assert "not in the file" in details

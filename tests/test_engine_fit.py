@@ -18,7 +18,7 @@ from gemma_code.engine.fit import (
 )
 from gemma_code.engine.hardware import parse_nvidia_smi
 from gemma_code.errors import ConfigError
-from gemma_code.gguf_header import read_metadata
+from gemma_code.models.gguf_header import read_metadata
 
 Q4_K_M_FILE = 16_800_000_000  # published Gemma 4 26B A4B Q4_K_M (gemma4-facts.md)
 EXPERTS = int(13.5 * GiB)  # 30 layers x 128 experts at ~4.8 bits per weight

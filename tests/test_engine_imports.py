@@ -24,8 +24,8 @@ def test_cli_help_does_not_import_llama_cpp() -> None:
 def test_engine_package_and_planner_do_not_import_llama_cpp() -> None:
     code = (
         "import sys\n"
-        "import gemma_code.engine, gemma_code.engine.fit, gemma_code.gguf_header\n"
-        "import gemma_code.engine.hardware, gemma_code.synthetic, gemma_code.cli.doctor\n"
+        "import gemma_code.engine, gemma_code.engine.fit, gemma_code.models.gguf_header\n"
+        "import gemma_code.engine.hardware, gemma_code.cli.doctor\n"
         f"print([m for m in {HEAVY!r} if m in sys.modules])\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

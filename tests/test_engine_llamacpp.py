@@ -10,7 +10,7 @@ import pytest
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, GenerationStats, Message
-from gemma_code.engine.gemma import render
+from gemma_code.engine.chat_templates import render
 from gemma_code.engine.llamacpp import LlamaCppEngine, load_llamacpp_engine
 from gemma_code.errors import (
     BadModelFileError,

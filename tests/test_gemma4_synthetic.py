@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from synthetic_gguf import TINY, tensor_specs
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import render
+from gemma_code.engine.chat_templates import render
 from gemma_code.engine.llamacpp import LlamaCppEngine, load_llamacpp_engine
-from gemma_code.gguf_header import read_metadata, tensor_sizes
-from gemma_code.synthetic import TINY, tensor_specs
+from gemma_code.models.gguf_header import read_metadata, tensor_sizes
 
 pytestmark = pytest.mark.llama
 
@@ -77,7 +77,7 @@ def test_synthetic_model_has_gemma4_architecture(gemma4_path: Path) -> None:
 
 
 def test_full_size_tensor_list_matches_the_26b_a4b(gemma4_path: Path) -> None:
-    from gemma_code.synthetic import GEMMA4_26B_A4B
+    from synthetic_gguf import GEMMA4_26B_A4B
 
     specs = tensor_specs(GEMMA4_26B_A4B, 262144)
     assert len(specs) == 658

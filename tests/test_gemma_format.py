@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import (
+from gemma_code.engine.chat_templates import (
     ThoughtSplitter,
     detect_format,
     render,

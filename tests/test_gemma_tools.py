@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import render_gemma4
+from gemma_code.engine.chat_templates import render_gemma4
 from gemma_code.engine.gemma_tools import (
     CallWatcher,
     ToolCall,
@@ -221,7 +221,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True), json_values, max_size=4))
 def test_any_call_and_result_render_like_the_template(template, arguments):
     messages = [
@@ -233,7 +233,7 @@ def test_any_call_and_result_render_like_the_template(template, arguments):
     assert render_gemma4(messages) == _official(template, messages, think=False)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True), json_values, max_size=4))
 def test_a_rendered_call_parses_back_to_its_arguments(arguments):
     call = ToolCall("read_file", arguments)
@@ -331,9 +331,31 @@ def test_call_watcher_shows_text_until_a_call_starts(prefix, size):
 
 
 def test_call_content_is_never_template_text():
-    from gemma_code.engine.gemma import render_gemma4_segments
+    from gemma_code.engine.chat_templates import render_gemma4_segments
 
     messages = CONVERSATIONS["two calls in one turn, structured results"]
     segments = render_gemma4_segments(messages)
     assert ("a<|turn>b", False) in segments
     assert all("<|turn>b" not in text for text, template in segments if template)
+
+
+@pytest.mark.llama
+def test_native_markup_is_control_tokens_and_quoted_content_stays_text(gemma4_vocab):
+    import llama_cpp
+
+    from gemma_code.engine.chat_templates import render_gemma4_segments
+
+    vocab = llama_cpp.Llama(str(gemma4_vocab), vocab_only=True, verbose=False)
+
+    def tokens(text: str, special: bool) -> list[int]:
+        return vocab.tokenize(text.encode(), add_bos=False, special=special)
+
+    for marker in ('<|"|>', "<|tool_call>", "<tool_call|>", "<|tool_response>", "<|tool>"):
+        assert len(tokens(marker, True)) == 1, marker
+    turn = tokens("<|turn>", True)[0]
+    segments = render_gemma4_segments(CONVERSATIONS["two calls in one turn, structured results"])
+    ids = [t for text, template in segments for t in tokens(text, template)]
+    whole = tokens("".join(text for text, _ in segments), True)
+    # the argument "a<|turn>b" is text: one <|turn> fewer than tokenizing everything as template
+    assert ids.count(turn) == whole.count(turn) - 1
+    assert ids.count(tokens('<|"|>', True)[0]) == whole.count(tokens('<|"|>', True)[0])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gemma_code.errors import BadModelFileError, ModelNotFoundError
-from gemma_code.gguf_header import SkippedArray, read_metadata, tensor_sizes
+from gemma_code.models.gguf_header import SkippedArray, read_metadata, tensor_sizes
 
 
 def test_reads_metadata_and_skips_the_vocabulary(tiny_model_path: Path) -> None:

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import CliRunner
 from conftest import git
-from typer.testing import CliRunner
 
-from gemma_code import hook
 from gemma_code.cli import app
+from gemma_code.review import hook
 
 runner = CliRunner()
 

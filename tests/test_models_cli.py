@@ -7,7 +7,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_runner import CliRunner
 
 from gemma_code import paths
 from gemma_code.cli import app

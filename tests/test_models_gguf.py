@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gemma_code.errors import BadModelFileError, ModelNotFoundError
-from gemma_code.gguf_header import SkippedArray, inspect_gguf, quant_from_filename
+from gemma_code.models.gguf_header import SkippedArray, inspect_gguf, quant_from_filename
 
 
 def test_inspect_gemma4_vocab_file_reads_the_attention_layout(gemma4_vocab: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from gemma_code.errors import ModelError
 from gemma_code.models import entry_path, find_entry, resolve_model, user_registry_file
-from gemma_code.models_pull import pull
+from gemma_code.models.pull import pull
 
 REPO = "test-org/fake-GGUF"
 FILE = "fake-model-Q4_K_M.gguf"
@@ -355,7 +355,7 @@ def test_pull_of_a_local_path_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_cli_pull_shows_progress_and_prints_the_path(hub: FakeHub) -> None:
-    from typer.testing import CliRunner
+    from cli_runner import CliRunner
 
     from gemma_code.cli import app
 
@@ -373,7 +373,7 @@ def test_cli_pull_shows_progress_and_prints_the_path(hub: FakeHub) -> None:
 
 
 def test_cli_pull_checksum_failure_exits_4(hub: FakeHub) -> None:
-    from typer.testing import CliRunner
+    from cli_runner import CliRunner
 
     from gemma_code.cli import app
     from gemma_code.errors import ExitCode
@@ -401,7 +401,7 @@ def test_a_second_pull_of_the_same_model_is_refused_while_the_first_runs(hub: Fa
 
 
 def test_rm_after_pull_leaves_no_trace(hub: FakeHub) -> None:
-    from gemma_code.models_pull import remove
+    from gemma_code.models.pull import remove
 
     hub.files[f"{REPO}/{FILE}"] = HubFile(fake_gguf())
     register()

@@ -12,7 +12,7 @@ from test_repl_support import ALT_ENTER, ENTER, InterruptingFile, drive, lines
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import render
+from gemma_code.engine.chat_templates import render
 from gemma_code.engine.scripted import ScriptedEngine
 from gemma_code.repl.commands import Commands
 from gemma_code.repl.conversation import INTERRUPTED_MARK
@@ -74,7 +74,7 @@ def test_a_failing_command_prints_an_error_and_the_session_goes_on(tmp_path):
             raise RuntimeError("cannot map the file")
         return engine
 
-    out, repl = drive(lines("/model broken", "hi"), engine, tmp_path, loader=loader)
+    out, repl = drive(lines("/model broken", "hi"), engine, tmp_path, loader=loader, debug=False)
     assert "error: /model failed: RuntimeError: cannot map the file" in out
     assert "answered" in out and repl.engine is engine
 

@@ -147,3 +147,13 @@ def test_reset_forgets_files_and_history_and_repacks_the_context(git_repo):
     assert repl.added == [] and [m.content for m in engine.calls[1].messages[1:]] == ["second"]
     assert engine.calls[1].messages[0].content == engine.calls[0].messages[0].content
     assert repl.packed.files and "repository context (" in out.split("repository context rebuilt")[-1]
+
+
+def test_a_round_one_failure_survives_a_retry_that_fixes_something_else(git_repo):
+    wrong_app = "app.py\n<<<<<<< SEARCH\nprint(plus(1, 2))\n=======\nprint(add(1, 3))\n>>>>>>> REPLACE\n"
+    readme = "README.md\n<<<<<<< SEARCH\n# demo\n=======\n# demo app\n>>>>>>> REPLACE\n"
+    engine = ScriptedEngine(replies=[wrong_app + RENAME, readme, readme])
+    out, _ = drive(lines("/edit rename add and fix app", "y"), engine, git_repo)
+    assert "could not be applied; nothing was written" in out
+    assert (git_repo / "util.py").read_text().startswith("def add(a, b):")
+    assert (git_repo / "README.md").read_text() == "# demo\n"

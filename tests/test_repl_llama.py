@@ -8,7 +8,7 @@ from test_repl_support import drive, lines
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import render
+from gemma_code.engine.chat_templates import render
 
 pytestmark = pytest.mark.llama
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -46,12 +47,32 @@ def drive(
     resume: SessionInfo | None = None,
     out: io.StringIO | None = None,
     loader: Callable[[Settings], Engine] | None = None,
+    debug: bool = True,
     **overrides: Any,
 ) -> tuple[str, Repl]:
-    """Type `keys` into a chat in `cwd`; returns everything printed and the finished Repl."""
+    """Type `keys` into a chat in `cwd`; returns everything printed and the finished Repl.
+
+    With `debug` (GEMMA_CODE_DEBUG=1) a crashing command fails the test instead of printing a
+    one-line error: tests of that error path pass debug=False.
+    """
     settings = settings or Settings(context=False, max_tokens=64)
     for key, value in overrides.items():
         setattr(settings, key, value)
+    saved = os.environ.get("GEMMA_CODE_DEBUG")
+    if debug:
+        os.environ["GEMMA_CODE_DEBUG"] = "1"
+    try:
+        return _drive(keys, engine, cwd, settings, resume, out, loader)
+    finally:
+        if saved is None:
+            os.environ.pop("GEMMA_CODE_DEBUG", None)
+        else:
+            os.environ["GEMMA_CODE_DEBUG"] = saved
+
+
+def _drive(keys: str, engine: Engine, cwd: Path, settings: Settings, resume: SessionInfo | None,
+           out: io.StringIO | None, loader: Callable[[Settings], Engine] | None,
+           ) -> tuple[str, Repl]:
     out = out or io.StringIO()
     console = Console(file=out, width=120, force_terminal=False, color_system=None)
     with create_pipe_input() as pipe:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_runner import CliRunner
 from conftest import git
-from typer.testing import CliRunner
 
 from gemma_code.cli import app
 from gemma_code.errors import ExitCode

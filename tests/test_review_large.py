@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from gemma_code import hook
 from gemma_code.config import Settings
 from gemma_code.engine.scripted import ScriptedEngine
-from gemma_code.tasks.review import ReviewTimeoutError, collect_target, run_review
+from gemma_code.review import hook
+from gemma_code.tasks.review import Deadline, ReviewTimeoutError, collect_target, run_review
 
 CLEAN = '{"findings": []}'
 BUG = "def add(a, b):\n    return a - b\n"
@@ -97,8 +97,8 @@ def test_the_deadline_stops_a_review_while_the_4mb_diff_is_split(git_repo: Path)
     clock = FakeClock()
     engine = _engine(clock, CLEAN, CLEAN, CLEAN, CLEAN, CLEAN, CLEAN)
     with pytest.raises(ReviewTimeoutError) as caught:
-        run_review(target, Settings(context=False), max_tokens=512, timeout=0.5, use_cache=False,
-                   load=lambda _settings: engine, clock=clock)
+        run_review(engine, target, Settings(context=False), max_tokens=512, use_cache=False,
+                   deadline=Deadline(0.5, clock=clock))
     assert "(while splitting the diff)" in caught.value.message
     assert engine.calls == []  # stopped before any generation
     assert clock.now < 0.5 + 0.3  # stopped within 256 lines of the deadline (simulated time)
@@ -110,8 +110,8 @@ def test_splitting_a_4mb_diff_counts_each_reviewed_line_once(git_repo: Path) -> 
     lines = sum(len(h.lines) for c in target.changes for h in c.hunks)
     clock = FakeClock()
     engine = _engine(clock, *[CLEAN] * 10)
-    result = run_review(target, Settings(context=False), max_tokens=512, use_cache=False,
-                        load=lambda _settings: engine, clock=clock)
+    result = run_review(engine, target, Settings(context=False), max_tokens=512, use_cache=False,
+                        deadline=Deadline(None, clock=clock))
     assert sorted(result.reviewed) == ["big.py", "util.py"] and result.complete
     assert any(n.startswith("big.py: only part of this diff was reviewed") for n in result.notices)
     assert engine.counts < lines // 10  # bounded by the part reviewed, not the 4 MB

@@ -9,8 +9,8 @@ import json
 import subprocess
 
 import pytest
+from cli_runner import CliRunner
 from conftest import git
-from typer.testing import CliRunner
 
 from gemma_code.cli import app
 from gemma_code.edits import EditsFailedError, apply_edits, parse_reply

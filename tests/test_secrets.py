@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_runner import CliRunner
 from conftest import git
-from typer.testing import CliRunner
 
 from gemma_code import paths, secret_patterns
 from gemma_code.cli import app

@@ -108,7 +108,7 @@ MAX_TOKENS = 40
 
 @pytest.fixture(scope="module")
 def raw(tiny_model_path: Path) -> Iterator[object]:
-    from gemma_code.benchmark_raw import RawLlama
+    from gemma_code.engine.raw import RawLlama
 
     model = RawLlama(tiny_model_path, n_ctx=1024, n_threads=1, swa_full=False)
     yield model
@@ -120,7 +120,7 @@ def _speculate(raw: object, prompt: list[int], *, max_draft: int, seed: int | No
 ]:
     import llama_cpp
 
-    from gemma_code.benchmark_raw import RawLlama
+    from gemma_code.engine.raw import RawLlama
     from gemma_code.engine.speculative import PromptLookupDecoder
 
     assert isinstance(raw, RawLlama)
@@ -150,7 +150,7 @@ def _dist_sampler(seed: int) -> object:
 
 @pytest.mark.llama
 def test_greedy_speculation_emits_exactly_the_plain_greedy_tokens(raw: object) -> None:
-    from gemma_code.benchmark_raw import RawLlama
+    from gemma_code.engine.raw import RawLlama
 
     assert isinstance(raw, RawLlama)
     prompt = raw.tokenize(COPY_PROMPT)
@@ -168,7 +168,7 @@ def test_greedy_speculation_emits_exactly_the_plain_greedy_tokens(raw: object) -
 def test_greedy_speculation_is_exact_past_the_sliding_window(raw: object) -> None:
     # Gemma 3 270M's sliding window is 512 tokens and swa_full=False keeps only about that
     # much: rollbacks of rejected drafts must still leave every needed cell in place
-    from gemma_code.benchmark_raw import RawLlama
+    from gemma_code.engine.raw import RawLlama
 
     assert isinstance(raw, RawLlama)
     filler = "".join(f"Note {i}: the build passed on machine {i * 7 % 13}.\n" for i in range(40))
@@ -185,7 +185,7 @@ def test_greedy_speculation_is_exact_past_the_sliding_window(raw: object) -> Non
 
 @pytest.mark.llama
 def test_speculation_leaves_the_kv_cache_as_plain_decoding_would(raw: object) -> None:
-    from gemma_code.benchmark_raw import RawLlama
+    from gemma_code.engine.raw import RawLlama
 
     assert isinstance(raw, RawLlama)
     # a prompt the model does not simply copy, so some drafts are rejected and rolled back
@@ -206,7 +206,7 @@ def test_speculation_leaves_the_kv_cache_as_plain_decoding_would(raw: object) ->
 def test_sampled_speculation_draws_the_same_tokens_as_plain_sampling(raw: object) -> None:
     # each emitted token is one sampler call at the same position with the same prefix, so a
     # seeded sampler draws the same random numbers with or without speculation
-    from gemma_code.benchmark_raw import RawLlama
+    from gemma_code.engine.raw import RawLlama
 
     assert isinstance(raw, RawLlama)
     prompt = raw.tokenize(COPY_PROMPT)
@@ -218,7 +218,7 @@ def test_sampled_speculation_draws_the_same_tokens_as_plain_sampling(raw: object
 
 @pytest.mark.llama
 def test_speculation_stops_at_max_tokens(raw: object) -> None:
-    from gemma_code.benchmark_raw import RawLlama
+    from gemma_code.engine.raw import RawLlama
     from gemma_code.engine.speculative import PromptLookupDecoder
 
     assert isinstance(raw, RawLlama)

@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cli_runner import CliRunner
 from conftest import REPO, git
-from typer.testing import CliRunner
 
 from gemma_code import paths, trust
 from gemma_code.cli import app

@@ -36,9 +36,11 @@ def run(
     if tokenizer:
         env["GEMMA_CODE_TOKENIZER"] = tokenizer
     exe = Path(sys.executable).with_name("gemma-code")
+    # the installed command, else this checkout's package (PYTHONPATH) run as a module
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "gemma_code"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    out = subprocess.run([str(exe), "context", QUESTION, "--json", "--budget", str(budget)],
+    out = subprocess.run([*command, "context", QUESTION, "--json", "--budget", str(budget)],
                          cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

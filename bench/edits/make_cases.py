@@ -167,6 +167,29 @@ def strip_blank_context(diff: str) -> str:
     return "".join("\n" if line == " \n" else line for line in diff.splitlines(True))
 
 
+def drift_blank_context(diff: str, rng: random.Random, mode: str) -> str | None:
+    """One blank context line per hunk dropped ("omit") or doubled ("add"), as models do when
+    they retype a hunk; None when no hunk has a blank context line."""
+    lines = diff.splitlines(True)
+    hunks: list[list[int]] = []
+    for k, line in enumerate(lines):
+        if line.startswith("@@"):
+            hunks.append([])
+        elif hunks and line == " \n":
+            hunks[-1].append(k)
+    chosen = {rng.choice(blanks) for blanks in hunks if blanks}
+    if not chosen:
+        return None
+    out = []
+    for k, line in enumerate(lines):
+        if k in chosen and mode == "omit":
+            continue
+        out.append(line)
+        if k in chosen and mode == "add":
+            out.append(line)
+    return "".join(out)
+
+
 def dedent_blocks(blocks: list[tuple[list[str], list[str]]]) -> list[tuple[list[str], list[str]]] | None:
     """The model drops the blocks' common indentation (a consistent shift)."""
     out, changed = [], False
@@ -255,6 +278,11 @@ def file_cases(cid: str, path: str, old: str, new: str, rng: random.Random) -> l
                         mangle_numbers(unified(path, old, new, 1), rng, "offset"), want))
     out.append(positive(f"{cid}/dbl", "diff_blank_context", files,
                         "```diff\n" + strip_blank_context(diff3) + "```\n", want))
+    for mode in ("omit", "add"):
+        drifted = drift_blank_context(diff3, rng, mode)
+        if drifted:
+            out.append(positive(f"{cid}/dbd{mode[0]}", "diff_blank_drift", files,
+                                "```diff\n" + mangle_numbers(drifted, rng, "counts") + "```\n", want))
     if len(o) <= 400:
         out.append(positive(f"{cid}/w", "whole_file", files,
                             f"Here is the updated file:\n\n{path}\n```python\n{new}```\n", want))
@@ -287,6 +315,11 @@ def file_negatives(cid: str, path: str, old: str, o: list[str],
                     hunk += ["+" + replace[j] + "\n" for j in range(j1, j2)]
             diff = f"--- a/{path}\n+++ b/{path}\n" + "".join(hunk)
             out.append(negative(f"{cid}/nnpd", "neg_not_present_diff", files, diff))
+    deletion = misquoted_deletion(o, new_lines_of(old, exact), rng)
+    if deletion is not None:
+        # with a valid block beside it: taking the bad one for "already applied" writes the other
+        out.append(negative(f"{cid}/ndel", "neg_deletion_misquoted", files,
+                            sr_reply(path, [deletion, exact[0]])))
     dups = [line for line in sorted(set(o)) if len(line.strip()) > 6 and o.count(line) >= 2]
     if dups:
         line = rng.choice(dups)
@@ -306,6 +339,42 @@ def file_negatives(cid: str, path: str, old: str, o: list[str],
         diff = f"--- a/{path}\n+++ b/{path}\n{head}{''.join(body)}{head}{''.join(conflict)}"
         out.append(negative(f"{cid}/ncf", "neg_conflict", files, diff))
     return out
+
+
+def new_lines_of(old: str, exact: list[tuple[list[str], list[str]]]) -> list[str]:
+    return _apply_blocks(lines_of(old), exact)
+
+
+_WORD = re.compile(r"[A-Za-z_]\w*")
+
+
+def misquoted_deletion(o: list[str], n: list[str], rng: random.Random,
+                       ) -> tuple[list[str], list[str]] | None:
+    """A block deleting lines after two kept ones, one deleted line misquoted (not in the file),
+    so SEARCH is absent while REPLACE (the kept lines, part of SEARCH) is present.
+
+    Cut from a real deletion of the release diff when it has one, else from the file's lines.
+    """
+    spans = [(i1, i2) for tag, i1, i2, _, _ in
+             difflib.SequenceMatcher(None, o, n, autojunk=False).get_opcodes()
+             if tag == "delete" and i1 >= 2]
+    if not spans:
+        starts = [p for p in range(2, len(o) - 2) if _WORD.search(o[p])]
+        if not starts:
+            return None
+        p = rng.choice(starts)
+        spans = [(p, min(p + rng.randint(1, 3), len(o)))]
+    i1, i2 = rng.choice(spans)
+    kept, removed = o[i1 - 2 : i1], o[i1:i2]
+    words = [k for k, line in enumerate(removed) if _WORD.search(line)]
+    if not words or not any(line.strip() for line in kept):
+        return None
+    k = rng.choice(words)
+    removed[k] = _WORD.sub(lambda m: m.group(0) + "_v2", removed[k], count=1)
+    search = kept + removed
+    if count(o, search) or not count(o, kept):
+        return None
+    return search, kept
 
 
 def _apply_blocks(o: list[str], blocks: list[tuple[list[str], list[str]]]) -> list[str]:

@@ -97,14 +97,17 @@ def _root(
         raise typer.BadParameter("it goes with the chat: gemma-code --continue", param_hint="--continue")
 
 
-# Command modules register themselves on `app` when imported.
+# The one list of command modules: each registers its commands on `app` when imported here
+# (and nowhere else).
 from gemma_code.cli import ask as _ask  # noqa: E402,F401
 from gemma_code.cli import bench as _bench  # noqa: E402,F401
+from gemma_code.cli import cache as _cache  # noqa: E402,F401
 from gemma_code.cli import chat as _chat  # noqa: E402,F401
 from gemma_code.cli import config_cmd as _config_cmd  # noqa: E402,F401
 from gemma_code.cli import context as _context  # noqa: E402,F401
 from gemma_code.cli import doctor as _doctor  # noqa: E402,F401
 from gemma_code.cli import edit as _edit  # noqa: E402,F401
+from gemma_code.cli import explain as _explain  # noqa: E402,F401
 from gemma_code.cli import models as _models  # noqa: E402,F401
 from gemma_code.cli import review as _review  # noqa: E402,F401
 from gemma_code.cli import run as _run  # noqa: E402,F401

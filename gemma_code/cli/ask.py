@@ -112,10 +112,10 @@ def ask(
             print_note(eng.info.sizing)
         repo_context = None
         if settings.context:
-            from gemma_code.context import find_repo_root
+            from gemma_code.gitops import repo_root
             from gemma_code.tasks.ask import repo_context_for
 
-            if find_repo_root(Path.cwd()) is None:
+            if repo_root(Path.cwd()) is None:
                 print_note("not in a git repository: no repository context is sent (name files "
                            "with -f; `gemma-code context` walks a folder only when asked)")
             with working("packing the repository context …"):

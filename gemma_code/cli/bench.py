@@ -12,7 +12,7 @@ from gemma_code.cli import app
 from gemma_code.cli.common import JsonOpt, ModelOpt, command, settings_from
 
 if TYPE_CHECKING:
-    from gemma_code.benchmark import BenchReport
+    from gemma_code.benchmark.speed import BenchReport
 
 BENCH_HELP = """Speed of gemma-code next to llama.cpp's own loop, measured in one run.
 
@@ -81,7 +81,7 @@ def bench(
 ) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from gemma_code.benchmark import run_bench
+    from gemma_code.benchmark.speed import run_bench
     from gemma_code.engine.llamacpp import resolve_model_path
     from gemma_code.ui import stderr_console
 

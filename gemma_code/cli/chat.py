@@ -8,10 +8,6 @@ from typing import Annotated
 import typer
 
 from gemma_code.cli import app
-
-# `gemma-code cache` belongs to the same area (the chat's prompt cache); registering it here
-# keeps cli/__init__.py to one import line per area.
-from gemma_code.cli import cache as _cache  # noqa: F401
 from gemma_code.cli.common import (
     BaseUrlOpt,
     BudgetOpt,

@@ -204,7 +204,7 @@ class handle_errors:
                 f"internal error: {type(exc).__name__}: {exc}",
                 "this is a bug in gemma-code; GEMMA_CODE_DEBUG=1 shows the traceback to report",
             )
-            raise typer.Exit(int(ExitCode.FAILURE)) from None
+            raise typer.Exit(int(ExitCode.INTERNAL)) from None
         return False
 
 

@@ -24,13 +24,15 @@ Examples:
 
   gemma-code context "how are plugins loaded?" --show | less
 
-Files are ranked by what the question mentions (paths, names), by the reference \
-graph (PageRank) and by word overlap; the top ones go in full, the next as outlines \
-(signatures with line numbers), within --budget tokens.
+Files are ranked by word overlap (BM25), by what the question mentions (paths, \
+names, tests, error messages), by the reference graph (PageRank) and by git history \
+(files changed together, recently); the top ones go in full, a top file too large \
+for the budget as an excerpt (the matching definitions in full), the next as \
+outlines (signatures with line numbers), within --budget tokens.
 
 Counts use the model's tokenizer (the `tokenizer` setting, or the model file once \
 pulled); without one they are estimates, flagged as such. --json prints {"budget", \
-"used", "files": [{"path", "tokens", "mode"}], ...}, most relevant first. Nothing is \
+"used", "files": [{"path", "tokens", "mode", "parts"}], ...}, most relevant first. Nothing is \
 written to the repository; caches live in the user cache folder.
 """
 
@@ -48,19 +50,19 @@ def context_cmd(
     ] = None,
 ) -> None:
     from gemma_code.context import build_context
-    from gemma_code.context.tokens import default_tokenizer
-    from gemma_code.gitops import repo_root as find_repo_root
+    from gemma_code.engine.vocab import default_tokenizer
+    from gemma_code.gitops import repo_root
 
     settings = settings_from(model=model, budget=budget).settings
     if not question.strip():
         raise UsageError("no question given", 'try: gemma-code context "where is the retry logic?"')
-    base = root or find_repo_root(Path.cwd()) or Path.cwd()
+    base = root or repo_root(Path.cwd()) or Path.cwd()
     if not base.is_dir():
         raise UsageError(f"{base} is not a folder", "give --root an existing folder")
     named = [_named_file(base, f) for f in files or []]
     counter = default_tokenizer(settings.model, settings.tokenizer)
     notes: list[str] = []
-    if find_repo_root(base) is None:
+    if repo_root(base) is None:
         notes.append(f"{base} is not in a git repository; walked the folder honouring .gitignore "
                      "(`ask` sends no repository context outside a git repository: name files "
                      "with -f there)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -90,22 +89,26 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 def arch_supported(arch: str) -> bool | None:
     """Whether the installed libllama knows `arch` (its name table is in the binary)."""
-    try:
-        import llama_cpp
-    except ImportError:
+    from gemma_code.engine.hardware import llama_runtime_error
+
+    if llama_runtime_error() is not None:  # llama-cpp-python missing or broken: _check_build says so
         return None
-    lib = Path(llama_cpp.__file__).parent / "lib"
-    for name in ("libllama.so", "libllama.dylib", "llama.dll"):
-        if (lib / name).exists():
-            return b"\0" + arch.encode() + b"\0" in (lib / name).resolve().read_bytes()
-    return None
+    from gemma_code.engine import lowlevel
+
+    return lowlevel.arch_supported(arch)
 
 
 def _check_build(report: Report) -> None:
     import platform
     from importlib import metadata
 
-    from gemma_code.engine.hardware import GiB_of, default_threads, nvidia_gpus, ram_available
+    from gemma_code.engine.hardware import (
+        GiB_of,
+        default_threads,
+        llama_runtime_error,
+        nvidia_gpus,
+        ram_available,
+    )
 
     report.python = f"{platform.python_version()} ({sys.executable})"
     report.gemma_code = metadata.version("gemma-code") if _installed("gemma-code") else "source"
@@ -126,14 +129,13 @@ def _check_build(report: Report) -> None:
             f"llama-cpp-python {report.llama_cpp_python} is too old to run Gemma 4",
             "pip install -U 'llama-cpp-python>=0.3.36' (or rerun ./install.sh)",
         ))
-    try:
-        import llama_cpp
-
-        from gemma_code.engine.lowlevel import backend_name, devices
-    except (ImportError, OSError) as exc:
-        report.problems.append(Problem(f"llama-cpp-python does not load: {exc}", REBUILD))
+    broken = llama_runtime_error()
+    if broken is not None:
+        report.problems.append(Problem(f"llama-cpp-python does not load: {broken}", REBUILD))
         return
-    report.gpu_offload = bool(llama_cpp.llama_supports_gpu_offload())
+    from gemma_code.engine.lowlevel import backend_name, devices, gpu_offload
+
+    report.gpu_offload = gpu_offload()
     _check_cpu_features(report)
     report.backend = backend_name()
     report.devices = [
@@ -180,12 +182,12 @@ def _installed(dist: str) -> bool:
 
 
 def _check_models(report: Report, settings: Settings, *, default_model: bool = False) -> None:
+    from gemma_code.engine.chat_templates import detect_format
     from gemma_code.engine.fit import facts_from_metadata, plan
-    from gemma_code.engine.gemma import detect_format
     from gemma_code.engine.hardware import memory_for
     from gemma_code.errors import GemmaCodeError, ModelNotFoundError
-    from gemma_code.gguf_header import read_metadata, tensor_sizes
     from gemma_code.models import resolve_model
+    from gemma_code.models.gguf_header import read_metadata, tensor_sizes
     from gemma_code.models_fit import default_hint
 
     report.model = {"setting": settings.model}

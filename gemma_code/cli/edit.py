@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from gemma_code.edits.model import Failure, FileChange
     from gemma_code.edits.parse import ParseProblem
-    from gemma_code.tasks.edit import Written
+    from gemma_code.tasks.apply import Written
 
 APPLY_HELP = """Apply the edits in a saved model reply to the repository here.
 
@@ -113,7 +113,8 @@ FormatOpt = Annotated[
 ]
 
 
-def _root() -> Path:
+def _here() -> Path:
+    """The repository holding the current folder (`gitops.repo_root`), else the folder itself."""
     from gemma_code.gitops import repo_root
 
     return repo_root(Path.cwd()) or Path.cwd()
@@ -200,22 +201,22 @@ def apply_cmd(
     check: Annotated[bool, typer.Option("--check", help="Validate only; write nothing.")] = False,
     commit: CommitOpt = False,
 ) -> None:
-    from gemma_code.edits import EditsFailedError, MalformedReplyError, NoEditsError, parse_reply_lenient
-    from gemma_code.edits.apply import plan_edits
-    from gemma_code.tasks.edit import check_commit, write_with_safety
+    from gemma_code.edits import EditsFailedError, MalformedReplyError, NoEditsError
+    from gemma_code.tasks.apply import check_commit, commit_message, plan_reply, write_with_safety
 
     text = _read_reply(reply)
-    root = _root()
+    root = _here()
     if commit:
         check_commit(root, [])
-    edits, problems = parse_reply_lenient(text)
-    if problems:
-        report_failures([], problems)
-        raise MalformedReplyError(problems)
+    outcome = plan_reply(root, text)
+    edits = outcome.rounds[0].edits
+    if outcome.problems:
+        report_failures([], outcome.problems)
+        raise MalformedReplyError(outcome.problems)
     if not edits:
         raise NoEditsError("no edits found in the reply",
                            "expected SEARCH/REPLACE blocks, a unified diff or a whole-file block")
-    plan = plan_edits(root, edits)
+    plan = outcome.plan
     if plan.failures:
         report_failures(plan.failures)
         raise EditsFailedError(plan.failures)
@@ -240,10 +241,7 @@ def apply_cmd(
     if not changes:
         err.print("nothing to change: every edit is already applied")
         return
-    message = None
-    if commit:
-        message = f"gemma-code apply: {len(edits)} edit(s)\n\n" + "".join(
-            f"- {c.action} {c.path}\n" for c in changes)
+    message = commit_message(f"{len(edits)} edit(s)", changes, verb="apply") if commit else None
     report_written(write_with_safety(root, changes, label="apply", commit=message))
 
 
@@ -280,13 +278,8 @@ def run_edit_command(
 ) -> None:
     """The edit/refactor flow: context, model, retries, preview, confirm, write."""
     from gemma_code.engine import open_engine
-    from gemma_code.tasks.edit import (
-        check_commit,
-        commit_message,
-        edit_messages,
-        run_edit,
-        write_with_safety,
-    )
+    from gemma_code.tasks.apply import check_commit, commit_message, write_with_safety
+    from gemma_code.tasks.edit import edit_messages, run_edit
     from gemma_code.tasks.edit_files import gather_files
     from gemma_code.tasks.edit_prompts import FORMATS
     from gemma_code.ui import prefill_progress, print_note, stdout_console, working
@@ -296,7 +289,7 @@ def run_edit_command(
         raise UsageError("no instruction given", 'try: gemma-code edit "add type hints" app.py')
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}", f"choose one of: {', '.join(FORMATS)}")
-    root = _root()
+    root = _here()
     settings = settings_from(**flags).settings
     check_named_secrets(files)
     named, sites = gather_files(root, files, symbol=symbol, refactor=refactor, instruction=instruction)
@@ -357,7 +350,8 @@ def run_edit_command(
     if not chosen:
         err.print("nothing applied")
         return
-    message = commit_message(instruction, chosen, refactor=refactor) if commit else None
+    message = (commit_message(instruction, chosen, verb="refactor" if refactor else "edit")
+               if commit else None)
     done = write_with_safety(root, chosen, label="refactor" if refactor else "edit",
                              extra={"instruction": instruction}, commit=message)
     report_written(done)
@@ -417,7 +411,7 @@ def undo_cmd(
 
     from gemma_code.edits.journal import list_entries, undo_last
 
-    root = _root()
+    root = _here()
     if list_only:
         for entry in reversed(list_entries(root)):
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.created))
@@ -432,5 +426,3 @@ def undo_cmd(
         err.print(f"removed {path} (it was created by the edit)", markup=False)
     err.print(f"[green]undone:[/] the last {result.entry.label}")
 
-
-from gemma_code.cli import explain as _explain  # noqa: E402,F401

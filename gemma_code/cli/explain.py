@@ -50,7 +50,7 @@ def explain_cmd(
 
     from gemma_code.engine import open_engine
     from gemma_code.tasks.ask import stream_ask
-    from gemma_code.tasks.explain import explain_messages, load_snippet, parse_target
+    from gemma_code.tasks.explain import explain_request
     from gemma_code.ui import (
         StreamPrinter,
         format_stats,
@@ -64,14 +64,9 @@ def explain_cmd(
     settings = settings_from(model=model, engine=engine, base_url=base_url, think=think,
                              show_thoughts=show_thoughts, max_tokens=max_tokens, n_ctx=n_ctx).settings
     from gemma_code.gitops import repo_root
-    from gemma_code.tasks.edit_files import relative_to_root
-    from gemma_code.tasks.explain import Target
 
-    spec = parse_target(target)
     root = repo_root(Path.cwd()) or Path.cwd()
-    rel = relative_to_root(root, Path(spec.path))
-    snippet = load_snippet(root, Target(rel, spec.start, spec.end, spec.symbol))
-    messages = explain_messages(snippet, question)
+    messages = explain_request(root, target, cwd=Path.cwd(), question=question)
     with open_engine(settings, while_loading=working(f"loading {settings.model} …")) as eng:
         chunks = stream_ask(eng, messages, max_tokens=settings.max_tokens, think=settings.think,
                             temperature=settings.temperature)

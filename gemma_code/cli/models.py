@@ -98,7 +98,7 @@ def _is_default(entry: ModelEntry, default: str) -> bool:
 
 
 def _size(entry: ModelEntry) -> str:
-    from gemma_code.models_pull import human_size
+    from gemma_code.models.pull import human_size
 
     size = entry.approx_size
     if size is None:
@@ -112,9 +112,9 @@ def list_models(json_out: JsonOpt = False) -> None:
     from rich.table import Table
 
     from gemma_code import paths
-    from gemma_code.gguf_header import quant_from_filename
     from gemma_code.models import default_model_name, entry_path, list_local, registry
-    from gemma_code.models_pull import human_size
+    from gemma_code.models.gguf_header import quant_from_filename
+    from gemma_code.models.pull import human_size
     from gemma_code.ui import stdout_console
 
     entries = registry()
@@ -230,8 +230,8 @@ def pull(
     from rich.markup import escape
 
     from gemma_code.errors import Interrupted
-    from gemma_code.models_pull import human_size
-    from gemma_code.models_pull import pull as pull_model
+    from gemma_code.models.pull import human_size
+    from gemma_code.models.pull import pull as pull_model
     from gemma_code.ui import stderr_console
 
     entry = _entry(name)
@@ -277,7 +277,7 @@ def rm(
 ) -> None:
     from gemma_code.errors import ModelNotFoundError
     from gemma_code.models import entry_path
-    from gemma_code.models_pull import human_size, remove
+    from gemma_code.models.pull import human_size, remove
     from gemma_code.ui import stderr_console
 
     entry = _entry(name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -25,7 +24,6 @@ from gemma_code.cli.common import (
 from gemma_code.errors import ExitCode, GemmaCodeError, ModelError, UsageError
 
 if TYPE_CHECKING:
-    from gemma_code.config import Settings
     from gemma_code.engine.base import Engine
     from gemma_code.review.report import Report
 
@@ -127,10 +125,17 @@ def review(
     import time
 
     started = time.monotonic()  # --timeout counts from here: reading a huge diff takes time too
+    from gemma_code.engine import load_engine
     from gemma_code.review.findings import SEVERITIES
     from gemma_code.review.report import Report
-    from gemma_code.tasks.review import collect_target, run_review
-    from gemma_code.ui import print_error, print_warning
+    from gemma_code.tasks.review import (
+        Deadline,
+        ReviewResult,
+        cached_review,
+        collect_target,
+        run_review,
+    )
+    from gemma_code.ui import prefill_progress, print_error, print_warning
 
     if os.environ.get("GEMMA_CODE_SKIP") == "1":  # also under the pre-commit framework
         print_warning("gemma-code review skipped (GEMMA_CODE_SKIP=1)")
@@ -163,28 +168,29 @@ def review(
         raise
     report = Report(target.mode, target.spec, settings.fail_on, model=settings.model)
     failure: GemmaCodeError | None = None
-    progress = contextlib.ExitStack()
-
-    def load_with_progress(wanted: Settings) -> Engine:
-        from gemma_code.engine import load_engine
-        from gemma_code.ui import prefill_progress
-
-        loaded_engine = load_engine(wanted)
-        progress.enter_context(prefill_progress(loaded_engine, enabled=chosen not in ("json", "sarif")))
-        return loaded_engine
-
+    result: ReviewResult | None = None
     try:
-        with progress:
-            result = run_review(
-                target, settings, max_tokens=settings.max_tokens,
-                timeout=settings.review_timeout or None, use_cache=not no_cache, started=started,
-                load=load_with_progress,
-            )
+        result = cached_review(target, settings, max_tokens=settings.max_tokens,
+                               use_cache=not no_cache)
+        if result is None:
+            deadline = Deadline(settings.review_timeout or None, started=started)
+            model_engine: Engine | None = None
+            try:  # the time budget covers the load; the engine closes outside it
+                with deadline.guard():
+                    model_engine = load_engine(settings)
+                    with prefill_progress(model_engine, enabled=chosen not in ("json", "sarif")):
+                        result = run_review(model_engine, target, settings,
+                                            max_tokens=settings.max_tokens, deadline=deadline,
+                                            use_cache=not no_cache)
+            finally:
+                if model_engine is not None:
+                    model_engine.close()
     except ModelError as exc:
         failure = exc
     except MemoryError:
         failure = ModelError("out of memory while running the model", "use a smaller model or --n-ctx")
     if failure is None:
+        assert result is not None  # run_review returned, or cached_review had it
         report.take(result)
         _emit(report, chosen, target.root)
         raise typer.Exit(int(ExitCode.FAILURE if report.blocking else ExitCode.OK))
@@ -228,7 +234,7 @@ def hook_install(
         bool, typer.Option("--force", help="Replace a gemma-code hook that runs another environment.")
     ] = False,
 ) -> None:
-    from gemma_code.hook import install
+    from gemma_code.review.hook import install
 
     st = install(force=force)
     chained = f"; runs {st.chained} first" if st.chained else ""
@@ -237,7 +243,7 @@ def hook_install(
 
 @command(hook_app, "uninstall", help="Remove the hook and restore the one that was there before.")
 def hook_uninstall() -> None:
-    from gemma_code.hook import uninstall
+    from gemma_code.review.hook import uninstall
 
     _status, done = uninstall()
     typer.echo(done)
@@ -247,7 +253,7 @@ def hook_uninstall() -> None:
 def hook_status(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    from gemma_code.hook import status
+    from gemma_code.review.hook import status
 
     st = status()
     data = {

@@ -12,7 +12,8 @@ from gemma_code.cli.common import ModelOpt, NCtxOpt, ThinkOpt, command, settings
 from gemma_code.errors import GemmaCodeError
 
 SERVE_HELP = (
-    "Serve the model as an OpenAI-compatible endpoint for other gemma-code clients.\n\n"
+    "Serve the model to coding agents and SDKs: OpenAI Chat Completions and Responses, and "
+    "Anthropic Messages, with tool calls.\n\n"
     "Examples:\n\n"
     "  gemma-code serve\n\n"
     '  gemma-code ask --engine openai --base-url http://127.0.0.1:8080/v1 "what does main() do?"\n\n'
@@ -20,10 +21,13 @@ SERVE_HELP = (
     "  export TEAM_KEY=$(openssl rand -hex 24)\n"
     "  gemma-code serve --host 0.0.0.0 --api-key-env TEAM_KEY\n\n"
     # paragraphs as single lines: the help renderer keeps hard line breaks
-    "Uses llama-cpp-python's server with gemma-code's engine settings (all layers on the GPU, "
-    "flash attention, swa_full off, kv_type). It answers one request at a time; for many users "
-    "or several GPUs run vLLM or llama-server instead (docs/serve.md).\n\n"
-    "Binding beyond loopback needs an API key in the --api-key-env variable. Ctrl-C stops it.\n"
+    "Endpoints: /v1/chat/completions (OpenCode, Aider, Continue, the openai SDK), /v1/responses "
+    "(Codex CLI), /v1/messages (Claude Code, the anthropic SDK), /v1/models, /props, /tokenize. "
+    "Tool calls use Gemma 4's native format. Requests take turns in arrival order; each "
+    "conversation keeps its KV cache (serve_slots of them), so an agent's next step reuses its "
+    "prefix. For many users or several GPUs run vLLM or llama-server instead (docs/serve.md).\n\n"
+    "Binding beyond loopback needs an API key (16+ characters) in the --api-key-env variable; "
+    "with a key every endpoint checks it. Ctrl-C stops it.\n"
 )
 
 
@@ -41,37 +45,43 @@ def serve(
     ] = None,
     n_ctx: NCtxOpt = None,
     think: ThinkOpt = None,
+    slots: Annotated[
+        int | None,
+        typer.Option("--slots", min=0, help="Conversations whose KV cache is kept (serve_slots)."),
+    ] = None,
 ) -> None:
-    from gemma_code import server
+    from gemma_code.engine import load_engine
     from gemma_code.ui import stderr_console
 
-    try:
+    try:  # the serve extra; a missing one of our own modules stays an internal error
         import fastapi  # noqa: F401
-        import sse_starlette  # noqa: F401
-        import starlette_context  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise GemmaCodeError(
             f"`serve` needs the server packages ({exc.name} is missing)",
-            "rerun ./install.sh (it installs them), or: pip install fastapi uvicorn sse-starlette "
-            "starlette-context pydantic-settings",
+            "rerun ./install.sh (it installs them), or: pip install fastapi uvicorn",
         ) from None
-    settings = settings_from(model=model, api_key_env=api_key_env, n_ctx=n_ctx, think=think).settings
+    from gemma_code import server
+
+    settings = settings_from(
+        model=model, api_key_env=api_key_env, n_ctx=n_ctx, think=think, serve_slots=slots
+    ).settings
     key = os.environ.get(settings.api_key_env) or None
     server.check_bind(host, key, settings.api_key_env)
     server.check_port_free(host, port)
-    path = server.resolve_model_path(settings.model)
     console = stderr_console()
-    console.print(f"loading {path} ...", style="dim")
-    llama, served = server.load_llama(settings, path)
+    console.print(f"loading {settings.model} ...", style="dim")
+    engine = load_engine(settings)
     try:
-        web = server.create_app(llama, served, api_key=key)
+        served = server.served_model(engine, settings)
+        web = server.create_app(served, settings, api_key=key, host=host)
+        info = engine.info
         shown = f"[{host}]" if ":" in host else host
         console.print(
-            f"serving {served.alias} on http://{shown}:{port}/v1 (n_ctx {served.n_ctx:,}, "
-            f"format {served.chat_format}, kv {served.kv_type}"
+            f"serving {served.alias} on http://{shown}:{port}/v1 (n_ctx {info.n_ctx:,}, "
+            f"format {info.chat_format}, kv {info.kv_type}, {settings.serve_slots} slots"
             + (f", key from ${settings.api_key_env}" if key else ", no API key")
-            + ("" if not served.think else ", thinking on")
+            + ("" if not settings.think else ", thinking on")
             + "); Ctrl-C stops"
         )
         console.print(
@@ -80,5 +90,5 @@ def serve(
         )
         server.run(web, host, port)
     finally:
-        llama.close()
+        engine.close()
     console.print("stopped", style="dim")

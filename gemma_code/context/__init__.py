@@ -7,17 +7,18 @@ import marshal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
+from gemma_code import gitops
 from gemma_code.context.cache import TAGS_VERSION, ContextCache
-from gemma_code.context.files import FileScan, RepoFile, find_repo_root, grep_files, scan_files
+from gemma_code.context.files import FileScan, RepoFile, grep_files, scan_files
+from gemma_code.context.fuse import message_phrases, rank_files
+from gemma_code.context.history import load_history
 from gemma_code.context.pack import PackedContext, PackedFile, pack
 from gemma_code.context.rank import (
     Graph,
     analyze_question,
     build_postings,
     definitions_key,
-    rank_files,
     reference_graph,
     shard_of,
 )
@@ -26,14 +27,12 @@ from gemma_code.context.tagscan import scan_tags
 from gemma_code.context.tokens import CountFn, TokenCounter
 
 __all__ = [
-    "PackedContext", "PackedFile", "answer_reserve", "build_context", "context_for_prompt",
-    "find_repo_root",
+    "PackedContext", "PackedFile", "build_context",
 ]
 
 # Beyond this many candidate files, the rest are listed in the map but not parsed or ranked,
 # so a 100,000-file checkout costs bounded time.
 MAX_RANKED = 25_000
-PROMPT_OVERHEAD = 512  # system rules and turn markers around the context in `ask`
 
 
 def _relative(root: Path, items: Iterable[str | Path]) -> list[str]:
@@ -148,15 +147,18 @@ def build_context(
                     shards.setdefault(shard_of(term), {})[term] = index[term]
                 cache.store_postings(root_key, print_key, {n: marshal.dumps(v) for n, v in shards.items()})
                 postings = {t: index[t] for t in words if t in index}
+            history = load_history(base, cache) if scan.in_git else None
+            phrases = message_phrases(question)
+            sites = gitops.grep_phrases(base, phrases) if scan.in_git and phrases else None
             ranking = rank_files(
                 question, docs, named=named_rel, seeds=seed_rel, dirty=scan.dirty, recent=scan.recent,
-                graph=graph, postings=postings,
+                graph=graph, postings=postings, history=history, phrase_sites=sites,
             )
             order = [p for p in ranking.order if p not in omit_rel]
             counter = TokenCounter(count_tokens, tokenizer_id, cache)
             packed = pack(base, order, docs, budget=max(budget, 0), counter=counter,
                           named=[p for p in named_rel if p not in omit_rel],
-                          all_paths=[f.path for f in scan.files], contents=contents)
+                          all_paths=[f.path for f in scan.files], contents=contents, question=question)
             if counter.counted and count_tokens is not None and packed.text:
                 _verify(packed, count_tokens)
             if not cache.damaged or attempt:
@@ -167,6 +169,7 @@ def build_context(
             cache.drop_derived(root_key)
     packed.skipped = sorted(scan.skipped + tags.skipped + packed.skipped)
     packed.ranked = len(docs)
+    packed.order = order
     packed.notes = scan.notes + tags.notes + packed.notes
     if not docs:
         packed.notes.append("no readable text files to rank")
@@ -219,45 +222,3 @@ def _verify(packed: PackedContext, count_tokens: CountFn) -> None:
         packed.text = packed.text[:cut] if cut >= 0 else packed.text
         packed.used = count_tokens(packed.text)
         packed.notes.append(f"dropped {dropped.path} to stay within the budget")
-
-
-def answer_reserve(n_ctx: int, max_tokens: int) -> int:
-    """Tokens of the window kept for the answer when sizing the repository context.
-
-    A fixed share of the window (an eighth, at most 4,096), so the packed context, and with
-    it the prompt cache's saved prefix, stays the same when only --max-tokens changes; more
-    only when max_tokens asks for more than that share.
-    """
-    return max(min(n_ctx // 8, 4096), max_tokens)
-
-
-def context_for_prompt(engine: Any, question: str, files: Sequence[Path], settings: Any) -> str | None:
-    """Repository context for `ask` and the other tasks, sized to the engine's window.
-
-    None outside a repository, when context is off, or when nothing fits. The -f `files` steer
-    the ranking but are left out of the block, since the task shows them in full itself.
-    """
-    if not getattr(settings, "context", True):
-        return None
-    root = find_repo_root(Path.cwd())
-    if root is None:
-        return None
-    n_ctx = int(engine.info.n_ctx)
-    overhead = PROMPT_OVERHEAD + engine.count_tokens(question)
-    for path in files:
-        try:
-            overhead += engine.count_tokens(Path(path).read_text(encoding="utf-8", errors="replace"))
-        except OSError:
-            continue  # the task reports unreadable -f files itself
-    room = n_ctx - answer_reserve(n_ctx, int(settings.max_tokens)) - overhead
-    budget = min(int(settings.budget), room)
-    if budget <= 0:
-        return None
-    info = engine.info
-    packed = build_context(
-        root, question, budget=budget, count_tokens=engine.count_tokens,
-        seeds=list(files), omit=list(files),
-        tokenizer_id=f"engine:{info.backend}:{info.name}:{info.path}",
-        max_file_bytes=int(getattr(settings, "max_file_bytes", 1_000_000)),
-    )
-    return packed.text or None

@@ -20,7 +20,7 @@ from typing import Any
 from gemma_code import paths
 
 # Bump when the stored tag format or the extraction changes: old rows are then ignored.
-TAGS_VERSION = 8
+TAGS_VERSION = 10
 # Bump when any table's or blob's layout changes: the file name changes, older files are removed.
 FORMAT_VERSION = 3
 SEAL = 8  # bytes of blake2b checksum in front of every stored blob

@@ -72,10 +72,6 @@ class FileScan:
     recent: list[str] = field(default_factory=list)
 
 
-# The one repository-root lookup lives in gitops; this name stays for context's callers.
-find_repo_root = gitops.repo_root
-
-
 _SECRET_NAME = re.compile("|".join(fnmatch.translate(p) for p in SECRET_PATTERNS))
 
 

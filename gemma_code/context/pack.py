@@ -10,13 +10,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gemma_code.context.excerpt import excerpt_block
+from gemma_code.context.rank import analyze_question
 from gemma_code.context.tags import FileTags, decode
 from gemma_code.context.tokens import TokenCounter
 
-MAP_SHARE = 0.10  # of the budget, for the directory tree
+# The directory tree's share of the budget grows with the budget: at 8K the files matter more.
+MAP_SHARES = ((16_000, 0.03), (64_000, 0.05), (None, 0.08))
 MAP_MAX = 8_000
 MAP_MIN_BUDGET = 1_500  # below this the tree is not worth its tokens
-FULL_SHARE = 0.70  # of what is left after the map, for whole files; outlines get the rest
+FULL_SHARE = 0.90  # of what is left after the map, for whole files; excerpts and outlines get the rest
+TOP_FILES = 2  # the first files in rank order may take up to TOP_SHARE of what is left, whole
+TOP_SHARE = 0.95
+EXCERPT_TOP = 3  # a file ranked this high that is too large to go whole goes in as an excerpt
+EXCERPT_SHARE = 0.5  # of what is left, at most, for one excerpt
 BATCH = 24
 MAX_SCANNED = 3_000  # candidates looked at while filling; beyond, the budget is full of outlines
 MAX_CHARS_PER_TOKEN = 10  # above the densest text seen (Gemma 4: under 5 on Django)
@@ -33,6 +40,7 @@ class PackedFile:
     path: str
     tokens: int
     mode: str  # "full" | "outline"
+    parts: tuple[str, ...] = ()  # an excerpt's definitions shown in full (mode "outline")
 
 
 @dataclass
@@ -49,12 +57,14 @@ class PackedContext:
     map_tokens: int = 0
     ranked: int = 0  # files that were ranked
     elapsed_s: float = 0.0
+    order: list[str] = field(default_factory=list)  # the ranking, best first (not in to_dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "budget": self.budget,
             "used": self.used,
-            "files": [{"path": f.path, "tokens": f.tokens, "mode": f.mode} for f in self.files],
+            "files": [{"path": f.path, "tokens": f.tokens, "mode": f.mode, "parts": list(f.parts)}
+                      for f in self.files],
             "estimated": self.estimated,
             "map_tokens": self.map_tokens,
             "ranked": self.ranked,
@@ -158,6 +168,24 @@ def map_block(paths: Sequence[str], room: int, counter: TokenCounter) -> tuple[s
     return "", 0
 
 
+def map_share(budget: int) -> int:
+    """Tokens the repository map may take: a small share at small budgets, none below the minimum."""
+    if budget < MAP_MIN_BUDGET:
+        return 0
+    share = next(sh for limit, sh in MAP_SHARES if limit is None or budget <= limit)
+    return min(int(budget * share), MAP_MAX)
+
+
+def _whole_room(path: str, rank: int, left: int, full_room: int, named: set[str]) -> int:
+    """Tokens a file may take whole: all that is left for a named file, most of it for the top
+    files, else the whole-file share."""
+    if path in named:
+        return left
+    if rank < TOP_FILES:
+        return max(full_room, int(left * TOP_SHARE))
+    return full_room
+
+
 def pack(
     root: Path,
     order: Sequence[str],
@@ -167,70 +195,103 @@ def pack(
     counter: TokenCounter,
     named: Sequence[str] = (),
     all_paths: Sequence[str] | None = None,
+    question: str = "",
     contents: Mapping[str, bytes] | None = None,
 ) -> PackedContext:
-    """Fill `budget` tokens: the map, then files in rank order in full, then as outlines.
+    """Fill `budget` tokens: the map, then whole files in rank order (up to FULL_SHARE of the
+    rest, the top files up to TOP_SHARE), then excerpts of top files too large to go whole, then
+    outlines in what remains. Files appear in rank order.
 
     `contents` replaces some files' bytes (staged versions); those are shown in full or not at
     all, since their outlines were taken from the work tree.
     """
     given = contents or {}
     result = PackedContext(text="", budget=budget, used=0, estimated=counter.estimated)
-    map_room = min(int(budget * MAP_SHARE), MAP_MAX) if budget >= MAP_MIN_BUDGET else 0
+    map_room = map_share(budget)
     map_text, map_tokens = map_block(all_paths if all_paths is not None else list(docs), map_room, counter)
     left = budget - map_tokens
-    full_room = int(left * FULL_SHARE)
     named_set = set(named)
-    chosen: list[tuple[str, str, int, str]] = []  # (path, mode, tokens, block)
+    q = analyze_question(question)
+    chosen: dict[str, tuple[str, int, str, tuple[str, ...]]] = {}  # path -> (mode, tokens, block, parts)
+    top_texts: dict[str, str] = {}
+    left = _whole_files(root, order, docs, counter, left, named_set, chosen, top_texts, result, given)
+    for path in order[:EXCERPT_TOP]:
+        if path in chosen or path in given or not top_texts.get(path) or not q.words or left <= 16:
+            continue
+        block, parts, tokens = excerpt_block(
+            path, top_texts[path], docs[path], q, int(left * EXCERPT_SHARE), counter.count,
+            lambda body, lang: fence(body, FENCE_LANG.get(lang, "")), docs[path].lang,
+        )
+        if block and tokens <= left:
+            chosen[path] = ("outline", tokens, block, parts)
+            left -= tokens
+    _outlines([p for p in order if p not in given], docs, counter, left, chosen)
+    ranked = [p for p in order if p in chosen]
+    result.map_tokens = map_tokens
+    result.files = [PackedFile(p, chosen[p][1], chosen[p][0], chosen[p][3]) for p in ranked]
+    result.text = map_text + "".join(chosen[p][2] for p in ranked)
+    result.used = map_tokens + sum(chosen[p][1] for p in ranked)
+    return result
+
+
+def _whole_files(
+    root: Path, order: Sequence[str], docs: Mapping[str, FileTags], counter: TokenCounter, left: int,
+    named: set[str], chosen: dict[str, tuple[str, int, str, tuple[str, ...]]], top_texts: dict[str, str],
+    result: PackedContext, given: Mapping[str, bytes],
+) -> int:
+    """Whole files in rank order within their share; returns the tokens left."""
+    full_room = int(left * FULL_SHARE)
     scanned = misses = 0
     for start in range(0, len(order), BATCH):
-        # stop when full, or when a long run of candidates no longer fits in what is left
-        if left <= 16 or scanned >= MAX_SCANNED or misses >= MAX_MISSES:
+        if scanned >= MAX_SCANNED or misses >= MAX_MISSES or (full_room <= 16 and start >= TOP_FILES):
             break
         batch = order[start : start + BATCH]
         scanned += len(batch)
         fulls: list[str] = []
-        for path in batch:
+        for rank, path in enumerate(batch, start):
             try:
                 text = decode(given[path] if path in given else (root / path).read_bytes())
             except OSError as exc:
                 result.skipped.append((path, f"unreadable ({exc.strerror})"))
                 text = ""
+            if rank < EXCERPT_TOP:
+                top_texts[path] = text
             fulls.append(full_block(path, text, docs[path].lang) if text else "")
         # exact counts only where they can matter: a block that cannot fit even at the densest
         # tokenization seen is not sent to the tokenizer (the costly part of a cold run)
-        fit_full = [
-            bool(b) and len(b) <= MAX_CHARS_PER_TOKEN * (left if path in named_set else full_room)
-            for path, b in zip(batch, fulls, strict=True)
-        ]
-        full_tokens = _count_some(counter, fulls, fit_full)
-        outlines = ["" if path in given else outline_block(path, docs[path]) for path in batch]
-        fit_outline = [
-            bool(o) and (not fit_full[i] or full_tokens[i] > full_room)
-            and len(o) <= MAX_CHARS_PER_TOKEN * left
-            for i, o in enumerate(outlines)
-        ]
-        outline_tokens = _count_some(counter, outlines, fit_outline)
-        for i, path in enumerate(batch):
-            room = left if path in named_set else full_room
-            if fit_full[i] and full_tokens[i] <= min(room, left):
-                chosen.append((path, "full", full_tokens[i], fulls[i]))
-                left -= full_tokens[i]
-                full_room = max(full_room - full_tokens[i], 0)
-                misses = 0
-                continue
-            tokens = outline_tokens[i]
-            if outlines[i] and not fit_outline[i] and len(outlines[i]) <= MAX_CHARS_PER_TOKEN * left:
-                tokens = counter.count(outlines[i])  # its whole file stopped fitting within this batch
-                fit_outline[i] = True
-            if fit_outline[i] and tokens <= left:
-                chosen.append((path, "outline", tokens, outlines[i]))
-                left -= tokens
+        fit = [bool(b) and len(b) <= MAX_CHARS_PER_TOKEN * _whole_room(path, rank, left, full_room, named)
+               for rank, (path, b) in enumerate(zip(batch, fulls, strict=True), start)]
+        counts = _count_some(counter, fulls, fit)
+        for rank, path in enumerate(batch, start):
+            i = rank - start
+            if fit[i] and counts[i] <= min(_whole_room(path, rank, left, full_room, named), left):
+                chosen[path] = ("full", counts[i], fulls[i], ())
+                left -= counts[i]
+                full_room = max(full_room - counts[i], 0)
                 misses = 0
             else:
                 misses += 1
-    result.map_tokens = map_tokens
-    result.files = [PackedFile(p, t, m) for p, m, t, _ in chosen]
-    result.text = map_text + "".join(block for _, _, _, block in chosen)
-    result.used = map_tokens + sum(t for _, _, t, _ in chosen)
-    return result
+    return left
+
+
+def _outlines(
+    order: Sequence[str], docs: Mapping[str, FileTags], counter: TokenCounter, left: int,
+    chosen: dict[str, tuple[str, int, str, tuple[str, ...]]],
+) -> None:
+    """Outlines of the next files in rank order while they fit."""
+    rest = [p for p in order[:MAX_SCANNED] if p not in chosen]
+    misses = 0
+    for start in range(0, len(rest), BATCH):
+        if left <= 16 or misses >= MAX_MISSES:
+            break
+        batch = rest[start : start + BATCH]
+        outlines = [outline_block(path, docs[path]) for path in batch]
+        fit = [bool(o) and len(o) <= MAX_CHARS_PER_TOKEN * left for o in outlines]
+        counts = _count_some(counter, outlines, fit)
+        for i, path in enumerate(batch):
+            if fit[i] and counts[i] <= left:
+                chosen[path] = ("outline", counts[i], outlines[i], ())
+                left -= counts[i]
+                misses = 0
+            else:
+                misses += 1

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from gemma_code.context.tags import FileTags, split_words, stem
+from gemma_code.context.tags import FileTags, is_compound, split_words, stem
 
 # Words too common in questions to say anything about where the answer is.
 _STOP = """a an the and or but if then else when while for to of in on at by with from into onto
@@ -95,6 +95,10 @@ def analyze_question(text: str) -> Question:
         if looks_like_code:
             q.code_names.append(ident)
     seen: set[str] = set()
+    for name in q.code_names:
+        if is_compound(name) and "=" + name.lower() not in seen:
+            seen.add("=" + name.lower())
+            q.words.append("=" + name.lower())
     for token in re.findall(r"[^\W\d]\w*", text):
         for word in split_words(token):
             if word in STOPWORDS or len(word) < 3:
@@ -288,99 +292,3 @@ def pagerank(graph: Graph, seeds: Mapping[str, float]) -> dict[str, float]:
         spread = np.bincount(dst, weights=rank[src] * norm, minlength=n)
         rank = (1 - DAMPING) * personal + DAMPING * (spread + rank[dangling].sum() * personal)
     return {p: float(rank[i]) for i, p in enumerate(graph.nodes)}
-
-
-@dataclass
-class Ranking:
-    """Files most relevant first, with the score parts that put them there."""
-
-    order: list[str]
-    scores: dict[str, float]
-    seeds: dict[str, float]
-
-
-def mention_seeds(question: Question, docs: Mapping[str, FileTags]) -> dict[str, float]:
-    """Files the question points at: by path fragment, or by defining a named identifier."""
-    seeds: dict[str, float] = {}
-    paths = sorted(docs)
-    for frag in question.paths:
-        for path in paths:
-            if path == frag or path.endswith("/" + frag):
-                seeds[path] = seeds.get(path, 0.0) + 3.0
-    code = set(question.code_names)
-    plain = {i for i in question.identifiers
-             if i not in code and len(i) >= 3 and i.lower() not in STOPWORDS}
-    definers: dict[str, list[str]] = {}
-    by_stem: dict[str, list[str]] = {}
-    lowered = {stem(i) for i in code | plain}
-    for path in paths:
-        for name, *_ in docs[path].rows:
-            if name in code or name in plain:
-                owners = definers.setdefault(name, [])
-                if not owners or owners[-1] != path:
-                    owners.append(path)
-        name = path.rsplit("/", 1)[-1]
-        stem_name = stem(name.split(".", 1)[0])
-        if len(stem_name) >= 4 and stem_name in lowered:
-            by_stem.setdefault(stem_name, []).append(path)
-    for name, owners in sorted(definers.items()):
-        # a code-looking name is meant literally; a plain word only counts when it is rare
-        limit, weight = (MAX_DEFINERS, 2.0) if name in code else (3, 0.7)
-        if len(owners) <= limit:
-            for path in owners:
-                seeds[path] = seeds.get(path, 0.0) + weight / len(owners)
-    for owners in by_stem.values():
-        if len(owners) <= 3:
-            for path in owners:
-                seeds[path] = seeds.get(path, 0.0) + 1.5 / len(owners)
-    return seeds
-
-
-def rank_files(
-    question: str,
-    docs: Mapping[str, FileTags],
-    *,
-    named: Iterable[str] = (),
-    seeds: Iterable[str] = (),
-    dirty: Iterable[str] = (),
-    recent: Iterable[str] = (),
-    graph: Graph | None = None,
-    postings: Postings | None = None,
-) -> Ranking:
-    """Order `docs` by relevance to the question (named files first, then by blended score)."""
-    q = analyze_question(question)
-    nodes = sorted(docs)
-    lexical = {p: v * file_prior(p, docs[p]) for p, v in bm25_scores(q, docs, postings).items()}
-    top_lex = max(lexical.values(), default=0.0)
-    lex_norm = {p: s / top_lex for p, s in lexical.items()} if top_lex else {}
-    personal = mention_seeds(q, docs)
-    for path in seeds:
-        if path in docs:
-            personal[path] = personal.get(path, 0.0) + 2.0
-    for path in dirty:
-        if path in docs:
-            personal[path] = personal.get(path, 0.0) + 0.5
-    for path in recent:
-        if path in docs:
-            personal[path] = personal.get(path, 0.0) + 0.2
-    named_list = [p for p in dict.fromkeys(named) if p in docs]
-    for path in named_list:
-        personal[path] = personal.get(path, 0.0) + 3.0
-    # lexical hits seed the walk too, so relevance flows to what the matching files use
-    for path, s in lex_norm.items():
-        if s >= 0.2:
-            personal[path] = personal.get(path, 0.0) + s
-    pr = pagerank(graph if graph is not None else reference_graph(docs), personal)
-    top_pr = max(pr.values(), default=0.0)
-    top_seed = max(personal.values(), default=0.0)
-    scores: dict[str, float] = {}
-    for path in nodes:
-        score = 0.55 * lex_norm.get(path, 0.0)
-        if top_pr:
-            score += 0.3 * pr.get(path, 0.0) / top_pr
-        if top_seed:
-            score += 0.15 * min(personal.get(path, 0.0) / top_seed, 1.0)
-        scores[path] = score
-    named_set = set(named_list)
-    rest = sorted((p for p in nodes if p not in named_set), key=lambda p: (-scores[p], p))
-    return Ranking(named_list + rest, scores, personal)

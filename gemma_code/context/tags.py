@@ -37,8 +37,9 @@ _LEXICAL_DEF = re.compile(
 # A line over this length, on average, means minified or machine-written text.
 MINIFIED_LINE = 300
 MAX_SIGNATURE = 160
-# word as written -> its stem; the same words recur across thousands of files
-_STEMMED_WORDS: dict[str, str] = {}
+# identifier -> its BM25 terms; the same names recur across thousands of files
+_IDENT_TERMS: dict[str, tuple[str, ...]] = {}
+_STEMS: dict[str, str] = {}  # word -> its stem, for the same reason
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,35 @@ def stem(word: str) -> str:
     return w
 
 
+def is_compound(ident: str) -> bool:
+    """A name written like code: snake_case or camelCase/CamelCase with an inner capital."""
+    core = ident.strip("_")
+    return "_" in core or not (core.islower() or core.isupper() or core.istitle())
+
+
+def _ident_terms(ident: str) -> tuple[str, ...]:
+    """The BM25 terms one identifier contributes: its stemmed words, and `=name` when compound."""
+    stems = _STEMS
+    words = []
+    for word in _CAMEL.findall(ident):
+        if len(word) > 1:
+            s = stems.get(word)
+            if s is None:
+                s = stems[word] = stem(word)
+            words.append(s)
+    if is_compound(ident):
+        words.append("=" + ident.lower())
+    return tuple(w for w in words if w)
+
+
 def path_words(path: str) -> list[str]:
-    """Stemmed words of a path: `django/contrib/auth/forms.py` -> django, contrib, auth, form, py."""
-    return [stem(w) for part in re.split(r"[/.\-]", path) for w in split_words(part)]
+    """Stemmed words of a path: `django/contrib/auth/forms.py` -> django, contrib, auth, form, py;
+    a compound module name (`admin_tags.py`) also as a whole name (`=admin_tags`)."""
+    words = [stem(w) for part in re.split(r"[/.\-]", path) for w in split_words(part)]
+    name = path.rsplit("/", 1)[-1].split(".", 1)[0]
+    if is_compound(name):
+        words.append("=" + name.lower())
+    return words
 
 
 def decode(data: bytes) -> str:
@@ -159,17 +186,20 @@ def extract_tags(path: str, data: bytes, *, check_content: bool = True) -> FileT
     tags.path_terms = path_words(path)
     idents = Counter(IDENT.findall(text))
     tags.identifiers = dict(idents)
-    # words straight from the text (identifiers split at `_` and camelCase), counted in C
+    # the words of every identifier (split at `_` and camelCase, stemmed) and, for code-like
+    # names (`get_response`, `HttpRequest`), the whole name too: a question naming one means it.
+    # Worked out once per distinct identifier and remembered across files.
     terms: dict[str, int] = {}
-    memo = _STEMMED_WORDS
+    memo = _IDENT_TERMS
     if len(memo) > 500_000:
         memo.clear()  # bound the memory of a very long-lived process
-    for word, count in Counter(_CAMEL.findall(text)).items():
-        s = memo.get(word)
-        if s is None:
-            s = memo[word] = stem(word) if len(word) > 1 else ""
-        if s:
-            terms[s] = terms.get(s, 0) + count
+        _STEMS.clear()
+    for ident, count in idents.items():
+        parts = memo.get(ident)
+        if parts is None:
+            parts = memo[ident] = _ident_terms(ident)
+        for term in parts:
+            terms[term] = terms.get(term, 0) + count
     tags.terms = terms
     tags.words = sum(terms.values())
     lang = language_for(path)

@@ -1,13 +1,14 @@
-"""Token counts for packing: the model's tokenizer, cached by content digest, or a flagged estimate."""
+"""Token counts for packing: the caller's counter, cached by content digest, or a flagged estimate.
+
+The context builder never loads a tokenizer itself: the task passes `count_tokens` (the loaded
+engine's, or `engine.vocab.default_tokenizer` for `gemma-code context`).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
-import os
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 from gemma_code.context.cache import ContextCache
 
@@ -30,7 +31,7 @@ def digest(text: str) -> str:
 class TokenCounter:
     """Counts many texts at once: cached counts first, the tokenizer only for the new ones.
 
-    `count` may be a zero-argument loader wrapped by `lazy_counter`, so a run whose counts
+    `count` may load its tokenizer on first use (`engine.vocab.lazy_counter`), so a run whose counts
     are all cached never loads a tokenizer at all.
     """
 
@@ -68,77 +69,3 @@ class TokenCounter:
 
     def count(self, text: str) -> int:
         return self.count_many([text])[0]
-
-
-def lazy_counter(load: Callable[[], CountFn]) -> CountFn:
-    """A count function that loads its tokenizer on first use."""
-    loaded: list[CountFn] = []
-
-    def count(text: str) -> int:
-        if not loaded:
-            loaded.append(load())
-        return loaded[0](text)
-
-    return count
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Hide llama.cpp's C-level warnings (a vocab-only load warns about its unused context)."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def gguf_counter(path: Path) -> CountFn:
-    """Count with the vocabulary of a GGUF file (llama.cpp, vocab only: no weights are read)."""
-    from llama_cpp import Llama
-
-    from gemma_code.errors import ModelError
-
-    try:
-        with _native_stderr_silenced():
-            vocab = Llama(str(path), vocab_only=True, verbose=False)
-    except Exception as exc:  # llama.cpp raises ValueError or RuntimeError for unreadable files
-        raise ModelError(f"cannot read the tokenizer in {path} ({exc})") from None
-
-    def count(text: str) -> int:
-        return len(vocab.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=False))
-
-    return count
-
-
-def default_tokenizer(model: str, tokenizer: str = "") -> tuple[CountFn, str] | None:
-    """The tokenizer `gemma-code context` counts with when no model is loaded.
-
-    `tokenizer` (a GGUF path, setting `tokenizer`) wins; else the configured model's file when it
-    is downloaded; else None, and the caller estimates.
-    """
-    path: Path | None = None
-    if tokenizer:
-        path = Path(tokenizer).expanduser()
-        if not path.is_file():
-            return None
-    else:
-        try:
-            from gemma_code.models import resolve_model
-
-            path = resolve_model(model)
-        except Exception:  # not downloaded, unknown name, or no registry: estimate instead
-            return None
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    ident = f"gguf:{path.resolve()}:{info.st_size}:{info.st_mtime_ns}"
-    chosen = path
-    return lazy_counter(lambda: gguf_counter(chosen)), ident

@@ -8,8 +8,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gemma_code.edits.match import Match, closest_lines, find_block, reindent, settle_shift, squash
+from gemma_code.edits.match import (
+    closest_lines,
+    find_block,
+    find_ignoring_blanks,
+    reindent,
+    settle_shift,
+    squash,
+)
 from gemma_code.edits.model import ApplyResult, Edit, EditsFailedError, Failure, FileChange
+from gemma_code.edits.placement import (
+    deletion_applied,
+    hunk_ops,
+    inserted_already,
+    is_deletion,
+    keep_file_context,
+    rebase_blanks,
+    trim_blank_ends,
+)
 from gemma_code.edits.safepath import (
     UnsafePathError,
     active_hooks_dirs,
@@ -117,53 +133,6 @@ def _same_lines(a: Sequence[str], b: Sequence[str]) -> bool:
     return len(a) == len(b) and all(x.rstrip() == y.rstrip() for x, y in zip(a, b, strict=True))
 
 
-def _inserted_already(lines: list[str], match: Match, search: list[str], replace: list[str]) -> bool:
-    """A pure insertion (replace = before + search + after) whose new lines already surround the match.
-
-    Re-sent edits are common (a retry round, a reply applied twice); applying one again would
-    duplicate its lines, so it counts as already applied.
-    """
-    n = len(search)
-    known = {squash(line) for line in search}
-    for p in range(len(replace) - n + 1):
-        if replace[p : p + n] == search:
-            before, after = replace[:p], replace[p + n :]
-            # only new, non-blank lines tell an applied insertion from a repeated neighbour
-            if not any(line.strip() and squash(line) not in known for line in before + after):
-                return False
-            lo, hi = match.start - len(before), match.end + len(after)
-            if lo < 0 or hi > len(lines):
-                return False
-            return [squash(x) for x in lines[lo:hi]] == [squash(x) for x in replace]
-    return False
-
-
-def _keep_file_context(lines: Sequence[str], match: Match, search: Sequence[str],
-                       replace: Sequence[str], new_block: list[str]) -> None:
-    """Unchanged context lines keep the file's own bytes, not the model's tolerated copy."""
-    import difflib
-
-    ops = difflib.SequenceMatcher(None, search, replace, autojunk=False).get_opcodes()
-    for tag, i1, i2, j1, _ in ops:
-        if tag == "equal":
-            for t in range(i2 - i1):
-                new_block[j1 + t] = lines[match.start + i1 + t]
-
-
-def _trim_blank_ends(search: list[str], replace: list[str]) -> tuple[list[str], list[str]]:
-    """Drop blank lines at the ends of a SEARCH (and the matching ones of its REPLACE)."""
-    s, r = list(search), list(replace)
-    while s and not s[0].strip():
-        s.pop(0)
-        if r and not r[0].strip():
-            r.pop(0)
-    while s and not s[-1].strip():
-        s.pop()
-        if r and not r[-1].strip():
-            r.pop()
-    return s, r
-
-
 def _did_you_mean(root: Path, rel: str, limit: int = 3) -> str:
     """"; did you mean x/app.py?": files elsewhere in the repository with the same name."""
     name = rel.rsplit("/", 1)[-1]
@@ -209,7 +178,7 @@ def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
         hint = max(edit.line_hint - 1, 0) + state.offset.get(edit.group, 0)
     found = find_block(lines, search, after=after, hint=hint)
     if found.match is None and not found.candidates:
-        trimmed_s, trimmed_r = _trim_blank_ends(search, replace)
+        trimmed_s, trimmed_r = trim_blank_ends(search, replace)
         if trimmed_s and trimmed_s != search:
             search, replace = trimmed_s, trimmed_r
             found = find_block(lines, search, after=after, hint=hint)
@@ -220,9 +189,13 @@ def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
               "add surrounding lines to make it unique", candidates=found.candidates)
         return
     match = found.match
+    if match is None and is_diff and _apply_ignoring_blanks(plan, state, edit, search, replace,
+                                                             after, hint):
+        return
     if match is None:
         done = find_block(lines, replace) if replace and replace != search else None
-        if done is not None and done.match is not None:
+        if done is not None and done.match is not None and (
+                not is_deletion(search, replace) or deletion_applied(lines, search, replace)):
             plan.already_applied.append(edit)
             return
         part = _partial_line(lines, search)
@@ -239,8 +212,8 @@ def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
               "REPLACE lines cannot be re-indented the same way", lines, search, hint)
         return
     if match.level != "exact":
-        _keep_file_context(lines, match, search, replace, new_block)
-    if search == replace or _inserted_already(lines, match, search, new_block):
+        keep_file_context(lines, match, search, replace, new_block)
+    if search == replace or inserted_already(lines, match, search, new_block):
         plan.already_applied.append(edit)
         return
     state.text.lines = lines[: match.start] + new_block + lines[match.end :]
@@ -251,6 +224,42 @@ def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
                "rescaled": "with its indentation width converted"}[match.level]
         plan.notes.append(f"{state.rel}: {edit.describe()} matched {how} at line {match.start + 1}")
     plan.applied.append(edit)
+
+
+def _apply_ignoring_blanks(plan: Plan, state: _FileState, edit: Edit, search: list[str],
+                           replace: list[str], after: int, hint: int | None) -> bool:
+    """A diff hunk whose context has blank lines the file lacks, or lacks some it has: applied
+    when its other lines sit in exactly one place. False when that does not settle it."""
+    assert state.text is not None
+    lines = state.text.lines
+    found = find_ignoring_blanks(lines, search, after=after, hint=hint)
+    if found.match is None and not found.candidates and after:
+        found = find_ignoring_blanks(lines, search, hint=hint)
+    if found.candidates:
+        _fail(plan, edit, f"the hunk's lines, blank lines aside, match {len(found.candidates)} "
+              "places; add surrounding lines to make it unique", candidates=found.candidates)
+        return True
+    if found.match is None:
+        return False
+    match = found.match
+    whole_search, whole_replace = text_lines(edit.search), text_lines(edit.replace)
+    new_block = rebase_blanks(lines[match.start : match.end], whole_search, whole_replace,
+                               hunk_ops(edit, whole_search, whole_replace))
+    if new_block is None:
+        _fail(plan, edit, "the hunk's blank lines differ from the file's next to the lines it "
+              "adds or removes, so where they go is unclear; copy the context lines exactly",
+              lines, search, hint)
+        return True
+    if new_block == lines[match.start : match.end]:
+        return False  # the hunk changes only blank lines the file does not have: not settled
+    state.text.lines = lines[: match.start] + new_block + lines[match.end :]
+    state.cursor[edit.group] = match.start + len(new_block)
+    state.offset[edit.group] = (state.offset.get(edit.group, 0) + len(new_block)
+                                - (match.end - match.start))
+    plan.notes.append(f"{state.rel}: {edit.describe()} matched with different blank lines "
+                      f"at line {match.start + 1}")
+    plan.applied.append(edit)
+    return True
 
 
 def _whole(plan: Plan, state: _FileState, edit: Edit) -> None:

@@ -164,6 +164,40 @@ def find_block(
     return Search()
 
 
+def find_ignoring_blanks(
+    lines: Sequence[str], block: Sequence[str], *, after: int = 0, hint: int | None = None
+) -> Search:
+    """Where `block`'s non-blank lines sit in `lines` with only blank lines between them, the
+    block's own blank lines (extra, or missing where the file has some) aside.
+
+    Lines compare ignoring trailing whitespace. The match spans the first to the last matched
+    non-blank line; several placements are returned as candidates (`hint` may pick one).
+    """
+    wanted = [b.rstrip() for b in block if b.strip()]
+    if not wanted:
+        return Search()
+    found: list[Match] = []
+    for start in range(after, len(lines)):
+        if lines[start].rstrip() != wanted[0]:
+            continue
+        at, k = start, 1
+        while k < len(wanted):
+            at += 1
+            while at < len(lines) and not lines[at].strip():
+                at += 1
+            if at >= len(lines) or lines[at].rstrip() != wanted[k]:
+                break
+            k += 1
+        if k == len(wanted):
+            found.append(Match(start, at + 1, "whitespace"))
+    if len(found) == 1:
+        return Search(found[0])
+    exact = [m for m in found if hint is not None and m.start == hint]
+    if len(exact) == 1:
+        return Search(exact[0])
+    return Search(None, tuple(m.start for m in found))
+
+
 def reindent(block: Sequence[str], match: Match) -> list[str] | None:
     """Shift a replacement's indentation the way the matched text was; None if it cannot be."""
     if match.level == "rescaled":

@@ -19,6 +19,7 @@ class Edit:
     "create" writes a new file with `replace`; "whole" sets a file's content to `replace`;
     "delete" removes the file. `block` numbers the blocks of a reply from 1; hunks of one diff
     share `group` and must apply in order. `line_hint` is the diff's (maybe wrong) old line.
+    `hunk_ops` is a diff hunk's line tags in order (" " context, "-" removed, "+" added).
     """
 
     path: str
@@ -30,6 +31,7 @@ class Edit:
     line_hint: int | None = None
     group: int = 0
     reply_line: int = 0
+    hunk_ops: str = ""
 
     def describe(self) -> str:
         """`block 2 (SEARCH/REPLACE, reply line 14)`: how failures name an edit."""

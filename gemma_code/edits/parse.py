@@ -104,11 +104,11 @@ class _Parser:
         self.found_in_fence = False
 
     def add(self, path: str, kind: EditKind, search: str, replace: str, fmt: Format,
-            line: int, hint: int | None = None) -> None:
+            line: int, hint: int | None = None, ops: str = "") -> None:
         self.block += 1
         self.edits.append(Edit(path=path, kind=kind, search=search, replace=replace,
                                block=self.block, fmt=fmt, line_hint=hint, group=self.group,
-                               reply_line=line + 1))
+                               reply_line=line + 1, hunk_ops=ops))
         self.found_in_fence = True
 
     def path_before(self, index: int) -> str | None:
@@ -276,6 +276,7 @@ class _Parser:
     def hunk(self, i: int, path: str, create: bool, hint: int | None, header: int) -> int:
         search: list[str] = []
         replace: list[str] = []
+        ops: list[str] = []
         while i < len(self.lines):
             line = self.lines[i]
             if line.startswith("--- ") and i + 1 < len(self.lines) and \
@@ -296,20 +297,24 @@ class _Parser:
             elif line == "":
                 search.append("")
                 replace.append("")
+                tag = " "
             else:
                 break
+            if tag in " -+":
+                ops.append(tag)
             i += 1
         # trailing blank "context" is usually the blank line after the diff, not the file's
         while search and replace and search[-1] == "" and replace[-1] == "" and \
                 self.lines[i - 1] == "":
             search.pop()
             replace.pop()
+            ops.pop()
             i -= 1
         if create:
             self.add(path, "create", "", _lines_text(replace), "diff", header)
         else:
             self.add(path, "replace", _lines_text(search), _lines_text(replace), "diff", header,
-                     hint)
+                     hint, "".join(ops))
         return i
 
 

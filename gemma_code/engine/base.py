@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from gemma_code.engine.gemma_tools import ToolCall, ToolSpec
@@ -125,3 +126,49 @@ class Engine(Protocol):
     def close(self) -> None:
         """Free the model's memory."""
         ...
+
+
+@runtime_checkable
+class KVCacheEngine(Engine, Protocol):
+    """An engine whose KV cache and tokens are reachable: the prompt cache (engine/prompt_cache.py),
+    the chat's background re-read (repl/warm.py) and the benchmarks build on it. The llama.cpp
+    engine implements it; `as_kv_engine` tells whether an engine does."""
+
+    def tokenize(self, text: str) -> list[int]:
+        """`text` as tokens, control strings parsed as special tokens (no BOS)."""
+        ...
+
+    def prompt_tokens(self, messages: Sequence[Message], *, think: bool = False) -> list[int]:
+        """The exact tokens `stream` evaluates for `messages` (message content tokenized as text,
+        so a file quoting `<|turn>` cannot end a turn), generation prompt included."""
+        ...
+
+    def kv_tokens(self) -> list[int]:
+        """The tokens whose state the KV cache holds now."""
+        ...
+
+    def save_kv(self, path: str | Path) -> int:
+        """Write the KV state and its tokens to `path`; bytes written."""
+        ...
+
+    def load_kv(self, path: str | Path, tokens: Sequence[int]) -> bool:
+        """Restore a state saved by `save_kv` if it holds exactly `tokens`; False otherwise."""
+        ...
+
+    def generate_tokens(
+        self,
+        prompt: Sequence[int],
+        *,
+        max_tokens: int,
+        temperature: float,
+        grammar: str | None = None,
+        stop: Sequence[str] = (),
+        speculative: bool = False,
+    ) -> Iterator[Chunk]:
+        """Decode after an already tokenized prompt; `max_tokens=0` evaluates the prefix only."""
+        ...
+
+
+def as_kv_engine(engine: Engine) -> KVCacheEngine | None:
+    """`engine` as a KVCacheEngine, or None when it offers no KV cache (openai, scripted)."""
+    return engine if isinstance(engine, KVCacheEngine) else None

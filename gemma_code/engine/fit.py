@@ -86,7 +86,7 @@ def _per_layer(value: Any, n_layers: int, default: int) -> tuple[int, ...]:
 def facts_from_metadata(
     meta: Mapping[str, Any], file_size: int, expert_bytes: int = 0
 ) -> ModelFacts:
-    """ModelFacts from a GGUF's metadata (gemma_code.gguf_header.read_metadata)."""
+    """ModelFacts from a GGUF's metadata (gemma_code.models.gguf_header.read_metadata)."""
     arch = str(meta.get("general.architecture", "unknown"))
 
     def get(key: str, default: Any = None) -> Any:

@@ -71,6 +71,18 @@ def ram_available() -> int | None:
         return None
 
 
+def llama_runtime_error() -> str | None:
+    """Why llama-cpp-python cannot load here (not installed, a broken build), or None when it can.
+
+    `doctor` asks this before it uses engine/lowlevel.py, which needs the library.
+    """
+    try:
+        import llama_cpp  # noqa: F401
+    except (ImportError, OSError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
 def cpu_count() -> int:
     """Cores this process may run on."""
     try:

@@ -85,3 +85,21 @@ def load_seq_file(ctx: Any, seq: int, path: Path, capacity: int) -> list[int] | 
         ctx, str(path).encode(), seq, out, capacity, ctypes.byref(n_out)
     )
     return list(out[: n_out.value]) if read else None
+
+
+def seq_state(ctx: Any, seq: int) -> bytes:
+    """A copy of `seq`'s whole cache in host memory (b"" when there is nothing to copy)."""
+    size = int(lc.llama_state_seq_get_size(ctx, seq))
+    if size <= 0:
+        return b""
+    buffer = (ctypes.c_uint8 * size)()
+    written = int(lc.llama_state_seq_get_data(ctx, buffer, size, seq))
+    return bytes(buffer)[:written]
+
+
+def set_seq_state(ctx: Any, seq: int, data: bytes) -> bool:
+    """Load a copy made by `seq_state` into `seq` (which must be empty)."""
+    if not data:
+        return False
+    buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    return int(lc.llama_state_seq_set_data(ctx, buffer, len(data), seq)) > 0

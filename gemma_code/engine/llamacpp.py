@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemma_code.config import Settings
-from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
+from gemma_code.engine.base import Chunk, GenerationStats, KVCacheEngine, Message, ModelInfo
+from gemma_code.engine.chat_templates import STOP_STRINGS, ThoughtSplitter, detect_format
 from gemma_code.engine.fit import Plan, facts_from_metadata, plan
-from gemma_code.engine.gemma import STOP_STRINGS, ThoughtSplitter, detect_format
 from gemma_code.engine.hardware import memory_for
 from gemma_code.engine.stops import StopScanner
 from gemma_code.errors import EngineError, PromptTooLongError
-from gemma_code.gguf_header import read_metadata, tensor_sizes
+from gemma_code.models.gguf_header import read_metadata, tensor_sizes
 
 if TYPE_CHECKING:
     from gemma_code.engine.kvstate import SwaCheckpoint
@@ -279,6 +279,26 @@ class LlamaCppEngine:
         self._tokens = loaded
         return True
 
+    def kv_snapshot(self) -> tuple[list[int], bytes]:
+        """The KV cache's tokens and a host-memory copy of it (serve keeps one per client)."""
+        from gemma_code.engine.kvstate import seq_state
+
+        return list(self._tokens), seq_state(self.ctx, SEQ)
+
+    def kv_restore(self, tokens: Sequence[int], data: bytes) -> bool:
+        """Replace the KV cache with a `kv_snapshot`; False (and an empty cache) if it fails."""
+        from gemma_code.engine.kvstate import set_seq_state
+
+        self._lc.llama_memory_clear(self.memory, True)
+        self._tokens = []
+        self._checkpoint.invalidate()
+        if not set_seq_state(self.ctx, SEQ, data):
+            self._lc.llama_memory_clear(self.memory, True)
+            return False
+        self._tokens = list(tokens)
+        self._resync()
+        return True
+
     # -- generation --------------------------------------------------------------------------
 
     def stream(
@@ -430,3 +450,7 @@ class LlamaCppEngine:
         with contextlib.suppress(Exception):
             self.close()
 
+
+def _implements_kv_cache_engine(engine: LlamaCppEngine) -> KVCacheEngine:
+    """mypy checks here that the llama.cpp engine keeps the KVCacheEngine contract."""
+    return engine

@@ -9,6 +9,7 @@ import ctypes
 import os
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import llama_cpp as lc
@@ -104,6 +105,20 @@ def devices() -> list[Device]:
             DEVICE_TYPES.get(lib.ggml_backend_dev_type(dev), "other"), free.value, total.value,
         ))
     return found
+
+
+def gpu_offload() -> bool:
+    """Whether this llama.cpp build can offload layers to a GPU."""
+    return bool(lc.llama_supports_gpu_offload())
+
+
+def arch_supported(arch: str) -> bool | None:
+    """Whether the loaded libllama knows `arch` (its name table is in the binary); None: unknown."""
+    lib = Path(lc.__file__).parent / "lib"
+    for name in ("libllama.so", "libllama.dylib", "llama.dll"):
+        if (lib / name).exists():
+            return b"\0" + arch.encode() + b"\0" in (lib / name).resolve().read_bytes()
+    return None
 
 
 def backend_name() -> str:

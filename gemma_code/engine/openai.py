@@ -16,13 +16,13 @@ from typing import Any
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
-from gemma_code.engine.gemma import FORMATS, ThoughtSplitter, detect_format, strip_thinking
+from gemma_code.engine.chat_templates import FORMATS, ThoughtSplitter, detect_format
 from gemma_code.engine.openai_http import HttpClient, HttpStatusError, iter_sse
+from gemma_code.engine.openai_wire import CallDeltas, wire_messages
 from gemma_code.errors import ConfigError, EngineError, GemmaCodeError, ModelNotFoundError
 
 DEFAULT_REMOTE_N_CTX = 8192  # when neither the settings nor the server say
 CHARS_PER_TOKEN = 3.5  # the flagged estimate when nothing can tokenize
-_ROLES = {"system": "system", "user": "user", "model": "assistant"}
 
 
 def guess_format(name: str) -> str:
@@ -42,15 +42,10 @@ def request_body(
 ) -> dict[str, Any]:
     """The chat-completions request; extra fields are ones llama-server and vLLM read and
     other servers ignore."""
+    wire, tools = wire_messages(messages)
     body: dict[str, Any] = {
         "model": model,
-        "messages": [
-            {
-                "role": _ROLES[m.role],
-                "content": strip_thinking(m.content) if m.role == "model" else m.content,
-            }
-            for m in messages
-        ],
+        "messages": wire,
         "stream": True,
         "stream_options": {"include_usage": True},
         "max_tokens": max_tokens,
@@ -60,6 +55,8 @@ def request_body(
         # Gemma 4's template reads enable_thinking (llama-server --jinja, vLLM)
         "chat_template_kwargs": {"enable_thinking": think},
     }
+    if tools:
+        body["tools"] = tools
     if seed >= 0:
         body["seed"] = seed
     if stop:
@@ -82,6 +79,7 @@ class StreamState:
         self.usage = False
         self.timings: dict[str, Any] = {}
         self.splitter = ThoughtSplitter()
+        self.calls = CallDeltas()
 
     def _seen_token(self) -> None:
         self.pieces += 1
@@ -104,6 +102,8 @@ class StreamState:
             if content:
                 self._seen_token()
                 yield from self.splitter.feed(str(content))
+            if delta.get("tool_calls"):
+                self.calls.feed(delta["tool_calls"])
             reason = choice.get("finish_reason")
             if reason:
                 self.finished = True
@@ -122,7 +122,10 @@ class StreamState:
             self.timings = timings
 
     def finish(self, estimate_prompt: Callable[[], int]) -> Iterator[Chunk]:
-        """Flush held-back text, then the stats chunk."""
+        """Flush held-back text (and any tool calls, in Gemma 4's notation), then the stats."""
+        native = self.calls.native()
+        if native:
+            yield from self.splitter.feed(native)
         yield from self.splitter.finish()
         end = self.clock()
         stats = self.stats
@@ -319,7 +322,7 @@ class OpenAIEngine:
 
     def _estimate_prompt(self, messages: Sequence[Message], think: bool) -> int:
         """Prompt size when the server sent no usage block."""
-        from gemma_code.engine.gemma import render
+        from gemma_code.engine.chat_templates import render
 
         try:
             return self.count_tokens(render(messages, self.info.chat_format, think=think))
@@ -353,11 +356,11 @@ def _server_n_ctx(props: dict[str, Any], served: list[dict[str, Any]], model: st
 
 def _local_tokenizer(settings: Settings) -> Callable[[str], int] | None:
     """The configured model's own tokenizer when its GGUF is on this machine (vocab only)."""
-    try:
-        from gemma_code.models import resolve_model
+    from gemma_code.models import resolve_model
 
+    try:
         path = resolve_model(settings.model)
-    except (ImportError, GemmaCodeError):
+    except GemmaCodeError:
         return None
     try:
         import llama_cpp

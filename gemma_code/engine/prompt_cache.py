@@ -10,9 +10,8 @@ Each state file's CRC-32 and a checksum of its description are stored with it an
 before the state is loaded: a damaged entry (a flipped byte, a torn write) is removed and
 counts as a miss, never as a state to load. Files are fsynced before they are renamed in.
 
-Works with any engine offering `kv_tokens()`, `save_kv(path)`, `load_kv(path, tokens)` and
-`tokenize(text)` (docs/CONTRACTS.md), and keys by the engine's `prompt_tokens(messages, think=)`
-when it has one (what it really evaluates); for others it does nothing.
+Works with a KVCacheEngine (engine/base.py, docs/CONTRACTS.md), keyed by the tokens it
+really evaluates (`prompt_tokens`); with other engines it does nothing.
 """
 
 from __future__ import annotations
@@ -25,14 +24,17 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gemma_code import paths
 from gemma_code.atomic import write_text_atomic
-from gemma_code.engine.base import Chunk, GenerationStats, Message
-from gemma_code.engine.gemma import render
+from gemma_code.engine.base import Chunk, Engine, GenerationStats, KVCacheEngine, Message, as_kv_engine
+from gemma_code.engine.chat_templates import render
 from gemma_code.engine.segments import evaluated_tokens
 from gemma_code.integrity import file_crc, intact, sealed
+
+if TYPE_CHECKING:
+    from gemma_code.config import Settings
 
 MIN_PREFIX_TOKENS = 256  # shorter prefixes are cheaper to evaluate than to load from disk
 META = ".json"
@@ -41,12 +43,6 @@ STATE = ".kv"
 
 def cache_folder() -> Path:
     return paths.cache_dir() / "prompt-cache"
-
-
-def supports(engine: Any) -> bool:
-    """Whether the engine can save and restore its KV state."""
-    needed = ("kv_tokens", "save_kv", "load_kv", "tokenize")
-    return all(callable(getattr(engine, name, None)) for name in needed)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -58,7 +54,7 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def signature(engine: Any, settings: Any) -> str:
+def signature(engine: KVCacheEngine, settings: Settings) -> str:
     """What must match for a saved state to be loadable: model file, context and cache layout."""
     info = engine.info
     model: dict[str, Any] = {"name": info.name, "path": info.path}
@@ -69,7 +65,7 @@ def signature(engine: Any, settings: Any) -> str:
     material = {
         "model": model, "n_ctx": info.n_ctx, "kv_type": info.kv_type, "arch": info.arch,
         "quant": info.quant, "backend": info.backend, "format": info.chat_format,
-        "swa_full": getattr(settings, "swa_full", None), "flash_attn": getattr(settings, "flash_attn", None),
+        "swa_full": settings.swa_full, "flash_attn": settings.flash_attn,
         "runtime": _runtime_version(),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
@@ -165,7 +161,7 @@ class PromptCacheStore:
                 best = entry
         return best
 
-    def put(self, engine: Any, sig: str, prefix: Sequence[int], tokens: list[int]) -> Entry:
+    def put(self, engine: KVCacheEngine, sig: str, prefix: Sequence[int], tokens: list[int]) -> Entry:
         """Save the engine's KV state (holding `tokens`) under the key of `prefix`."""
         self.folder.mkdir(parents=True, exist_ok=True)
         key = entry_key(sig, prefix)
@@ -246,12 +242,13 @@ class PrefixCache:
 
     `before()` restores the longest saved prefix of the prompt; on a miss it has the engine
     evaluate exactly the prefix (the system turn) and saves that state, so a later run can
-    extend it without cutting anything back. Engines without `generate_tokens` instead save
-    their whole KV state in `after()`.
+    extend it without cutting anything back. Inert (no store) for engines without a KV cache.
     """
 
-    def __init__(self, engine: Any, settings: Any, store: PromptCacheStore | None) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine, settings: Settings, store: PromptCacheStore | None) -> None:
+        self.engine = as_kv_engine(engine)
+        if self.engine is None:
+            store = None
         self.settings = settings
         self.store = store
         self.sig = ""
@@ -264,23 +261,23 @@ class PrefixCache:
         self.notes: list[str] = []
 
     @classmethod
-    def open(cls, engine: Any, settings: Any, store: PromptCacheStore | None = None) -> PrefixCache:
-        """A cache for this engine; inert when disabled or when the engine cannot save state."""
-        if not getattr(settings, "prompt_cache", True) or not supports(engine):
+    def open(cls, engine: Engine, settings: Settings, store: PromptCacheStore | None = None,
+             ) -> PrefixCache:
+        """A cache for this engine; inert when disabled or when the engine has no KV cache."""
+        if not settings.prompt_cache or as_kv_engine(engine) is None:
             return cls(engine, settings, None)
-        limit = int(getattr(settings, "prompt_cache_mb", 8192)) << 20
+        limit = settings.prompt_cache_mb << 20
         return cls(engine, settings, store or PromptCacheStore(max_bytes=limit))
 
-    def _prefix_of(self, messages: Sequence[Message], think: bool) -> tuple[list[int], list[int]] | None:
+    def _prefix_of(self, engine: KVCacheEngine, messages: Sequence[Message], think: bool,
+                   ) -> tuple[list[int], list[int]] | None:
         """The prompt's tokens up to the end of the system text, and all its tokens."""
         if not messages or messages[0].role != "system":
             return None
-        engine = self.engine
         system = messages[0].content.strip()
-        own = callable(getattr(engine, "prompt_tokens", None))
         # with the engine's own tokenization: the system turn and an empty user turn, cut
         # where the system text ends (the template text after it is all control strings)
-        upto = [messages[0], Message("user", "")] if own else messages
+        upto = [messages[0], Message("user", "")]
         text = render(upto, engine.info.chat_format, think=think)
         at = text.find(system) if system else -1
         if at < 0:
@@ -288,11 +285,8 @@ class PrefixCache:
         tokens = evaluated_tokens(engine, messages, think=think)
         if len(tokens) >= int(engine.info.n_ctx):
             return None  # the prompt does not fit; the task reports that itself
-        if own:
-            head = evaluated_tokens(engine, upto, think=think)
-            head = head[: len(head) - len(engine.tokenize(text[at + len(system):]))]
-        else:
-            head = list(engine.tokenize(text[: at + len(system)]))
+        head = evaluated_tokens(engine, upto, think=think)
+        head = head[: len(head) - len(engine.tokenize(text[at + len(system):]))]
         # tokens at the cut may merge differently; keep only what the full prompt agrees on
         return tokens[: common_prefix(head, tokens)], tokens
 
@@ -301,14 +295,14 @@ class PrefixCache:
 
         Returns a notice saying what happened, or None.
         """
-        if self.store is None:
+        engine = self.engine
+        if self.store is None or engine is None:
             return None
-        found = self._prefix_of(messages, think)
+        found = self._prefix_of(engine, messages, think)
         if found is None or len(found[0]) < MIN_PREFIX_TOKENS:
             self.store = None
             return None
         prefix, tokens = found
-        engine = self.engine
         self.prefix = prefix
         self.sig = signature(engine, self.settings)
         in_memory = common_prefix(list(engine.kv_tokens()), tokens)
@@ -332,8 +326,6 @@ class PrefixCache:
             if self.restored_tokens:
                 return f"prompt cache: restored {self.restored_tokens:,} prompt tokens from disk"
             return None
-        if not callable(getattr(engine, "generate_tokens", None)):
-            return None  # after() saves the whole state instead
         start = time.perf_counter()
         evaluated = len(prefix) - in_memory
         # evaluates the prefix only: the state then ends exactly at the system turn
@@ -342,11 +334,11 @@ class PrefixCache:
                 evaluated = chunk.stats.prompt_tokens_evaluated
         self.prefill_tokens = evaluated
         self.prefill_s = time.perf_counter() - start
-        return self._save(list(engine.kv_tokens()))
+        return self._save(engine, list(engine.kv_tokens()))
 
     def save_state(self) -> str | None:
         """Save the engine's whole KV state (a chat's conversation, for `chat --continue`)."""
-        if self.store is None or not self.sig:
+        if self.store is None or self.engine is None or not self.sig:
             return None
         kv = list(self.engine.kv_tokens())
         if len(kv) <= len(self.prefix) or kv[: len(self.prefix)] != self.prefix:
@@ -380,29 +372,19 @@ class PrefixCache:
             for chunk in chunks:
                 if chunk.stats is not None:
                     self.account(chunk.stats)
-                    note = self.after()
-                    if note:
-                        self.notes.append(note)
                 yield chunk
         finally:
-            close = getattr(chunks, "close", None)  # stop the engine's generator with ours
-            if close is not None:
-                close()
+            if isinstance(chunks, Generator):  # stop the engine's generator with ours
+                chunks.close()
 
-    def after(self) -> str | None:
-        """For engines that cannot evaluate a bare prefix: save the whole state once."""
-        if self.store is None or self.saved or not self.prefix:
-            return None
-        return self._save(list(self.engine.kv_tokens()))
-
-    def _save(self, kv: list[int]) -> str | None:
+    def _save(self, engine: KVCacheEngine, kv: list[int]) -> str | None:
         self.saved = True
         assert self.store is not None
         if kv[: len(self.prefix)] != self.prefix:
             return None  # the engine does not hold the prefix (another prompt ran since)
         start = time.perf_counter()
         try:
-            entry = self.store.put(self.engine, self.sig, self.prefix, kv)
+            entry = self.store.put(engine, self.sig, self.prefix, kv)
         except Exception as exc:  # a full disk must not fail the answer
             return f"prompt cache: could not save the state ({type(exc).__name__}: {exc})"
         self.save_s = time.perf_counter() - start

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
-from gemma_code.engine.gemma import ThoughtSplitter, render
+from gemma_code.engine.chat_templates import ThoughtSplitter, render
 from gemma_code.errors import ConfigError, EngineError, PromptTooLongError
 
 _TOKEN = re.compile(r"\w+|[^\w\s]|\s+")
@@ -49,6 +49,7 @@ class ScriptedEngine:
     chat_format: str = "gemma4"
     log_path: Path | None = None
     calls: list[ScriptedCall] = field(default_factory=list)
+    closed: bool = False
     info: ModelInfo = field(init=False)
 
     def __post_init__(self) -> None:
@@ -158,4 +159,5 @@ class ScriptedEngine:
             handle.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
-        """Nothing to free."""
+        """Nothing to free; tests check who closed it."""
+        self.closed = True

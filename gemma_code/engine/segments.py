@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from gemma_code.engine.base import Message
-from gemma_code.engine.gemma import render, render_gemma4_segments, strip_thinking, with_tool_text
+from gemma_code.engine.base import Engine, KVCacheEngine, Message, as_kv_engine
+from gemma_code.engine.chat_templates import render, render_gemma4_segments, strip_thinking, with_tool_text
 from gemma_code.errors import EngineError
 
 # Each message's content is replaced by a marker, the result rendered and split at the
@@ -65,7 +64,7 @@ def content_safe_tokens(
 ) -> list[int]:
     """A prompt's tokens with `tokenize(text, special)`: template parsed, content as text.
 
-    Any runtime's tokenizer fits (the engine's, llama-cpp-python's `Llama.tokenize` for serve).
+    Any runtime's tokenizer fits (the engine's, or llama-cpp-python's `Llama.tokenize`).
     """
     if fmt == "plain":  # no control strings in the template: all of it is text
         return tokenize(render(messages, fmt, think=think), False)
@@ -80,28 +79,24 @@ def content_safe_tokens(
 
 
 def evaluated_tokens(
-    engine: Any, messages: Sequence[Message], *, think: bool, add_generation_prompt: bool = True
+    engine: KVCacheEngine, messages: Sequence[Message], *, think: bool,
+    add_generation_prompt: bool = True,
 ) -> list[int]:
-    """The tokens the engine evaluates for `messages`.
-
-    Its own `prompt_tokens` when it has one (llama.cpp: message content tokenized as text, so a
-    file quoting `<|turn>` cannot end a turn), else `tokenize(render(...))`.
-    """
-    fmt = engine.info.chat_format
-    own = getattr(engine, "prompt_tokens", None)
-    if not callable(own):
-        text = render(messages, fmt, think=think, add_generation_prompt=add_generation_prompt)
-        return list(engine.tokenize(text))
-    tokens = list(own(messages, think=think))
+    """The tokens the engine evaluates for `messages` (its own `prompt_tokens`: message content
+    tokenized as text, so a file quoting `<|turn>` cannot end a turn), with or without the
+    generation prompt at the end."""
+    tokens = list(engine.prompt_tokens(messages, think=think))
     if not add_generation_prompt:  # prompt_tokens always ends with it: all template text
+        fmt = engine.info.chat_format
         bare = render(messages, fmt, think=think, add_generation_prompt=False)
         opening = render(messages, fmt, think=think)[len(bare):]
         tokens = tokens[: len(tokens) - len(engine.tokenize(opening))] if opening else tokens
     return tokens
 
 
-def count_prompt(engine: Any, messages: Sequence[Message], *, think: bool) -> int:
+def count_prompt(engine: Engine, messages: Sequence[Message], *, think: bool) -> int:
     """The prompt's exact size as the engine evaluates it (content counted as text)."""
-    if callable(getattr(engine, "prompt_tokens", None)):
-        return len(engine.prompt_tokens(messages, think=think))
-    return int(engine.count_tokens(render(messages, engine.info.chat_format, think=think)))
+    kv = as_kv_engine(engine)
+    if kv is not None:
+        return len(kv.prompt_tokens(messages, think=think))
+    return engine.count_tokens(render(messages, engine.info.chat_format, think=think))

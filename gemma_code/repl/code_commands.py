@@ -1,48 +1,25 @@
 """Slash commands that touch code: /context /edit /refactor /explain /apply /diff /undo /commit /review.
 
-They lean on the other areas (context builder, edits, review, explain); when one is not
-installed the command says so instead of pretending.
+They parse the line, confirm with the user and render; the flows are the task functions that
+`gemma-code edit`, `refactor`, `apply`, `explain` and `review` run too (gemma_code/tasks/).
 """
 
 from __future__ import annotations
 
 import difflib
 import glob
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from gemma_code.errors import GemmaCodeError, UsageError
+from gemma_code.errors import UsageError
 
 if TYPE_CHECKING:
     from gemma_code.edits import FileChange
+    from gemma_code.edits.model import Failure
+    from gemma_code.edits.parse import ParseProblem
     from gemma_code.repl.loop import Repl
-
-EDIT_ASK = "Make this change, as edit blocks in the format described above.\n\nInstruction: "
-REFACTOR_ASK = (
-    "Refactor as described: change the definition and every reference consistently, and nothing "
-    "else. Reply with edit blocks in the format described above.\n\nInstruction: "
-)
-
-
-class Unavailable(GemmaCodeError):
-    """A command whose supporting module is not installed in this build."""
-
-
-class BorrowedEngine:
-    """Lends the chat's engine to a task that closes its engine when done."""
-
-    def __init__(self, engine: Any) -> None:
-        self._engine = engine
-        self.info = engine.info
-
-    def count_tokens(self, text: str) -> int:
-        return int(self._engine.count_tokens(text))
-
-    def stream(self, *args: Any, **kwargs: Any) -> Any:
-        return self._engine.stream(*args, **kwargs)
-
-    def close(self) -> None:
-        """The chat keeps using the engine: closing is the chat's job."""
+    from gemma_code.tasks.edit import EditOutcome
 
 
 def unified_diff(path: str, old: bytes | None, new: bytes | None) -> str:
@@ -116,42 +93,49 @@ class CodeCommands:
         """Ask for a change as edits, preview the diff, and apply it when you agree.
         /edit add a --verbose flag to the CLI
         """
+        from gemma_code.tasks.edit import edit_request
+
         if not args:
             raise UsageError("/edit needs an instruction", "/edit rename add() to add_numbers()")
         self.repl.last_instruction = args
-        reply = self.repl.turn(EDIT_ASK + args, mode="edit", typed=f"/edit {args}")
-        if reply is not None:
-            self._apply_reply(reply, retries=_max_retries())
+        self._edit(edit_request(args), mode="edit", typed=f"/edit {args}")
 
     def cmd_refactor(self, args: str) -> None:
         """Like /edit, but the symbol's definition and every call site change together.
         /refactor rename add to add_numbers
         """
+        from gemma_code.tasks.edit import edit_request
+        from gemma_code.tasks.edit_files import gather_files
+
         if not args:
             raise UsageError("/refactor needs an instruction", "/refactor rename add to add_numbers")
-        try:
-            from gemma_code.tasks.edit_files import gather_files
-        except ImportError:
-            raise Unavailable("/refactor is not available: gemma_code.tasks.edit is not installed") from None
-        from gemma_code.tasks.prompting import fence
-
         repl = self.repl
         files, sites = gather_files(repl.root, [], refactor=True, instruction=args)
-        parts = [fence(path, text) for path, text in files.items()]
-        if sites is not None:
-            parts.append(sites.render())
         repl.watch.remember(files)
         repl.last_instruction = args
-        reply = repl.turn("\n".join([*parts, REFACTOR_ASK + args]), mode="refactor",
-                          typed=f"/refactor {args}")
-        if reply is not None:
-            self._apply_reply(reply, retries=_max_retries())
+        self._edit(edit_request(args, files=files, symbol=sites, refactor=True), mode="refactor",
+                   typed=f"/refactor {args}")
+
+    def _edit(self, request: str, *, mode: str, typed: str) -> None:
+        """One conversation turn asking for edits, then the edit task's retry rounds (each a turn)."""
+        from gemma_code.tasks.edit import MAX_RETRIES, edit_rounds
+
+        repl = self.repl
+        reply = repl.turn(request, mode=mode, typed=typed)
+        if reply is None:
+            return
+        retry = "(automatic retry: the edits that did not apply)"
+        outcome = edit_rounds(repl.root, reply, retries=MAX_RETRIES, on_retry=self._show_failures,
+                              ask_again=lambda text: repl.turn(text, mode="retry", typed=retry))
+        self._finish(outcome)
 
     def cmd_apply(self, args: str) -> None:
         """Apply the edits in the model's last answer (or in a saved reply file).
         /apply
         /apply reply.md
         """
+        from gemma_code.tasks.apply import plan_reply
+
         repl = self.repl
         if args:
             path = Path(args).expanduser()
@@ -163,46 +147,34 @@ class CodeCommands:
             raise UsageError("no answer to apply yet", "ask for a change first, or /edit INSTRUCTION")
         else:
             text = repl.last_reply
-        self._apply_reply(text, retries=0)
+        self._finish(plan_reply(repl.root, text))
 
-    def _apply_reply(self, reply: str, *, retries: int) -> None:
-        """Parse and plan; failures go back to the model `retries` times; then preview and confirm."""
-        try:
-            from gemma_code.edits import parse_reply_lenient, plan_edits
-            from gemma_code.tasks.edit_prompts import retry_message
-        except ImportError:
-            raise Unavailable("editing is not available: gemma_code.edits is not installed") from None
+    def _show_failures(self, failures: Sequence[Failure], problems: Sequence[ParseProblem]) -> None:
+        for failure in failures:
+            self.repl.console.print(failure.explain(), markup=False, highlight=False)
+        for problem in problems:
+            self.repl.console.print(problem.explain(), markup=False, highlight=False)
+
+    def _finish(self, outcome: EditOutcome) -> None:
+        """Refuse when an edit still fails (nothing written); else preview, confirm, write."""
         repl = self.repl
-        plan = None
-        for attempt in range(retries + 1):
-            edits, problems = parse_reply_lenient(reply)
-            plan = plan_edits(repl.root, edits, base=plan)
-            no_edits = not edits and not problems
-            if no_edits and not plan.applied:
-                repl.notice("the answer holds no edit blocks; nothing to apply")
-                return
-            if not (plan.failures or problems):
-                break
-            for failure in plan.failures:
-                repl.console.print(failure.explain(), markup=False, highlight=False)
-            for problem in problems:
-                repl.console.print(problem.explain(), markup=False, highlight=False)
-            if attempt == retries:
-                repl.error(f"{len(plan.failures) + len(problems)} edit(s) could not be applied; "
-                           "nothing was written", "ask the model to fix them, or edit by hand")
-                return
-            repl.notice("some edits did not apply; sending the reasons back to the model")
-            again = repl.turn(retry_message(plan.failures, problems, no_edits), mode="retry",
-                              typed="(automatic retry: the edits that did not apply)")
-            if again is None:
-                return
-            reply = again
-            plan.failures = []
-        assert plan is not None
-        self._confirm_and_write(plan.changes(), plan.notes)
+        if outcome.cancelled:
+            return
+        plan = outcome.plan
+        if outcome.failures or outcome.problems:
+            if len(outcome.rounds) > 1:
+                repl.notice("some edits still do not apply after the model's corrections")
+            self._show_failures(outcome.failures, outcome.problems)
+            repl.error(f"{len(outcome.failures) + len(outcome.problems)} edit(s) could not be "
+                       "applied; nothing was written", "ask the model to fix them, or edit by hand")
+            return
+        if not plan.applied and not plan.already_applied:
+            repl.notice("the answer holds no edit blocks; nothing to apply")
+            return
+        self._confirm_and_write(outcome.changes(), plan.notes)
 
     def _confirm_and_write(self, changes: list[FileChange], notes: list[str]) -> None:
-        from gemma_code.tasks.edit import write_with_safety
+        from gemma_code.tasks.apply import write_with_safety
 
         repl = self.repl
         if not changes:
@@ -231,10 +203,8 @@ class CodeCommands:
         if restored is not None:
             self.repl.notice("undone: " + (", ".join(restored) or "nothing"))
             return
-        try:
-            from gemma_code.edits import undo_last
-        except ImportError:
-            raise Unavailable("undo is not available: gemma_code.edits is not installed") from None
+        from gemma_code.edits import undo_last
+
         result = undo_last(self.repl.root)
         what = result.restored + [f"{p} (removed)" for p in result.removed]
         self.repl.notice("undone: " + ", ".join(what))
@@ -257,22 +227,20 @@ class CodeCommands:
         /commit
         /commit fix the off-by-one in pagination
         """
-        from gemma_code import gitops
+        from gemma_code.tasks.apply import commit_files, commit_message, paths_to_commit
 
         repl = self.repl
-        if gitops.repo_root(repl.root) is None:
-            raise UsageError("not a git repository", "/commit needs git; run `git init` first")
-        paths = gitops.dirty_paths(repl.root, repl.applied) if repl.applied else []
-        if not paths:
-            paths = gitops.dirty_paths(repl.root, gitops.tracked_files(repl.root))
+        paths = paths_to_commit(repl.root, repl.applied)
         if not paths:
             repl.notice("nothing to commit")
             return
-        message = args or f"gemma-code chat: {repl.last_instruction or 'changes from the chat'}"
-        if not repl.confirm(f"commit {', '.join(paths)} as {message!r}?"):
+        message = args or commit_message(repl.last_instruction or "changes from the chat", paths,
+                                         verb="chat")
+        subject = message.splitlines()[0]
+        if not repl.confirm(f"commit {', '.join(paths)} as {subject!r}?"):
             repl.notice("not committed")
             return
-        sha = gitops.commit_paths(repl.root, paths, message)
+        sha = commit_files(repl.root, paths, message)
         repl.applied.clear()
         repl.notice(f"committed {sha[:10]}")
 
@@ -282,11 +250,9 @@ class CodeCommands:
         /review --range main..HEAD
         /review src/app.py
         """
-        try:
-            from gemma_code.review.report import Report
-            from gemma_code.tasks.review import collect_target, run_review
-        except ImportError:
-            raise Unavailable("review is not available: gemma_code.tasks.review is not installed") from None
+        from gemma_code.review.report import Report
+        from gemma_code.tasks.review import cached_review, collect_target, run_review
+
         repl = self.repl
         words = args.split()
         range_spec = None
@@ -297,12 +263,13 @@ class CodeCommands:
         files = [repl.cwd / w for w in words]
         target = collect_target(range_spec=range_spec, files=files, cwd=repl.root)
         settings = repl.settings
-        result = run_review(target, settings, max_tokens=settings.max_tokens,
-                            load=lambda _s: BorrowedEngine(repl.engine))
+        result = cached_review(target, settings, max_tokens=settings.max_tokens)
+        if result is None:  # the chat's engine, still the chat's to close
+            result = run_review(repl.engine, target, settings, max_tokens=settings.max_tokens)
+            repl.cache = None  # the review replaced the engine's KV cache; restore the chat's prefix
         report = Report(mode=target.mode, spec=target.spec, fail_on=settings.fail_on)
         report.take(result)
         report.print_table(repl.console)
-        repl.cache = None  # the review replaced the engine's KV cache; restore the chat's prefix
         repl.notice("the review ran outside the conversation; it is not part of the chat history")
 
     # ----- explain ----------------------------------------------------------------------------
@@ -314,26 +281,9 @@ class CodeCommands:
         """
         if not args:
             raise UsageError("/explain needs a target", "/explain src/app.py::main")
-        try:
-            from gemma_code.tasks.explain import explain_messages, load_snippet, parse_target
-        except ImportError:
-            raise Unavailable(
-                "/explain is not available: gemma_code.tasks.explain is not installed",
-                "ask in plain words instead, after /add FILE",
-            ) from None
+        from gemma_code.tasks.explain import explain_request
+
         repl = self.repl
-        target = parse_target(args.strip())
-        rel = self._expand(target.path)[0]
-        target = type(target)(rel, target.start, target.end, target.symbol)
-        snippet = load_snippet(repl.root, target)
+        messages = explain_request(repl.root, args, cwd=repl.cwd)
         # the explain task's user turn (code, callers, callees, request) joins the conversation
-        repl.turn(explain_messages(snippet)[-1].content, mode="explain", typed=f"/explain {args}")
-
-
-
-def _max_retries() -> int:
-    try:
-        from gemma_code.tasks.edit import MAX_RETRIES
-    except ImportError:
-        return 0
-    return MAX_RETRIES
+        repl.turn(messages[-1].content, mode="explain")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gemma_code.engine.base import GenerationStats, Message
+from gemma_code.tasks.edit_prompts import DEFAULT_FORMAT, FORMATS
 from gemma_code.tasks.prompting import BASE_RULES
 
 CHAT_RULES = (
@@ -24,10 +25,6 @@ CHAT_RULES = (
 
 def chat_rules() -> str:
     """The chat's fixed system rules, with the edit format so /edit turns need no other prompt."""
-    try:
-        from gemma_code.tasks.edit_prompts import DEFAULT_FORMAT, FORMATS
-    except ImportError:
-        return CHAT_RULES
     return CHAT_RULES + "\n\n" + FORMATS[DEFAULT_FORMAT]
 
 

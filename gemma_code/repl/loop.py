@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -12,8 +13,9 @@ from gemma_code import paths
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message
 from gemma_code.errors import GemmaCodeError, PromptTooLongError
+from gemma_code.gitops import repo_root
 from gemma_code.repl.conversation import Conversation, fit_to_window, partial_reply
-from gemma_code.repl.repo import FileWatch, PackedView, find_root
+from gemma_code.repl.repo import FileWatch, PackedView
 from gemma_code.repl.store import SessionFile, SessionInfo, new_session_id
 from gemma_code.repl.warm import Warmer
 
@@ -55,7 +57,8 @@ class Repl:
         self.io = io
         self.console = io.console
         self.cwd = cwd
-        self.root, self.in_repo = find_root(cwd)
+        found = repo_root(cwd)
+        self.root, self.in_repo = (found, True) if found is not None else (cwd, False)
         self._load_engine = engine_loader
         with self.console.status(f"loading {settings.model} …"):
             self.engine: Engine = engine_loader(settings)
@@ -189,8 +192,8 @@ class Repl:
             self.conv.repo_context = None
             self.count_context()
             return
-        from gemma_code.context import answer_reserve
         from gemma_code.repl.repo import pack_repository
+        from gemma_code.tasks.ask import answer_reserve
 
         n_ctx = self.engine.info.n_ctx
         reserve = answer_reserve(n_ctx, self.settings.max_tokens)  # not max_tokens: a stable prefix
@@ -250,7 +253,7 @@ class Repl:
             raise PromptTooLongError(used, n_ctx, reserve, "drop files with /drop, /clear the history, "
                                      "or lower --max-tokens")
         messages = self.conv.messages(user)
-        answer, stats, interrupted = self.stream(messages)
+        answer, stats, interrupted = self.stream(messages, counted=used)
         from gemma_code.engine.redacting import take_notes
 
         for line in take_notes():  # secret values kept out of this turn's prompt
@@ -286,13 +289,15 @@ class Repl:
                           think=self.settings.think)
         return None if interrupted else answer
 
-    def stream(self, messages: list[Message]) -> tuple[str, GenerationStats | None, bool]:
-        """Stream one reply to the console; Ctrl-C stops it cleanly."""
+    def stream(self, messages: list[Message], *, counted: int | None = None,
+               ) -> tuple[str, GenerationStats | None, bool]:
+        """Stream one reply to the console (through the ask task); Ctrl-C stops it cleanly."""
+        from gemma_code.tasks.ask import stream_ask
         from gemma_code.ui import StreamPrinter, prefill_progress
 
-        chunks: Iterator[Chunk] = self.engine.stream(
-            messages, max_tokens=self.settings.max_tokens, think=self.settings.think,
-            temperature=self.settings.temperature,
+        chunks: Iterator[Chunk] = stream_ask(
+            self.engine, messages, max_tokens=self.settings.max_tokens, think=self.settings.think,
+            temperature=self.settings.temperature, counted=counted,
         )
         if self.cache is None and self.settings.prompt_cache:
             from gemma_code.engine.prompt_cache import PrefixCache
@@ -331,6 +336,8 @@ class Repl:
         except KeyboardInterrupt:
             self.notice("cancelled")
         except Exception as exc:  # a bug in a command must not end the session
+            if os.environ.get("GEMMA_CODE_DEBUG"):
+                raise  # the traceback to report (and tests see the crash)
             self.error(f"{text.split()[0]} failed: {type(exc).__name__}: {exc}",
                        "the session goes on; please report this with the command you ran")
 

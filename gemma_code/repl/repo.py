@@ -7,7 +7,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from gemma_code.engine.base import Engine
 
 SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", ".venv", "venv", "__pycache__", ".mypy_cache",
              ".pytest_cache", ".ruff_cache", "dist", "build", ".tox", "target"}
@@ -19,14 +20,6 @@ _SYMBOL = re.compile(
 )
 SYMBOL_SUFFIXES = {".py", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".c", ".h", ".cc",
                    ".cpp", ".hpp", ".cs", ".rb", ".php", ".kt", ".swift", ".scala", ".lua"}
-
-
-def find_root(start: Path) -> tuple[Path, bool]:
-    """The repository root above `start` and True, else `start` and False."""
-    from gemma_code.context import find_repo_root
-
-    found = find_repo_root(start)
-    return (Path(found), True) if found is not None else (start, False)
 
 
 @dataclass
@@ -41,7 +34,7 @@ class PackedView:
 
 
 def pack_repository(
-    root: Path, question: str, *, budget: int, engine: Any, max_file_bytes: int,
+    root: Path, question: str, *, budget: int, engine: Engine, max_file_bytes: int,
     named: Iterable[str] = (),
 ) -> PackedView:
     """Pack the repository with the context builder, as `ask` does, for the chat's system turn."""

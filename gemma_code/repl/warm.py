@@ -14,14 +14,9 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from gemma_code.engine.base import Message
+from gemma_code.engine.base import Engine, KVCacheEngine, Message, as_kv_engine
 from gemma_code.engine.segments import evaluated_tokens
-
-
-def can_warm(engine: Any) -> bool:
-    return all(callable(getattr(engine, n, None)) for n in ("generate_tokens", "kv_tokens", "tokenize"))
 
 
 @dataclass
@@ -44,16 +39,17 @@ class Warmer:
         self.last = WarmResult()
         self._thread: threading.Thread | None = None
 
-    def start(self, engine: Any, messages: Sequence[Message], *, think: bool) -> None:
-        """Evaluate `messages` (no generation prompt) once the engine is free."""
-        if not can_warm(engine):
+    def start(self, engine: Engine, messages: Sequence[Message], *, think: bool) -> None:
+        """Evaluate `messages` (no generation prompt) once the engine is free (KV engines only)."""
+        kv = as_kv_engine(engine)
+        if kv is None:
             return
         messages = list(messages)
-        self._thread = threading.Thread(target=self._run, args=(engine, messages, think), daemon=True,
+        self._thread = threading.Thread(target=self._run, args=(kv, messages, think), daemon=True,
                                         name="gemma-code-warm")
         self._thread.start()
 
-    def _run(self, engine: Any, messages: list[Message], think: bool) -> None:
+    def _run(self, engine: KVCacheEngine, messages: list[Message], think: bool) -> None:
         start = time.perf_counter()
         try:
             # the tokens the next turn's prompt starts with, as the engine will evaluate them

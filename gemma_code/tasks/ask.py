@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gemma_code.config import Settings
 from gemma_code.engine.base import Chunk, Engine, GenerationStats, Message
+from gemma_code.errors import PromptTooLongError
 from gemma_code.tasks.prompting import BASE_RULES, check_fits, fence, read_named_file
 
 SYSTEM_PROMPT = (
@@ -52,9 +53,17 @@ def stream_ask(
     max_tokens: int,
     think: bool = False,
     temperature: float | None = None,
+    counted: int | None = None,
 ) -> Generator[Chunk, None, None]:
-    """Check the prompt fits, then stream the reply (the last chunk carries the stats)."""
-    check_fits(engine, messages, max_tokens=max_tokens, think=think)
+    """Check the prompt fits, then stream the reply (the last chunk carries the stats).
+
+    `gemma-code ask`, `explain` and every chat turn answer through here; `counted` is the
+    prompt's token count when the caller has just counted it (the chat, fitting its window).
+    """
+    if counted is None:
+        check_fits(engine, messages, max_tokens=max_tokens, think=think)
+    elif counted + max_tokens > engine.info.n_ctx:
+        raise PromptTooLongError(counted, engine.info.n_ctx, max_tokens)
     yield from engine.stream(messages, max_tokens=max_tokens, think=think, temperature=temperature)
 
 
@@ -71,10 +80,58 @@ def collect(chunks: Iterator[Chunk]) -> AskResult:
     return result
 
 
-def repo_context_for(
-    engine: Engine, question: str, files: Sequence[Path], settings: Settings
-) -> str | None:
-    """Repository context for the question, packed by the context builder (None outside a repo)."""
-    from gemma_code.context import context_for_prompt
+PROMPT_OVERHEAD = 512  # system rules and turn markers around the context in `ask`
 
-    return context_for_prompt(engine, question, files, settings)
+
+def answer_reserve(n_ctx: int, max_tokens: int) -> int:
+    """Tokens of the window kept for the answer when sizing the repository context.
+
+    A fixed share of the window (an eighth, at most 4,096), so the packed context, and with
+    it the prompt cache's saved prefix, stays the same when only --max-tokens changes; more
+    only when max_tokens asks for more than that share.
+    """
+    return max(min(n_ctx // 8, 4096), max_tokens)
+
+
+def context_budget(engine: Engine, question: str, files: Sequence[Path], settings: Settings) -> int:
+    """Tokens the repository context may use: the setting `budget`, capped by the room the
+    engine's window leaves after the reply, the question, the -f files and the rules."""
+    overhead = PROMPT_OVERHEAD + engine.count_tokens(question)
+    for path in files:
+        try:
+            overhead += engine.count_tokens(Path(path).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue  # the task reports unreadable -f files itself
+    room = engine.info.n_ctx - answer_reserve(engine.info.n_ctx, settings.max_tokens) - overhead
+    return min(settings.budget, room)
+
+
+def repo_context_for(
+    engine: Engine, question: str, files: Sequence[Path], settings: Settings,
+    *, cwd: Path | None = None,
+) -> str | None:
+    """Repository context for the question, sized to the engine's window.
+
+    None outside a repository, when context is off, or when nothing fits. The -f `files` steer
+    the ranking but are left out of the block, since the task shows them in full itself.
+    The context builder only sees a token counter; the budgeting is this task's.
+    """
+    from gemma_code.context import build_context
+    from gemma_code.gitops import repo_root
+
+    if not settings.context:
+        return None
+    root = repo_root(cwd or Path.cwd())
+    if root is None:
+        return None
+    budget = context_budget(engine, question, files, settings)
+    if budget <= 0:
+        return None
+    info = engine.info
+    packed = build_context(
+        root, question, budget=budget, count_tokens=engine.count_tokens,
+        seeds=list(files), omit=list(files),
+        tokenizer_id=f"engine:{info.backend}:{info.name}:{info.path}",
+        max_file_bytes=settings.max_file_bytes,
+    )
+    return packed.text or None

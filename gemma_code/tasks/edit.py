@@ -5,7 +5,7 @@ Nothing is written here: the caller previews `EditOutcome.plan.changes()` and wr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +13,6 @@ from gemma_code.edits.apply import Plan, plan_edits
 from gemma_code.edits.model import Edit, Failure, FileChange
 from gemma_code.edits.parse import ParseProblem, parse_reply_lenient
 from gemma_code.engine.base import Engine, GenerationStats, Message
-from gemma_code.errors import GitError, UsageError
 from gemma_code.tasks.edit_prompts import DEFAULT_FORMAT, FORMATS, retry_message
 from gemma_code.tasks.prompting import BASE_RULES, check_fits, fence
 
@@ -39,6 +38,7 @@ class EditOutcome:
     plan: Plan
     rounds: list[Round] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
+    cancelled: bool = False  # the user stopped a correction round (chat)
 
     @property
     def failures(self) -> list[Failure]:
@@ -86,12 +86,32 @@ def find_symbol(root: Path, name: str) -> SymbolSites:
     return sites
 
 
-def system_prompt(fmt: str = DEFAULT_FORMAT, *, refactor: bool = False) -> str:
-    """Rules, the job, and the edit format: the stable prefix of every edit prompt."""
-    job = ("Refactor the user's code as asked: change the definition and every reference "
-           "consistently, and nothing else." if refactor else
-           "Change the user's code as the instruction asks, and nothing else.")
-    return f"{BASE_RULES} {job}\n\n{FORMATS[fmt]}"
+EDIT_JOB = "Change the code as the instruction asks, and nothing else."
+REFACTOR_JOB = ("Refactor the code as asked: change the definition and every reference "
+                "consistently, and nothing else.")
+
+
+def system_prompt(fmt: str = DEFAULT_FORMAT) -> str:
+    """Rules and the edit format: the stable prefix of every edit prompt (edit and refactor alike)."""
+    return f"{BASE_RULES}\n\n{FORMATS[fmt]}"
+
+
+def edit_request(
+    instruction: str,
+    *,
+    files: dict[str, str] | None = None,
+    symbol: SymbolSites | None = None,
+    refactor: bool = False,
+) -> str:
+    """The user turn asking for edits: the files in full, the symbol's sites, the job, the
+    instruction. `gemma-code edit`/`refactor` and the chat's /edit and /refactor send this text."""
+    parts = [fence(path, text) for path, text in (files or {}).items()]
+    if symbol is not None:
+        parts.append(symbol.render())
+    job = REFACTOR_JOB if refactor else EDIT_JOB
+    parts.append(f"{job} Reply with edits in the format described above.\n\n"
+                 f"Instruction: {instruction.strip()}")
+    return "\n".join(parts)
 
 
 def edit_messages(
@@ -103,15 +123,12 @@ def edit_messages(
     refactor: bool = False,
     fmt: str = DEFAULT_FORMAT,
 ) -> list[Message]:
-    """System turn (rules, format, repository context), then the files and the instruction."""
-    system = system_prompt(fmt, refactor=refactor)
+    """System turn (rules, format, repository context), then the edit request."""
+    system = system_prompt(fmt)
     if repo_context:
         system += "\n\n# Repository context\n\n" + repo_context
-    parts = [fence(path, text) for path, text in files.items()]
-    if symbol is not None:
-        parts.append(symbol.render())
-    parts.append("Instruction: " + instruction.strip())
-    return [Message("system", system), Message("user", "\n".join(parts))]
+    user = edit_request(instruction, files=files, symbol=symbol, refactor=refactor)
+    return [Message("system", system), Message("user", user)]
 
 
 def generate(engine: Engine, messages: Sequence[Message], *, max_tokens: int, think: bool = False,
@@ -131,6 +148,58 @@ def generate(engine: Engine, messages: Sequence[Message], *, max_tokens: int, th
     return text, stats
 
 
+AskAgain = Callable[[str], str | None]
+"""Sends a retry message to the model and returns its reply (None: the user cancelled)."""
+OnRetry = Callable[[Sequence[Failure], Sequence[ParseProblem]], None]
+"""Told what did not apply before each correction round (the chat shows it)."""
+
+
+def edit_rounds(
+    root: Path,
+    reply: str,
+    *,
+    ask_again: AskAgain,
+    retries: int = MAX_RETRIES,
+    fmt: str = DEFAULT_FORMAT,
+    on_retry: OnRetry | None = None,
+) -> EditOutcome:
+    """The one retry policy of edit, refactor and apply: parse `reply` and plan it; send what did
+    not apply back through `ask_again` up to `retries` times.
+
+    A failure stays open until a later round changes its file, so a round-1 failure cannot be
+    dropped by a round-2 reply that fixes something else. A first reply with no edit blocks is
+    asked again too. Nothing is written.
+    """
+    plan: Plan | None = None
+    outcome = EditOutcome(Plan(Path(root)))
+    pending: list[Failure] = []
+    for attempt in range(retries + 1):
+        edits, problems = parse_reply_lenient(reply)
+        done_before = (len(plan.applied), len(plan.already_applied)) if plan else (0, 0)
+        plan = plan_edits(root, edits, base=plan)
+        # an earlier failure stays open until a later round changes that file
+        touched = {e.path for e in plan.applied[done_before[0]:]}
+        touched |= {e.path for e in plan.already_applied[done_before[1]:]}
+        plan.failures += [f for f in pending if f.edit.path not in touched]
+        pending = list(plan.failures)
+        outcome.rounds.append(Round(reply, edits, problems, list(plan.failures)))
+        outcome.plan = plan
+        no_edits = not edits and not problems
+        if not (plan.failures or problems or (no_edits and attempt == 0 and not plan.applied)):
+            break
+        if attempt == retries:
+            break
+        if on_retry is not None:
+            on_retry(plan.failures, problems)
+        again = ask_again(retry_message(plan.failures, problems, no_edits, fmt))
+        if again is None:
+            outcome.cancelled = True
+            break
+        reply = again
+        plan.failures = []
+    return outcome
+
+
 def run_edit(
     engine: Engine,
     root: Path,
@@ -142,102 +211,22 @@ def run_edit(
     retries: int = MAX_RETRIES,
     fmt: str = DEFAULT_FORMAT,
 ) -> EditOutcome:
-    """Ask, parse, plan; send failures back for corrected edits up to `retries` times."""
+    """Ask the model for edits, one engine call per round (`gemma-code edit`/`refactor`)."""
     messages = list(messages)
-    plan: Plan | None = None
-    outcome = EditOutcome(Plan(Path(root)))
-    pending: list[Failure] = []
-    for attempt in range(retries + 1):
-        reply, stats = generate(engine, messages, max_tokens=max_tokens, think=think,
-                                temperature=temperature)
-        edits, problems = parse_reply_lenient(reply)
-        done_before = (len(plan.applied), len(plan.already_applied)) if plan else (0, 0)
-        plan = plan_edits(root, edits, base=plan)
-        # an earlier failure stays open until a later round changes that file
-        touched = {e.path for e in plan.applied[done_before[0]:]}
-        touched |= {e.path for e in plan.already_applied[done_before[1]:]}
-        plan.failures += [f for f in pending if f.edit.path not in touched]
-        pending = list(plan.failures)
-        outcome.rounds.append(Round(reply, edits, problems, list(plan.failures), stats))
-        outcome.plan = plan
-        no_edits = not edits and not problems
-        if not (plan.failures or problems or (no_edits and attempt == 0 and not plan.applied)):
-            break
-        if attempt == retries:
-            break
-        messages += [Message("model", reply),
-                     Message("user", retry_message(plan.failures, problems, no_edits, fmt))]
-        plan = _without_failures(plan)
+    reply, stats = generate(engine, messages, max_tokens=max_tokens, think=think,
+                            temperature=temperature)
+    replies, round_stats = [reply], [stats]
+
+    def ask(text: str) -> str:
+        messages.extend([Message("model", replies[-1]), Message("user", text)])
+        again, again_stats = generate(engine, messages, max_tokens=max_tokens, think=think,
+                                      temperature=temperature)
+        replies.append(again)
+        round_stats.append(again_stats)
+        return again
+
+    outcome = edit_rounds(root, reply, ask_again=ask, retries=retries, fmt=fmt)
+    for round_, used in zip(outcome.rounds, round_stats, strict=False):
+        round_.stats = used
     outcome.messages = messages
     return outcome
-
-
-def _without_failures(plan: Plan) -> Plan:
-    plan.failures = []
-    return plan
-
-
-def commit_message(instruction: str, changes: Sequence[FileChange], *, refactor: bool = False) -> str:
-    """A commit message from the instruction and the files changed."""
-    first = " ".join(instruction.split())
-    if len(first) > 64:
-        first = first[:61].rstrip() + "..."
-    verb = "refactor" if refactor else "edit"
-    lines = [f"gemma-code {verb}: {first}", ""]
-    lines += [f"- {c.action} {c.path}" for c in changes]
-    return "\n".join(lines) + "\n"
-
-
-@dataclass
-class Written:
-    """A change set on disk: its journal entry, and how earlier uncommitted work was kept."""
-
-    changes: list[FileChange]
-    journal_id: str | None
-    dirty: list[str] = field(default_factory=list)
-    stash: str | None = None
-    commit: str | None = None
-    commit_error: GitError | None = None
-
-
-def check_commit(root: Path, paths: Sequence[str]) -> None:
-    """Refuse `--commit` before anything is written: outside git (GitError), or when a touched file
-    holds uncommitted work that the commit would sweep in with the edit (UsageError)."""
-    from gemma_code import gitops
-
-    if gitops.repo_root(root) is None:
-        raise GitError(f"{root} is not inside a git repository; nothing was written",
-                       "--commit needs a git repository: run `git init`, or drop --commit")
-    pending = gitops.uncommitted_paths(root, paths)
-    if pending:
-        raise UsageError(f"--commit would also commit your uncommitted changes in "
-                         f"{', '.join(pending)}; nothing was written",
-                         "commit or stash them first, or drop --commit")
-
-
-def write_with_safety(root: Path, changes: Sequence[FileChange], *, label: str = "edit",
-                      extra: dict[str, str] | None = None,
-                      commit: str | None = None) -> Written:
-    """Write `changes` journaled; uncommitted edits in those files also go into a `git stash create`
-    object first; with `commit` (a message), commit exactly those files (checked before writing;
-    a commit that then fails is kept in `commit_error`, the files stay written)."""
-    from gemma_code import gitops
-    from gemma_code.edits.writer import write_changes
-
-    if commit is not None:
-        check_commit(root, [c.path for c in changes])
-    meta = dict(extra or {})
-    dirty = gitops.dirty_paths(root, [c.path for c in changes if c.old is not None])
-    stash = gitops.stash_create(root) if dirty else None
-    if stash:
-        meta["stash"] = stash
-    entry = write_changes(root, changes, label=label, extra=meta)
-    done = Written(list(changes), entry, dirty, stash)
-    if commit is not None:
-        try:
-            done.commit = gitops.commit_paths(root, [c.path for c in changes], commit)
-        except GitError as exc:  # the files are written: say so, and how to revert them
-            done.commit_error = exc
-            # check_commit saw these paths equal to HEAD: the index goes back to that
-            gitops.unstage(root, [c.path for c in changes])
-    return done

@@ -8,18 +8,9 @@ from pathlib import Path
 
 from gemma_code.errors import UsageError
 from gemma_code.tasks.edit import MAX_SYMBOL_FILES, SymbolSites, find_symbol
-from gemma_code.tasks.prompting import read_named_file
+from gemma_code.tasks.prompting import read_named_file, relative_to_root
 
 _IDENT = re.compile(r"`([A-Za-z_][\w.]*)`|\b([A-Za-z_]\w*[_A-Z]\w*|[a-z]+_\w+)\b")
-
-
-def relative_to_root(root: Path, path: Path) -> str:
-    """`path` (relative to the current folder or absolute) as a repo-relative POSIX path."""
-    full = (Path.cwd() / path).resolve()
-    try:
-        return full.relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        raise UsageError(f"{path} is outside the repository", "name files inside it") from None
 
 
 def guess_symbol(root: Path, instruction: str) -> SymbolSites | None:
@@ -44,10 +35,7 @@ def gather_files(
         named[rel] = read_named_file(full) if full.exists() else "(new file: does not exist yet)"
     sites = None
     if refactor:
-        try:
-            sites = find_symbol(root, symbol) if symbol else guess_symbol(root, instruction)
-        except ImportError:
-            sites = None
+        sites = find_symbol(root, symbol) if symbol else guess_symbol(root, instruction)
         if symbol and (sites is None or not (sites.definitions or sites.references)):
             raise UsageError(f"symbol {symbol!r} not found in the repository",
                              "check the spelling; gemma-code finds definitions with tree-sitter")

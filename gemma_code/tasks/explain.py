@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gemma_code.engine.base import Message
 from gemma_code.errors import UsageError
-from gemma_code.tasks.prompting import BASE_RULES, fence
+from gemma_code.tasks.prompting import BASE_RULES, fence, relative_to_root
 
 SYSTEM_PROMPT = (
     BASE_RULES + " Explain the code the user points at: what it does, how, and why it matters "
@@ -87,13 +87,13 @@ def _block_end(lines: list[str], index: int) -> int:
 def _find_definition(root: Path, rel: str, lines: list[str], name: str) -> tuple[int, int] | None:
     """1-based (start, end) of `name`'s definition in the file: tree-sitter tags, else a pattern."""
     last = name.split(".")[-1]
-    try:
-        from gemma_code.context.tags import file_tags
+    from gemma_code.context.tags import file_tags
 
+    try:
         tags = [t for t in file_tags(root, rel).definitions if t.name == last]
         if tags:
             return tags[0].line, tags[0].end_line
-    except (ImportError, OSError, ValueError):
+    except (OSError, ValueError):
         pass
     pattern = re.compile(rf"^\s*(?:export\s+)?(?:async\s+)?(?:def|class|function|fn|func|struct|"
                          rf"interface|type|enum|trait|impl)\s+{re.escape(last)}\b")
@@ -104,10 +104,8 @@ def _find_definition(root: Path, rel: str, lines: list[str], name: str) -> tuple
 
 
 def _sites(root: Path, name: str, kind: str) -> list[tuple[str, int, str]]:
-    try:
-        from gemma_code.context.tags import find_definitions, find_references
-    except ImportError:
-        return []
+    from gemma_code.context.tags import find_definitions, find_references
+
     finder = find_definitions if kind == "definitions" else find_references
     return [(t.path, t.line, t.text) for t in finder(root, name)]
 
@@ -169,3 +167,13 @@ def explain_messages(snippet: Snippet, question: str | None = None) -> list[Mess
             f"- {p}:{n}: {t.strip()}" for p, n, t in snippet.callees))
     parts.append(question.strip() if question else f"Explain {what}.")
     return [Message("system", SYSTEM_PROMPT), Message("user", "\n\n".join(parts))]
+
+
+def explain_request(root: Path, target: str, *, cwd: Path, question: str | None = None,
+                    ) -> list[Message]:
+    """The messages for `explain PATH[:L1-L2|::SYMBOL]` (PATH relative to `cwd`): the code, its
+    callers and callees, and the question. `gemma-code explain` and the chat's /explain use it."""
+    spec = parse_target(target.strip())
+    rel = relative_to_root(root, Path(spec.path), cwd=cwd)
+    snippet = load_snippet(root, Target(rel, spec.start, spec.end, spec.symbol))
+    return explain_messages(snippet, question)

@@ -30,6 +30,16 @@ def read_named_file(path: Path) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def relative_to_root(root: Path, path: Path, *, cwd: Path | None = None) -> str:
+    """`path` (relative to `cwd`, default the current folder, or absolute) as a repo-relative
+    POSIX path; UsageError when it lies outside the repository."""
+    full = ((cwd or Path.cwd()) / Path(path).expanduser()).resolve()
+    try:
+        return full.relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        raise UsageError(f"{path} is outside the repository", "name files inside it") from None
+
+
 def fence(path: str, text: str) -> str:
     """A file as a fenced block headed by its path; the fence outgrows any inside it."""
     ticks = "```"

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gemma_code.config import Settings
-from gemma_code.engine.base import Engine, Message
+from gemma_code.engine.base import Engine, GenerationStats, Message
 from gemma_code.errors import GemmaCodeError, GitError, ModelError, UsageError
-from gemma_code.gitops import head_tree, index_contents, staged_tree, work_tree_root
+from gemma_code.gitops import head_tree, index_contents, repo_root, staged_tree
 from gemma_code.review import cache
 from gemma_code.review.changes import (
     FileChange,
@@ -99,18 +100,19 @@ def collect_target(
     *, range_spec: str | None = None, files: Sequence[Path] = (), cwd: Path | None = None
 ) -> ReviewTarget:
     """The staged change (default), a commit range, or named files."""
+    here = (cwd or Path.cwd()).resolve()
     if range_spec and files:
         raise UsageError("give --range or FILES, not both", "e.g. gemma-code review --range main..HEAD")
     if files:
         changes = file_changes(list(files))
         digest = cache.cache_key({"files": [(c.path, c.added_text()) for c in changes]})
-        root: Path | None
-        try:
-            root = work_tree_root(cwd)
-        except GitError:  # outside a repository named files still get reviewed
-            root = None
-        return ReviewTarget("files", " ".join(str(f) for f in files), root, changes, digest)
-    root = work_tree_root(cwd)
+        # outside a repository named files still get reviewed
+        return ReviewTarget("files", " ".join(str(f) for f in files), repo_root(here), changes,
+                            digest)
+    root = repo_root(here)
+    if root is None:
+        raise GitError(f"{here} is not inside a git repository",
+                       "run this in a repository, or name FILES to review them as they are")
     if range_spec:
         changes, ids = range_changes(root, range_spec)
         return ReviewTarget("range", range_spec, root, changes, f"range:{ids}")
@@ -135,10 +137,8 @@ def repo_context(
     """Code around the change from the context builder, steered by the changed files and symbols."""
     if target.root is None or budget <= 0:
         return None
-    try:
-        from gemma_code.context import build_context
-    except ImportError:  # the context builder is optional: the diff has its own context lines
-        return None
+    from gemma_code.context import build_context
+
     symbols = change_symbols(target.changes)
     question = "Review the change to " + ", ".join(paths)
     if symbols:
@@ -179,11 +179,9 @@ def _normalize(finding: Finding, paths: Sequence[str]) -> Finding:
 
 def checked_fixes(root: Path | None, findings: list[Finding], notices: list[str]) -> list[Finding]:
     """Keep a finding's fix only when `gemma-code apply` would accept it on the current files."""
-    try:
-        from gemma_code.edits.apply import plan_edits
-        from gemma_code.edits.parse import parse_reply as parse_edits
-    except ImportError:
-        return findings
+    from gemma_code.edits.apply import plan_edits
+    from gemma_code.edits.parse import parse_reply as parse_edits
+
     out: list[Finding] = []
     dropped = 0
     for finding in findings:
@@ -209,26 +207,53 @@ def checked_fixes(root: Path | None, findings: list[Finding], notices: list[str]
     return out
 
 
-def run_review(
+class Deadline:
+    """A review's time budget, counted from `started` (a `clock()` reading: when the command
+    began). `guard()` also interrupts long C calls (a model load, a prefill) on the real clock;
+    the caller holds it around loading the engine and running the review."""
+
+    def __init__(self, timeout: float | None, *, started: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self.clock = clock
+        self.start = clock() if started is None else started
+        self.stage = "reading the change"  # what runs now, for the timeout message
+
+    def too_late(self) -> ReviewTimeoutError:
+        return ReviewTimeoutError(
+            f"the review took longer than its {self.timeout:g} s time budget (while {self.stage})",
+            "raise --timeout (or `review_timeout` in config), or use a faster model or machine",
+        )
+
+    def check(self, now: str = "generating") -> None:
+        self.stage = now
+        if self.timeout is not None and self.clock() - self.start > self.timeout:
+            raise self.too_late()
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Check now, then raise ReviewTimeoutError even inside a long C call, once time is up."""
+        self.check("reading the change")
+        self.stage = "loading the model"
+        left = (self.timeout - (self.clock() - self.start)
+                if self.timeout is not None and self.clock is time.monotonic else None)
+        with alarm(left, self.too_late):
+            yield
+
+
+def cached_review(
     target: ReviewTarget,
     settings: Settings,
     *,
     max_tokens: int,
-    timeout: float | None = None,
     use_cache: bool = True,
-    load: Callable[[Settings], Engine] | None = None,
     clock: Callable[[], float] = time.monotonic,
-    started: float | None = None,
-) -> ReviewResult:
-    """Review `target`; a cached result when the same content was reviewed the same way.
-
-    Raises ModelError (and ReviewTimeoutError) when the model cannot run or runs past `timeout`,
-    counted from `started` (a `clock()` reading: when the command began) or from now.
-    """
-    start = clock() if started is None else started
-    key = cache.cache_key(cache_material(target, settings, max_tokens))
+) -> ReviewResult | None:
+    """A result that needs no model: the cached review of the same content reviewed the same way,
+    or the verdict on a change with nothing reviewable. None: the model must run (`run_review`)."""
+    start = clock()
     if use_cache:
-        record = cache.load(key)
+        record = cache.load(cache.cache_key(cache_material(target, settings, max_tokens)))
         if record is not None:
             try:
                 result = ReviewResult.from_record(record)
@@ -245,41 +270,33 @@ def run_review(
             result.notices.append("nothing to review: the change is empty")
         result.seconds = clock() - start
         return result
+    return None
 
-    stage = ["loading the model"]  # what runs now, for the timeout message
 
-    def too_late() -> ReviewTimeoutError:
-        return ReviewTimeoutError(
-            f"the review took longer than its {timeout:g} s time budget (while {stage[0]})",
-            "raise --timeout (or `review_timeout` in config), or use a faster model or machine",
-        )
+def run_review(
+    engine: Engine,
+    target: ReviewTarget,
+    settings: Settings,
+    *,
+    max_tokens: int,
+    deadline: Deadline | None = None,
+    use_cache: bool = True,
+) -> ReviewResult:
+    """Review `target` with the caller's engine (opened and closed by the caller, under
+    `deadline.guard()` when there is a time budget); the result is cached when `use_cache`.
+    Ask `cached_review` first to skip loading a model.
 
-    def check_deadline(now: str = "generating") -> None:
-        stage[0] = now
-        if timeout is not None and clock() - start > timeout:
-            raise too_late()
-
-    if load is None:
-        from gemma_code.engine import load_engine
-
-        load = load_engine
-    check_deadline("reading the change")
-    stage[0] = "loading the model"
-    # on the real clock, a long C call (model load, prefill) is interrupted too
-    left = timeout - (clock() - start) if timeout is not None and clock is time.monotonic else None
-    engine: Engine | None = None
-    try:
-        with alarm(left, too_late):
-            engine = load(settings)
-            result = _reviewed(engine, target, settings, max_tokens, check_deadline)
-    finally:
-        if engine is not None:
-            engine.close()
+    Raises ModelError (and ReviewTimeoutError) when the model cannot run or runs past the
+    deadline.
+    """
+    deadline = deadline or Deadline(None)
+    result = _reviewed(engine, target, settings, max_tokens, deadline.check)
     if use_cache:  # a cut-off reply is cached too: a re-run would cut off the same way
-        problem = cache.save(key, result.to_record())
+        problem = cache.save(cache.cache_key(cache_material(target, settings, max_tokens)),
+                             result.to_record())
         if problem:
             result.notices.append(problem)
-    result.seconds = clock() - start
+    result.seconds = deadline.clock() - deadline.start
     return result
 
 
@@ -337,7 +354,7 @@ def _reviewed(engine: Engine, target: ReviewTarget, settings: Settings, max_toke
 
 def _generate(
     engine: Engine, messages: list[Message], max_tokens: int, check_deadline: Callable[[str], None]
-) -> tuple[str, Any]:
+) -> tuple[str, GenerationStats | None]:
     """One grammar-constrained generation; checks the time budget between chunks."""
     text = ""
     stats = None
@@ -353,7 +370,6 @@ def _generate(
                 stats = chunk.stats
             check_deadline("generating")
     finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+        if isinstance(chunks, Generator):
+            chunks.close()
     return text, stats

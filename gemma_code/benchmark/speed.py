@@ -4,12 +4,11 @@ Both sides run in the same process, one after the other, on the same model and c
 size: load time, prefill speed at several prompt sizes, decode speed at depth 0 and deep
 into the context, time to first token cold and with the prefix reused, and the speculative
 speed-up on a copy-heavy edit. The reference is `llama-bench` when it is on PATH (prefill
-and decode) and otherwise `benchmark_raw.RawLlama`, a minimal loop over the C API.
+and decode) and otherwise `engine.raw.RawLlama`, a minimal loop over the C API.
 """
 
 from __future__ import annotations
 
-import inspect
 import shutil
 import subprocess
 import time
@@ -17,11 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gemma_code.bench_prompts import K, corpus_tokens, edit_prompt
+from gemma_code.benchmark.prompts import K, corpus_tokens, edit_prompt
 from gemma_code.config import Settings
+from gemma_code.engine.base import GenerationStats, KVCacheEngine
 from gemma_code.errors import EngineError
+
+if TYPE_CHECKING:
+    from gemma_code.engine.raw import RawLlama
 
 Progress = Callable[[str], None]
 
@@ -130,16 +133,12 @@ def size_label(n: int) -> str:
 # -- our engine --------------------------------------------------------------------------------
 
 
-def _supports_speculative(engine: Any) -> bool:
-    gen = getattr(engine, "generate_tokens", None)
-    return gen is not None and "speculative" in inspect.signature(gen).parameters
-
-
-def _generate(engine: Any, prompt: Sequence[int], max_tokens: int, *, speculative: bool = False) -> Any:
+def _generate(engine: KVCacheEngine, prompt: Sequence[int], max_tokens: int, *,
+              speculative: bool = False) -> GenerationStats:
     """Run the engine's token-level decode loop greedily; return its GenerationStats."""
-    extra = {"speculative": speculative} if _supports_speculative(engine) else {}
     stats = None
-    for chunk in engine.generate_tokens(prompt, max_tokens=max_tokens, temperature=0.0, **extra):
+    for chunk in engine.generate_tokens(prompt, max_tokens=max_tokens, temperature=0.0,
+                                        speculative=speculative):
         if chunk.stats is not None:
             stats = chunk.stats
     if stats is None:
@@ -150,8 +149,7 @@ def _generate(engine: Any, prompt: Sequence[int], max_tokens: int, *, speculativ
 def measure_ours(path: Path, settings: Settings, plan: BenchPlan, report: BenchReport,
                  progress: Progress) -> None:
     """Load our engine and fill in the `ours` column (best of plan.repeats for each figure)."""
-    import llama_cpp  # noqa: F401  # imported untimed, as on the reference side
-
+    import gemma_code.engine.lowlevel  # noqa: F401  # loads llama_cpp untimed, as on the reference side
     from gemma_code.engine.llamacpp import LlamaCppEngine
 
     progress("ours: load")
@@ -186,9 +184,6 @@ def measure_ours(path: Path, settings: Settings, plan: BenchPlan, report: BenchR
             fig.ours = max(r.decode_tok_s for r in runs)
             if min(r.completion_tokens for r in runs) < plan.decode_tokens:
                 fig.note = f"stopped after {min(r.completion_tokens for r in runs)} tokens"
-        if not _supports_speculative(engine):
-            report.notes.append("the engine has no speculative option: edit figures from the raw loop")
-            return
         progress("ours: edit task")
         edit = tok(edit_prompt(engine.info.chat_format, plan.edit_chars))
         plain = max((_generate(engine, edit, plan.edit_tokens) for _ in reps),
@@ -224,7 +219,7 @@ def _device_name(backend: str) -> str:
 def measure_reference(path: Path, settings: Settings, plan: BenchPlan, report: BenchReport,
                       progress: Progress, *, n_ctx: int) -> None:
     """Fill in the `reference` column with RawLlama (best of plan.repeats for each figure)."""
-    from gemma_code.benchmark_raw import RawLlama
+    from gemma_code.engine.raw import RawLlama
 
     progress("llama.cpp: load")
     raw = RawLlama(path, n_ctx=n_ctx, n_batch=settings.n_batch, n_threads=settings.n_threads,
@@ -277,7 +272,7 @@ def measure_reference(path: Path, settings: Settings, plan: BenchPlan, report: B
         raw.close()
 
 
-def _timed_prefill(raw: Any, tokens: Sequence[int], start: int) -> float:
+def _timed_prefill(raw: RawLlama, tokens: Sequence[int], start: int) -> float:
     """Seconds to prefill `tokens` at `start` and sample the first token."""
     began = time.perf_counter()
     raw.prefill(tokens, start=start)
@@ -285,7 +280,7 @@ def _timed_prefill(raw: Any, tokens: Sequence[int], start: int) -> float:
     return time.perf_counter() - began
 
 
-def _raw_decode(raw: Any, prompt: Sequence[int], n: int, *, max_draft: int = 0,
+def _raw_decode(raw: RawLlama, prompt: Sequence[int], n: int, *, max_draft: int = 0,
                 stop_at_eog: bool = True) -> tuple[float, int, int]:
     """Greedy decode rate after `prompt` on the C-API loop (speculative when max_draft > 0).
 
@@ -309,11 +304,11 @@ def _raw_decode(raw: Any, prompt: Sequence[int], n: int, *, max_draft: int = 0,
     return rate, decoder.stats.draft_accepted, decoder.stats.draft_tokens
 
 
-def _raw_format(raw: Any) -> str:
+def _raw_format(raw: RawLlama) -> str:
     """The prompt format the raw model's metadata calls for."""
     import ctypes
 
-    from gemma_code.engine.gemma import detect_format
+    from gemma_code.engine.chat_templates import detect_format
 
     def meta(key: bytes) -> str | None:
         buf = ctypes.create_string_buffer(1 << 20)
@@ -329,7 +324,7 @@ def _raw_format(raw: Any) -> str:
 def measure_llama_bench(exe: str, path: Path, plan: BenchPlan, settings: Settings,
                         report: BenchReport, progress: Progress) -> bool:
     """Overwrite prefill/decode references with llama-bench's figures; False if it failed."""
-    from gemma_code.benchmark_raw import llama_bench_args, parse_llama_bench
+    from gemma_code.benchmark.llama_bench import llama_bench_args, parse_llama_bench
 
     found: dict[str, float] = {}
     for args in llama_bench_args(exe, path, plan, settings):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gemma_code.atomic import write_text_atomic
-from gemma_code.errors import GemmaCodeError
-from gemma_code.gitops import hooks_dir, work_tree_root
+from gemma_code.errors import GemmaCodeError, GitError
+from gemma_code.gitops import hooks_dir, repo_root
 
 MARKER = "# gemma-code pre-commit hook"
 PYTHON_TAG = "# gemma-code-python: "
@@ -87,7 +87,11 @@ def _recorded_python(hook: Path) -> str | None:
 
 def status(start: Path | None = None) -> HookStatus:
     """The pre-commit slot of the repository containing `start`."""
-    folder = hooks_dir(work_tree_root(start, hint=NOT_A_REPO_HINT))
+    here = (start or Path.cwd()).resolve()
+    root = repo_root(here)
+    if root is None:
+        raise GitError(f"{here} is not inside a git repository", NOT_A_REPO_HINT)
+    folder = hooks_dir(root)
     hook = folder / "pre-commit"
     chained = folder / CHAINED
     has_chained = chained.exists() or chained.is_symlink()

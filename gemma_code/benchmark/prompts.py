@@ -11,8 +11,8 @@ K = 1024
 
 @functools.lru_cache(maxsize=1)
 def corpus_text() -> str:
-    """Deterministic code-like text: this package's own sources, in path order."""
-    root = Path(__file__).parent
+    """Deterministic code-like text: gemma_code's own sources, in path order."""
+    root = Path(__file__).parent.parent
     return "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(root.rglob("*.py")))
 
 
@@ -35,9 +35,9 @@ EDIT_SOURCE = "speculative.py"
 def edit_prompt(fmt: str, chars: int = 6 * K) -> str:
     """A copy-heavy edit: rewrite a file with one rename; the reply starts the file over."""
     from gemma_code.engine.base import Message
-    from gemma_code.engine.gemma import render
+    from gemma_code.engine.chat_templates import render
 
-    source = (Path(__file__).parent / "engine" / EDIT_SOURCE).read_text(encoding="utf-8")
+    source = (Path(__file__).parent.parent / "engine" / EDIT_SOURCE).read_text(encoding="utf-8")
     source = source[:chars].rsplit("\n", 1)[0] + "\n"  # the reply is mostly a copy of it
     messages = [
         Message("system", "You edit code. Reply with the whole updated file in one code block."),

@@ -1,24 +1,21 @@
-"""llama.cpp's own loop: a minimal decode loop over the C API, and llama-bench's command line.
+"""llama.cpp's own loop: a minimal decode loop over the C API.
 
 The reference `gemma-code bench` compares the engine against when no `llama-bench` binary is
-on PATH: model load, batched prefill with logits only at the end, then one `llama_decode`
-and one C-sampler call per token, with no detokenization and no Python work in between.
+on PATH (llama_bench.py runs that binary): model load, batched prefill with logits only at
+the end, then one `llama_decode` and one C-sampler call per token, with no detokenization and
+no Python work in between.
 It also serves as a minimal host for the speculative decoder's tests.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from gemma_code.engine.hardware import default_threads
 from gemma_code.errors import EngineError, ModelError
-
-if TYPE_CHECKING:
-    from gemma_code.benchmark import BenchPlan
-    from gemma_code.config import Settings
 
 
 class RawLlama:
@@ -35,8 +32,6 @@ class RawLlama:
         flash_attn: bool = True,
         swa_full: bool = False,
     ) -> None:
-        import os
-
         import llama_cpp
         from llama_cpp import _logger
 
@@ -50,7 +45,7 @@ class RawLlama:
         if not self.model:
             raise ModelError(f"llama.cpp could not load {path}", "check the file with `gemma-code doctor`")
         self.vocab: Any = llama_cpp.llama_model_get_vocab(self.model)
-        threads = n_threads or max(1, min(8, (os.cpu_count() or 2) // 2))
+        threads = n_threads or default_threads()
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = n_ctx
         cparams.n_batch = n_batch
@@ -182,32 +177,3 @@ class RawLlama:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# -- llama-bench ---------------------------------------------------------------------------------
-
-
-def llama_bench_args(exe: str, path: Path, plan: BenchPlan, settings: Settings) -> list[list[str]]:
-    """Two llama-bench runs: prefill sizes at depth 0; decode at depth 0 and deep."""
-    common = [exe, "-m", str(path), "-o", "json", "-r", "2", "-b", str(settings.n_batch),
-              "-ub", str(settings.n_batch), "-fa", "1" if settings.flash_attn else "0",
-              "-ngl", "99" if settings.n_gpu_layers != 0 else "0"]
-    if settings.n_threads > 0:
-        common += ["-t", str(settings.n_threads)]
-    sizes = ",".join(str(s) for s in plan.prefill_sizes)
-    return [[*common, "-p", sizes, "-n", "0"],
-            [*common, "-p", "0", "-n", str(plan.decode_tokens), "-d", f"0,{plan.deep}"]]
-
-
-def parse_llama_bench(text: str) -> dict[str, float]:
-    """llama-bench -o json -> {"prefill_N": tok/s, "decode_D": tok/s}."""
-    out: dict[str, float] = {}
-    for row in json.loads(text):
-        n_prompt, n_gen = int(row.get("n_prompt", 0)), int(row.get("n_gen", 0))
-        depth = int(row.get("n_depth", 0))
-        rate = float(row["avg_ts"])
-        if n_prompt and not n_gen and not depth:
-            out[f"prefill_{n_prompt}"] = rate
-        elif n_gen and not n_prompt:
-            out[f"decode_{depth}"] = rate
-    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gemma_code.errors import ModelError, ModelNotFoundError
-from gemma_code.models import ModelEntry, entry_path
+from gemma_code.models.registry import ModelEntry, entry_path
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Headroom beyond the file itself: hf writes metadata and a lock next to it.

@@ -293,7 +293,7 @@ def write_gemma4(
     """
     import numpy as np
 
-    from gemma_code.gguf_header import raw_entries, read_metadata
+    from gemma_code.models.gguf_header import raw_entries, read_metadata
 
     known = {**_GGML_TYPES, **(type_sizes or {})}
     vocab = vocab or find_gemma4_vocab()

@@ -11,7 +11,7 @@ from typing import Any
 
 from gemma_code import paths
 from gemma_code.errors import BadModelFileError, ConfigError, ModelNotFoundError
-from gemma_code.gguf_header import GGUFInfo, inspect_gguf, is_gguf
+from gemma_code.models.gguf_header import GGUFInfo, inspect_gguf, is_gguf
 
 __all__ = [
     "GGUFInfo", "LocalModel", "ModelEntry", "default_model_name", "entry_path", "find_entry",
@@ -259,7 +259,7 @@ def _assemble_pypi(entry: ModelEntry, target: Path) -> Path | None:
     """Write a pypi-sourced file from its installed package; None when the package is absent."""
     if importlib.util.find_spec(entry.import_name) is None:
         return None
-    from gemma_code.models_pull import assemble_from_package
+    from gemma_code.models.pull import assemble_from_package
 
     return assemble_from_package(entry, target)
 

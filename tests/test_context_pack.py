@@ -1,0 +1,74 @@
+"""Packing keeps what matters whole: the top file whole even when large, an excerpt of a top
+file too large for the budget, and a repository map that shrinks at small budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import git
+
+from gemma_code.context import build_context
+from gemma_code.context.pack import map_share
+
+
+def words(text: str) -> int:
+    return len(text) // 3 + 1
+
+
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    for name, body in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body, encoding="utf-8")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", ".")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "fixture")
+    return root
+
+
+def module(prefix: str, count: int) -> str:
+    return "".join(f"def {prefix}_{i}(value):\n    return value + {i}  # {prefix}\n\n\n"
+                   for i in range(count))
+
+
+def test_the_top_file_goes_whole_even_when_it_takes_most_of_the_budget(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {
+        "ledger/reconcile.py": module("reconcile_entry", 120),  # about 75% of the budget
+        "ledger/small.py": "def tiny():\n    return 1\n",
+    })
+    budget = 4000
+    packed = build_context(root, "reconcile_entry_7 double counts", budget=budget, count_tokens=words)
+    top = packed.files[0]
+    assert top.path == "ledger/reconcile.py"
+    assert top.mode == "full" and top.tokens > 0.7 * budget
+    assert packed.used <= budget
+
+
+def test_a_top_file_too_large_goes_in_as_the_matching_definitions_plus_an_outline(tmp_path: Path) -> None:
+    body = module("filler", 400) + (
+        "def apply_discount(order, code):\n    rate = DISCOUNTS[code]\n"
+        "    return order.total * (1 - rate)\n\n\n"
+        "def checkout(order, code):\n    return apply_discount(order, code)\n"
+    ) + module("more_filler", 200)
+    root = make_repo(tmp_path / "r", {"shop/cart.py": body, "shop/other.py": "def x():\n    pass\n"})
+    packed = build_context(root, "apply_discount ignores the discount code rate", budget=3000,
+                           count_tokens=words)
+    top = packed.files[0]
+    assert top.path == "shop/cart.py" and top.mode == "outline"
+    assert "apply_discount" in top.parts and "checkout" in top.parts  # the match and its caller
+    assert "return order.total * (1 - rate)" in packed.text  # its body, in full
+    assert "filler_3" in packed.text  # the rest as an outline
+    assert packed.used <= 3000
+    payload = packed.to_dict()["files"]
+    assert isinstance(payload, list) and payload[0]["parts"] == list(top.parts)
+
+
+def test_the_repository_map_shrinks_at_small_budgets(tmp_path: Path) -> None:
+    files = {f"pkg{i}/mod{j}.py": f"def f_{i}_{j}():\n    return {j}\n" for i in range(20) for j in range(15)}
+    root = make_repo(tmp_path / "r", files)
+    small = build_context(root, "f_3_4", budget=8000, count_tokens=words)
+    large = build_context(root, "f_3_4", budget=128000, count_tokens=words)
+    assert 0 < small.map_tokens <= 0.03 * 8000
+    assert large.map_tokens > small.map_tokens
+    assert map_share(8000) < map_share(32000) < map_share(128000)
+    assert map_share(1000) == 0
