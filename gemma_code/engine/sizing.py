@@ -178,7 +178,7 @@ def engine_key(model: Path, backend: str, threads: int) -> str:
 
 def engine_speeds(model: Path, meta: Mapping[str, Any], backend: str, threads: int) -> Speeds:
     """Speeds of `model` here: measured by earlier runs, else estimated from its tensors."""
-    from gemma_code.gguf_header import tensor_sizes
+    from gemma_code.models.gguf_header import tensor_sizes
 
     key = engine_key(model, backend, threads)
     return measured(key) or estimate(meta, tensor_sizes(model), threads)
