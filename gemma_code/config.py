@@ -24,6 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PROJECT_FILE = ".gemma-code.toml"
+SIZABLE = ("budget", "max_tokens")  # lowered to suit a CPU when no layer sets them (engine/sizing.py)
 ENV_PREFIX = "GEMMA_CODE_"
 
 
@@ -81,6 +82,9 @@ class Settings:
     agent_mode: str = "ask"  # plan | ask | auto-edit | full-auto
     agent_max_steps: int = 30
     command_timeout: float = 300.0  # seconds a run_command call may take
+    # not a config key: the settings no layer set, which the llama.cpp engine may lower to
+    # suit a CPU (engine/sizing.py); empty for Settings made in code
+    sizable: tuple[str, ...] = field(default=(), repr=False, compare=False, metadata={"internal": True})
 
 
 SOURCE_DEFAULT = "default"
@@ -107,7 +111,13 @@ USER_ONLY_KEY = "trusted_folders"
 
 
 def _fields() -> dict[str, dataclasses.Field[Any]]:
-    return {f.name: f for f in fields(Settings)}
+    """The config keys: every Settings field but the internal ones."""
+    return {f.name: f for f in fields(Settings) if not f.metadata.get("internal")}
+
+
+def as_dict(settings: Settings) -> dict[str, Any]:
+    """The config keys and their values."""
+    return {name: getattr(settings, name) for name in _fields()}
 
 
 # settings that take one of a few words
@@ -122,6 +132,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
 USER_ONLY_TABLES = ("mcp_servers",)
 # agent modes that act without asking: only the user (config, environment, flags) picks them
 RAISED_MODES = ("auto-edit", "full-auto")
+
+# numeric settings and their allowed range (low, high; None: open); flags use the same bounds
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "n_ctx": (0, None), "n_gpu_layers": (-1, None), "n_threads": (0, None), "n_batch": (1, None),
+    "max_tokens": (1, None), "temperature": (0, None), "top_p": (0, 1), "top_k": (0, None),
+    "seed": (-1, None), "budget": (0, None), "max_file_bytes": (1, None),
+    "request_timeout": (0, None), "request_retries": (0, None), "review_timeout": (0, None),
+    "prompt_cache_mb": (0, None), "agent_max_steps": (1, None), "command_timeout": (0, None),
+}
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
@@ -142,7 +161,19 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
             f"{origin}: `{key}` must be one of {', '.join(choices)}, not {value!r}",
             f"fix `{key}` in {origin}",
         )
+    low, high = RANGES.get(key, (None, None))
+    if (low is not None and result < low) or (high is not None and result > high):
+        raise ConfigError(
+            f"{origin}: `{key}` must be {_range_words(low, high)}, not {value!r}",
+            f"fix `{key}` in {origin}",
+        )
     return result
+
+
+def _range_words(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"between {low:g} and {high:g}"
+    return f"at least {low:g}" if low is not None else f"at most {high:g}"
 
 
 def _convert(kind: type, value: Any) -> Any:
@@ -323,4 +354,25 @@ def load_settings(
             raise KeyError(name)
         setattr(loaded.settings, name, value)
         loaded.sources[name] = SOURCE_FLAG
+    loaded.settings.sizable = tuple(k for k in SIZABLE if loaded.sources[k] == SOURCE_DEFAULT)
     return loaded
+
+
+def template() -> str:
+    """A new user config file: every key with its default, commented out."""
+    lines = [
+        "# gemma-code settings (`gemma-code config show` lists values and where they come from).",
+        "# Uncomment a line to change it. A project's .gemma-code.toml and GEMMA_CODE_<KEY>",
+        "# environment variables override this file; command-line flags override everything.",
+        "",
+    ]
+    for name, value in as_dict(Settings()).items():
+        if isinstance(value, bool):
+            shown = "true" if value else "false"
+        elif isinstance(value, str):
+            shown = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        else:
+            shown = str(value)
+        choices = f"  # {' | '.join(CHOICES[name])}" if name in CHOICES else ""
+        lines.append(f"# {name} = {shown}{choices}")
+    return "\n".join(lines) + "\n"

@@ -35,6 +35,20 @@ def working(message: str) -> AbstractContextManager[object]:
     return console.status(message, spinner="dots")
 
 
+def prefill_progress(engine: object, *, enabled: bool = True) -> AbstractContextManager[object]:
+    """While the block runs, a long prompt read by `engine` shows its progress on stderr.
+
+    Tokens done/total, rate and time left; only on a terminal, never with --json or a pipe,
+    and only for engines that report it (the llama.cpp engine's `progress` attribute).
+    """
+    from gemma_code.ui_progress import PrefillProgress, attached
+
+    console = stderr_console()
+    if not enabled or not console.is_terminal or not hasattr(engine, "progress"):
+        return nullcontext()
+    return attached(engine, PrefillProgress(console))
+
+
 def print_error(message: str, hint: str | None = None) -> None:
     """One-line error on stderr, with an optional hint line."""
     from rich.markup import escape
@@ -43,6 +57,15 @@ def print_error(message: str, hint: str | None = None) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}")
     if hint:
         err.print(f"[yellow]hint:[/] {escape(hint)}")
+
+
+def print_note(message: str) -> None:
+    """A dim note on stderr, on a terminal only (scripts and pipes get the answer alone)."""
+    from rich.markup import escape
+
+    console = stderr_console()
+    if console.is_terminal:
+        console.print(f"[dim]note: {escape(message)}[/]")
 
 
 def print_warning(message: str) -> None:
@@ -80,16 +103,18 @@ class StreamPrinter:
         self._live: Live | None = None
 
     def __enter__(self) -> StreamPrinter:
-        if self.markdown:
-            from rich.live import Live
-
-            live = Live(
-                self._renderable(), console=self.console, refresh_per_second=8,
-                vertical_overflow="visible", transient=False,
-            )
-            live.start()
-            self._live = live
         return self
+
+    def _start_live(self) -> None:
+        """Start the live view at the first text, so the prompt's progress line has ended."""
+        from rich.live import Live
+
+        live = Live(
+            self._renderable(), console=self.console, refresh_per_second=8,
+            vertical_overflow="visible", transient=False,
+        )
+        live.start()
+        self._live = live
 
     def _renderable(self) -> Group:
         from rich.console import Group
@@ -115,6 +140,8 @@ class StreamPrinter:
                 sys.stderr.flush()
         else:
             return
+        if self.markdown and self._live is None:
+            self._start_live()
         if self._live is not None:
             self._live.update(self._renderable())
 

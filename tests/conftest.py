@@ -4,6 +4,7 @@ and the small real GGUF for llama.cpp integration tests."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,6 +53,27 @@ def _isolated_home(
     if SHARED_VOCAB.is_file():
         monkeypatch.setenv("GEMMA_CODE_GEMMA4_VOCAB", str(SHARED_VOCAB))
     return home
+
+
+@pytest.fixture(autouse=True)
+def _sigint_raises() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in every test, however pytest was started.
+
+    A shell starts background jobs (`pytest &`, the way one runs the suite beside other work)
+    with SIGINT ignored, and Python keeps it ignored: a test that delivers SIGINT then sees
+    nothing happen. An earlier test's event loop may also leave its own handler behind.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
+def default_sigint() -> None:
+    """preexec_fn for a child that must react to SIGINT even when this process ignores it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

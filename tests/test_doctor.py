@@ -79,6 +79,32 @@ def test_doctor_reports_a_bad_kv_type_setting_with_its_fix(
     assert "fix:" in result.output
 
 
+def test_doctor_model_tiny_says_it_assembles_and_counts_the_file() -> None:
+    result = runner.invoke(app, ["doctor", "--model", "tiny"])
+    assert result.exit_code == 0, result.output
+    assert "assembling gemma3-270m from its installed package" in result.stderr
+    assert "Models on disk    1" in result.stdout and "gemma3-270m" in result.stdout
+
+
+def test_a_cpu_only_install_with_a_model_that_fits_is_ready() -> None:
+    # the default GPU model is not downloaded; the small model's package is installed
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 0, result.output
+    assert "not downloaded" in result.stdout
+    assert "ready with --model gemma3-270m" in result.stdout
+    assert 'model = "gemma3-270m"' in result.stdout.replace("\n", " ")
+    report = json.loads(runner.invoke(app, ["doctor", "--json"]).stdout)
+    assert report["usable"] is True and report["model"]["recommended"] == "gemma3-270m"
+    assert report["plan"]["n_ctx"] > 0
+
+
+def test_ask_without_the_default_model_recommends_the_installed_one() -> None:
+    result = runner.invoke(app, ["ask", "--no-context", "hello"])
+    assert result.exit_code == 4
+    hint = " ".join(result.stderr.split())
+    assert "models pull gemma-4-26b-a4b" in hint and "--model gemma3-270m" in hint
+
+
 def test_doctor_names_the_cpu_features_the_llama_cpp_build_uses(tiny_model_path: Path) -> None:
     from gemma_code.engine import buildcheck
 

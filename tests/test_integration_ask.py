@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import default_sigint
 
 pytestmark = pytest.mark.llama
 
@@ -66,6 +67,7 @@ def test_sigint_stops_ask_with_exit_130_and_no_process_left(tiny_model_path: Pat
          "--max-tokens", "1500", "Write a long story."],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+        preexec_fn=default_sigint,  # a child inherits an ignored SIGINT (pytest run with `&`)
     )
     try:
         assert proc.stdout is not None

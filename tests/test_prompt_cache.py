@@ -221,7 +221,9 @@ def test_second_ask_process_restores_the_prefix_from_disk(tiny_model_path, git_r
     (git_repo / "funcs.py").write_text(CONTEXT, encoding="utf-8")
     subprocess.run(["git", "add", "funcs.py"], cwd=git_repo, check=True)
     env = {**os.environ, "GEMMA_CODE_MODEL": str(tiny_model_path), "GEMMA_CODE_N_CTX": "2048",
-           "GEMMA_CODE_N_THREADS": "1", "GEMMA_CODE_TEMPERATURE": "0", "GEMMA_CODE_ENGINE": "llamacpp"}
+           "GEMMA_CODE_N_THREADS": "1", "GEMMA_CODE_TEMPERATURE": "0", "GEMMA_CODE_ENGINE": "llamacpp",
+           # a set budget: on a CPU the first run's measured speed may resize an unset one once
+           "GEMMA_CODE_BUDGET": "1024"}
     command = [sys.executable, "-m", "gemma_code", "ask", "--json", "--max-tokens", "4",
                "what does function_3 return?"]
     runs = []

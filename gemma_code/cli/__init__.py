@@ -10,8 +10,16 @@ from __future__ import annotations
 import typer
 
 from gemma_code import __version__
-from gemma_code.cli import common
-from gemma_code.cli.common import BaseUrlOpt, EngineOpt, ModelOpt, ThinkOpt
+from gemma_code.cli import common, helpfmt
+from gemma_code.cli.common import (
+    BaseUrlOpt,
+    BudgetOpt,
+    EngineOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    NCtxOpt,
+    ThinkOpt,
+)
 
 app = typer.Typer(
     name="gemma-code",
@@ -65,13 +73,19 @@ def _root(
     engine: EngineOpt = None,
     base_url: BaseUrlOpt = None,
     think: ThinkOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    n_ctx: NCtxOpt = None,
+    budget: BudgetOpt = None,
     cont: bool = typer.Option(
         False, "--continue", "-c", help="With no command: continue the last chat in this folder."
     ),
 ) -> None:
     """A private coding assistant: Gemma 4 on your own GPU through llama.cpp."""
     # options given before the command apply to it: `gemma-code --model tiny ask "..."`
-    common.ROOT_FLAGS = {"model": model, "engine": engine, "base_url": base_url, "think": think}
+    common.ROOT_FLAGS = {
+        "model": model, "engine": engine, "base_url": base_url, "think": think,
+        "max_tokens": max_tokens, "n_ctx": n_ctx, "budget": budget,
+    }
     _report_interrupted_writes()
     if ctx.invoked_subcommand is None:
         from gemma_code.cli.chat import chat
@@ -124,6 +138,9 @@ def _arrange_help() -> None:
 
 
 _arrange_help()
+
+
+helpfmt.install()
 
 
 def main() -> None:

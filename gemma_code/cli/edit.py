@@ -61,7 +61,12 @@ Examples:
 
 At each file: y(es), n(o), a(ll remaining), q(uit). Edits that do not apply go back to \
 the model with the reason and the closest lines (--retries times), then you are told \
-exactly what did not apply. Undo with `gemma-code undo`.
+exactly what did not apply; the model's reply is shown and saved, to fix and give to \
+`gemma-code apply`. Undo with `gemma-code undo`.
+
+Exit 0: the edits you chose were written (or there was nothing to change). Exit 6: \
+nothing could be applied, the model proposed no edits, some edits failed, or the input \
+ended before any answer (use --yes when nobody is there to confirm).
 
 --commit commits exactly the applied edits; it is refused, before anything is written, \
 outside git or when a file to change has uncommitted work (commit or stash it first).
@@ -153,6 +158,25 @@ def report_written(done: Written) -> None:
                        "`gemma-code undo` reverts them; or fix that and commit them yourself")
 
 
+def show_saved_reply(reply: str) -> None:
+    """Show the model's reply on stderr and save it, so it can be fixed and given to `apply`."""
+    import time
+
+    from gemma_code import paths
+    from gemma_code.atomic import write_text_atomic
+
+    err = _err()
+    err.print("the model's reply:", style="bold")
+    err.print(reply.strip() or "(empty)", style="dim", markup=False, highlight=False)
+    path = paths.data_dir() / "replies" / time.strftime("reply-%Y%m%d-%H%M%S.md")
+    try:
+        write_text_atomic(path, reply)
+    except OSError as exc:
+        err.print(f"could not save the reply: {exc}", style="yellow")
+        return
+    err.print(f"saved to {path}; fix it and run `gemma-code apply {path}`", style="dim")
+
+
 def _read_reply(source: str | None) -> str:
     if source in (None, "-"):
         stream = sys.stdin
@@ -202,6 +226,12 @@ def apply_cmd(
         err.print(note, style="dim", markup=False)
     if plan.already_applied:
         err.print(f"{len(plan.already_applied)} edit(s) already applied", style="dim")
+    from gemma_code.ui import stdout_console
+    from gemma_code.ui_diff import print_change
+
+    out = stdout_console()
+    for change in changes:
+        print_change(out, change)
     if check:
         names = ", ".join(f"{c.path} ({c.action})" for c in changes) or "nothing (already applied)"
         from rich.markup import escape
@@ -227,7 +257,8 @@ def _confirm(change: FileChange, state: dict[str, bool]) -> bool:
         try:
             answer = click.prompt(f"Apply to {change.path}? [y]es/[n]o/[a]ll/[q]uit", default="y",
                                   show_default=False, err=True).strip().lower()
-        except click.exceptions.Abort:
+        except click.exceptions.Abort:  # Ctrl-D, or piped input that ran out
+            state["eof"] = True
             answer = "q"
         if answer in {"y", "yes"}:
             return True
@@ -251,7 +282,7 @@ def run_edit_command(
     from gemma_code.tasks.edit import edit_messages, run_edit
     from gemma_code.tasks.edit_files import gather_files
     from gemma_code.tasks.edit_prompts import FORMATS
-    from gemma_code.ui import stdout_console, working
+    from gemma_code.ui import prefill_progress, print_note, stdout_console, working
     from gemma_code.ui_diff import print_change
 
     if not instruction.strip():
@@ -275,10 +306,13 @@ def run_edit_command(
                                                 settings)
         messages = edit_messages(instruction, files=named, repo_context=repo_context, symbol=sites,
                                  refactor=refactor, fmt=fmt)
+        if engine.info.sizing:
+            print_note(engine.info.sizing)
         err.print("asking the model for edits...", style="dim")
-        outcome = run_edit(engine, root, messages, max_tokens=settings.max_tokens,
-                           think=settings.think, temperature=settings.temperature, retries=retries,
-                           fmt=fmt)
+        with prefill_progress(engine):
+            outcome = run_edit(engine, root, messages, max_tokens=settings.max_tokens,
+                               think=settings.think, temperature=settings.temperature,
+                               retries=retries, fmt=fmt)
     if len(outcome.rounds) > 1:
         err.print(f"{len(outcome.rounds) - 1} correction round(s) with the model", style="dim")
     changes = outcome.changes()
@@ -290,6 +324,8 @@ def run_edit_command(
     failed = bool(outcome.failures or outcome.problems)
     if failed:
         report_failures(outcome.failures, outcome.problems)
+    if (failed or not changes) and outcome.rounds and not outcome.plan.already_applied:
+        show_saved_reply(outcome.rounds[-1].reply)
     if not changes:
         if failed:
             raise EditRejectedError("no edit could be applied; nothing was written",
@@ -308,6 +344,9 @@ def run_edit_command(
                                 "run without --yes to choose the files to apply anyway")
     state: dict[str, bool] = {}
     chosen = [c for c in changes if yes or _confirm(c, state)]
+    if not chosen and state.get("eof"):
+        raise EditRejectedError("nothing applied: the input ended before any answer",
+                                "add --yes to apply without asking, or --dry-run to only look")
     if not chosen:
         err.print("nothing applied")
         return

@@ -51,7 +51,15 @@ def explain_cmd(
     from gemma_code.engine import open_engine
     from gemma_code.tasks.ask import stream_ask
     from gemma_code.tasks.explain import explain_request
-    from gemma_code.ui import StreamPrinter, format_stats, stderr_console, stdout_console, working
+    from gemma_code.ui import (
+        StreamPrinter,
+        format_stats,
+        prefill_progress,
+        print_note,
+        stderr_console,
+        stdout_console,
+        working,
+    )
 
     settings = settings_from(model=model, engine=engine, base_url=base_url, think=think,
                              show_thoughts=show_thoughts, max_tokens=max_tokens, n_ctx=n_ctx).settings
@@ -62,8 +70,11 @@ def explain_cmd(
     with open_engine(settings, while_loading=working(f"loading {settings.model} …")) as eng:
         chunks = stream_ask(eng, messages, max_tokens=settings.max_tokens, think=settings.think,
                             temperature=settings.temperature)
+        if eng.info.sizing:
+            print_note(eng.info.sizing)
         printer = StreamPrinter(stdout_console(), show_thoughts=settings.show_thoughts)
-        final, interrupted = printer.play(chunks)
+        with prefill_progress(eng):
+            final, interrupted = printer.play(chunks)
         if interrupted:
             raise Interrupted("interrupted; the explanation above is incomplete")
         if stats and final is not None:

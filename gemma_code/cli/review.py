@@ -24,6 +24,7 @@ from gemma_code.cli.common import (
 from gemma_code.errors import ExitCode, GemmaCodeError, ModelError, UsageError
 
 if TYPE_CHECKING:
+    from gemma_code.engine.base import Engine
     from gemma_code.review.report import Report
 
 FORMATS = ("table", "text", "json", "sarif")
@@ -124,7 +125,7 @@ def review(
     import time
 
     started = time.monotonic()  # --timeout counts from here: reading a huge diff takes time too
-    from gemma_code.engine import Engine, load_engine
+    from gemma_code.engine import load_engine
     from gemma_code.review.findings import SEVERITIES
     from gemma_code.review.report import Report
     from gemma_code.tasks.review import (
@@ -134,7 +135,7 @@ def review(
         collect_target,
         run_review,
     )
-    from gemma_code.ui import print_error, print_warning
+    from gemma_code.ui import prefill_progress, print_error, print_warning
 
     if os.environ.get("GEMMA_CODE_SKIP") == "1":  # also under the pre-commit framework
         print_warning("gemma-code review skipped (GEMMA_CODE_SKIP=1)")
@@ -155,7 +156,16 @@ def review(
             "e.g. --fail-on critical blocks only on critical findings",
         )
     chosen = fmt or ("table" if sys.stdout.isatty() else "text")
-    target = collect_target(range_spec=range_spec, files=files or ())
+    try:
+        target = collect_target(range_spec=range_spec, files=files or ())
+    except GemmaCodeError as exc:
+        if chosen in ("json", "sarif"):  # a script reading stdout gets the error as a document
+            mode = "range" if range_spec else "files" if files else "staged"
+            failed = Report(mode, range_spec or "", settings.fail_on, model=settings.model)
+            failed.complete = False
+            failed.error = {"message": exc.message, "hint": exc.hint, "exit_code": int(exc.exit_code)}
+            _emit(failed, chosen, None)
+        raise
     report = Report(target.mode, target.spec, settings.fail_on, model=settings.model)
     failure: GemmaCodeError | None = None
     result: ReviewResult | None = None
@@ -168,9 +178,10 @@ def review(
             try:  # the time budget covers the load; the engine closes outside it
                 with deadline.guard():
                     model_engine = load_engine(settings)
-                    result = run_review(model_engine, target, settings,
-                                        max_tokens=settings.max_tokens, deadline=deadline,
-                                        use_cache=not no_cache)
+                    with prefill_progress(model_engine, enabled=chosen not in ("json", "sarif")):
+                        result = run_review(model_engine, target, settings,
+                                            max_tokens=settings.max_tokens, deadline=deadline,
+                                            use_cache=not no_cache)
             finally:
                 if model_engine is not None:
                     model_engine.close()

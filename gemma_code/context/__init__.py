@@ -162,6 +162,9 @@ def build_context(
             if counter.counted and count_tokens is not None and packed.text:
                 _verify(packed, count_tokens)
             if not cache.damaged or attempt:
+                if cache.trim(root_key):
+                    scan.notes.append("the context cache passed its size bound; other "
+                                      "repositories' entries were dropped")
                 break
             cache.drop_derived(root_key)
     packed.skipped = sorted(scan.skipped + tags.skipped + packed.skipped)

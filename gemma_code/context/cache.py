@@ -46,6 +46,26 @@ def cache_file() -> Path:
     return paths.cache_dir() / f"context-v{FORMAT_VERSION}.sqlite"
 
 
+MAX_BYTES = 512 << 20  # the file is trimmed past this (2.8 GB was seen before there was a bound)
+
+
+def files(current: Path | None = None) -> list[Path]:
+    """The cache file and its sqlite companions (-wal, -shm), and older formats' files."""
+    current = current or cache_file()
+    if not current.parent.is_dir():
+        return []
+    return sorted(p for p in current.parent.glob("context*.sqlite*") if p.is_file())
+
+
+def disk_bytes(current: Path | None = None) -> int:
+    total = 0
+    for path in files(current):
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+    return total
+
+
+
 def seal(data: bytes) -> bytes:
     """`data` with its checksum in front, as stored."""
     return hashlib.blake2b(data, digest_size=SEAL).digest() + data
@@ -330,6 +350,29 @@ class ContextCache:
                         "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?)",
                         [(tokenizer, d, c, _count_crc(tokenizer, d, c)) for d, c in counts.items()],
                     )
+
+    def trim(self, keep_root: str, max_bytes: int = MAX_BYTES) -> bool:
+        """Past `max_bytes` on disk, keep only `keep_root`'s tags and drop the token counts
+        (both are cheap to rebuild), then compact the file. True when it trimmed."""
+        if self._db is None or disk_bytes(self.path) <= max_bytes:
+            return False
+        with self._guard() as db:
+            if db is not None:
+                with db:
+                    for table in ("file_tags", "postings", "blobs"):
+                        db.execute(f"DELETE FROM {table} WHERE root != ?", (keep_root,))
+                    db.execute("DELETE FROM tokens")
+                db.execute("VACUUM")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if self._db is not None and disk_bytes(self.path) > max_bytes:
+            with self._guard() as db:  # this repository alone is too big: start afresh
+                if db is not None:
+                    with db:
+                        for table in ("file_tags", "postings", "blobs", "tokens"):
+                            db.execute(f"DELETE FROM {table}")
+                    db.execute("VACUUM")
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return True
 
     def close(self) -> None:
         if self._db is not None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from gemma_code.context.files import has_private_key, scan_files
 from gemma_code.context.languages import IDENTIFIER_TYPES, language_for, parser_and_query
+from gemma_code.generated import is_generated_text
 
 if TYPE_CHECKING:
     from gemma_code.context.tagscan import TagScan
@@ -169,7 +170,7 @@ def content_skip_reason(path: str, data: bytes) -> str:
         return "contains a private key"
     if data and data.count(b"\n") + 1 < len(data) // MINIFIED_LINE:
         return "generated or minified"
-    if b"@generated" in data[:2048] or re.search(rb"Code generated .* DO NOT EDIT", data[:2048]):
+    if is_generated_text(data):
         return "generated or minified"
     return ""
 

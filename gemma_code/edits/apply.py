@@ -148,6 +148,16 @@ def _did_you_mean(root: Path, rel: str, limit: int = 3) -> str:
     return f"; did you mean {' or '.join(sorted(found))}?" if found else ""
 
 
+def _partial_line(lines: list[str], search: list[str]) -> int | None:
+    """The 1-based line where SEARCH's text starts when it is there, but not as whole lines."""
+    needle = "\n".join(search).strip()
+    if not needle:
+        return None
+    text = "\n".join(lines)
+    at = text.find(needle)
+    return None if at < 0 else text.count("\n", 0, at) + 1
+
+
 def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
     if state.text is None:
         if not edit.search.strip():  # a blank SEARCH line meant "empty"
@@ -187,6 +197,11 @@ def _replace(plan: Plan, state: _FileState, edit: Edit) -> None:
         if done is not None and done.match is not None and (
                 not is_deletion(search, replace) or deletion_applied(lines, search, replace)):
             plan.already_applied.append(edit)
+            return
+        part = _partial_line(lines, search)
+        if part is not None:
+            _fail(plan, edit, f"SEARCH must be whole lines: its text is part of line {part}; copy "
+                  "the whole line(s) into SEARCH and REPLACE", lines, search, hint)
             return
         _fail(plan, edit, "the SEARCH text is not in the file", lines, search, hint)
         return

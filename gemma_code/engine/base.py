@@ -101,6 +101,7 @@ class ModelInfo:
     kv_type: str = "f16"
     n_gpu_layers: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    sizing: str = ""  # how budget and max_tokens were lowered to suit a CPU ("" when not)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import dataclasses
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from gemma_code.models.gguf_header import read_metadata, tensor_sizes
 
 if TYPE_CHECKING:
     from gemma_code.engine.kvstate import SwaCheckpoint
+    from gemma_code.engine.sizing import Speeds
     from gemma_code.engine.vision import Vision
 
 SEQ = 0  # the one sequence we use
@@ -41,8 +43,22 @@ def resolve_model_path(spec: str) -> Path:
 
 
 def load_llamacpp_engine(settings: Settings) -> LlamaCppEngine:
-    """Resolve the model (registry name or path), plan the memory, load it."""
-    return LlamaCppEngine(resolve_model_path(settings.model), settings)
+    """Resolve the model (registry name or path), plan the memory, load it.
+
+    On a CPU, the budget and max_tokens no layer set are lowered to suit its speed
+    (engine/sizing.py); `info.sizing` says so.
+    """
+    engine = LlamaCppEngine(resolve_model_path(settings.model), settings)
+    if engine.info.backend == "cpu":
+        from gemma_code.engine.sizing import engine_key, size_settings
+
+        key = engine_key(engine.path, engine.info.backend, engine._threads)
+        note = size_settings(settings, engine.speeds(), key=key)
+        if note:
+            engine.info = dataclasses.replace(
+                engine.info, notes=(*engine.info.notes, note), sizing=note
+            )
+    return engine
 
 
 class LlamaCppEngine(VisionMixin):
@@ -110,6 +126,7 @@ class LlamaCppEngine(VisionMixin):
             path=str(self.path), kv_type=self.plan.kv_type,
             n_gpu_layers=n_gpu_layers if gpu else 0, notes=tuple(notes),
         )
+        self._meta, self._threads = meta, int(lc.llama_n_threads_batch(self.ctx))
         self._piece = ctypes.create_string_buffer(256)
         self._one = (lc.llama_token * 1)()
         from gemma_code.engine.vision import find_mmproj
@@ -117,6 +134,16 @@ class LlamaCppEngine(VisionMixin):
         self.mmproj = find_mmproj(settings, self.path)
         self._vision: Vision | None = None  # loaded on the first image
         self._gpu = gpu
+        # called with (tokens evaluated, tokens to evaluate) while a long prompt is read
+        self.progress: Callable[[int, int], None] | None = None
+
+    # -- speed -------------------------------------------------------------------------------
+
+    def speeds(self) -> Speeds:
+        """Prompt reading and writing speed here: measured by earlier runs, else estimated."""
+        from gemma_code.engine.sizing import engine_speeds
+
+        return engine_speeds(self.path, self._meta, self.info.backend, self._threads)
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -207,19 +234,35 @@ class LlamaCppEngine(VisionMixin):
             lc.llama_memory_seq_rm(self.memory, SEQ, len(self._tokens), -1)
 
     def _decode(self, tokens: Sequence[int]) -> None:
-        """Evaluate text `tokens` after the cache, in n_batch slices (Ctrl-C lands between them)."""
+        """Evaluate `tokens` after the cache, in n_batch slices; Ctrl-C stops it mid-slice.
+
+        Reports (done, total) to `self.progress` before the first slice and after each one.
+        """
+        from gemma_code.engine.interrupt import abortable
+
         lc = self._lc
-        for start in range(0, len(tokens), self.n_batch):
-            part = tokens[start : start + self.n_batch]
-            arr = (lc.llama_token * len(part))(*part)
-            rc = lc.llama_decode(self.ctx, lc.llama_batch_get_one(arr, len(part)))
-            if rc != 0:
-                self._resync()
-                raise EngineError(
-                    f"llama_decode failed (code {rc}) at position {len(self._tokens):,}",
-                    "the context may be full: lower --max-tokens or raise --n-ctx",
-                )
-            self._tokens.extend(part)
+        total = len(tokens)
+        report = self.progress
+        with abortable(lc, self.ctx) as flag:
+            if report is not None:
+                report(0, total)
+            for start in range(0, total, self.n_batch):
+                part = tokens[start : start + self.n_batch]
+                arr = (lc.llama_token * len(part))(*part)
+                rc = lc.llama_decode(self.ctx, lc.llama_batch_get_one(arr, len(part)))
+                if rc != 0:
+                    self._resync()
+                    if rc == 2 and flag is not None and flag.requested:
+                        break  # Ctrl-C: leaving `abortable` raises KeyboardInterrupt
+                    raise EngineError(
+                        f"llama_decode failed (code {rc}) at position {len(self._tokens):,}",
+                        "the context may be full: lower --max-tokens or raise --n-ctx",
+                    )
+                self._tokens.extend(part)
+                if report is not None:
+                    report(start + len(part), total)
+                if flag is not None and flag.requested:
+                    break
 
     def save_kv(self, path: str | Path) -> int:
         """Write the KV cache and its tokens with llama.cpp's file format; bytes written."""
@@ -378,6 +421,10 @@ class LlamaCppEngine(VisionMixin):
                 stats.draft_accepted = spec.stats.draft_accepted
             self._resync()
         stats.decode_s = time.perf_counter() - first_at if stats.completion_tokens else 0.0
+        if stats.stop_reason != "interrupted":
+            from gemma_code.engine.sizing import record_run
+
+            record_run(self.path, self._meta, self.info.backend, self._threads, stats)
         yield Chunk("stats", stats=stats)
 
     def _plain_tokens(self, sampler: Any, max_tokens: int) -> Generator[int, None, None]:

@@ -321,7 +321,7 @@ def resolve_model(spec: str) -> Path:
         size = f" ({entry.size_gb:.1f} GB)" if entry.size_gb else ""
         raise ModelNotFoundError(
             f"model `{entry.name}` is not downloaded (expected at {target})",
-            f"run: {entry.pull_command()}{size}",
+            f"run: {entry.pull_command()}{size}" + _installed_instead(entry.name),
         )
     candidate = Path(spec).expanduser()
     if candidate.exists():
@@ -336,6 +336,15 @@ def resolve_model(spec: str) -> Path:
         f"unknown model `{spec}`: not a registry name and not a file",
         f"{hint}`gemma-code models list` shows every model",
     )
+
+
+def _installed_instead(missing: str) -> str:
+    """"; or ..." naming an installed model that fits the RAM, with how to make it the default."""
+    from gemma_code.engine.hardware import ram_available
+    from gemma_code.models_fit import default_hint, fitting
+
+    fits = [m for m in fitting(ram_available()) if m.name != missing]
+    return f"; or, installed and fitting this machine: {default_hint(fits[0].name)}" if fits else ""
 
 
 def list_local() -> list[LocalModel]:

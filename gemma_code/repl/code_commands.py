@@ -98,7 +98,7 @@ class CodeCommands:
         if not args:
             raise UsageError("/edit needs an instruction", "/edit rename add() to add_numbers()")
         self.repl.last_instruction = args
-        self._edit(edit_request(args), mode="edit")
+        self._edit(edit_request(args), mode="edit", typed=f"/edit {args}")
 
     def cmd_refactor(self, args: str) -> None:
         """Like /edit, but the symbol's definition and every call site change together.
@@ -113,18 +113,20 @@ class CodeCommands:
         files, sites = gather_files(repl.root, [], refactor=True, instruction=args)
         repl.watch.remember(files)
         repl.last_instruction = args
-        self._edit(edit_request(args, files=files, symbol=sites, refactor=True), mode="refactor")
+        self._edit(edit_request(args, files=files, symbol=sites, refactor=True), mode="refactor",
+                   typed=f"/refactor {args}")
 
-    def _edit(self, request: str, *, mode: str) -> None:
+    def _edit(self, request: str, *, mode: str, typed: str) -> None:
         """One conversation turn asking for edits, then the edit task's retry rounds (each a turn)."""
         from gemma_code.tasks.edit import MAX_RETRIES, edit_rounds
 
         repl = self.repl
-        reply = repl.turn(request, mode=mode)
+        reply = repl.turn(request, mode=mode, typed=typed)
         if reply is None:
             return
+        retry = "(automatic retry: the edits that did not apply)"
         outcome = edit_rounds(repl.root, reply, retries=MAX_RETRIES, on_retry=self._show_failures,
-                              ask_again=lambda text: repl.turn(text, mode="retry"))
+                              ask_again=lambda text: repl.turn(text, mode="retry", typed=retry))
         self._finish(outcome)
 
     def cmd_apply(self, args: str) -> None:

@@ -97,7 +97,7 @@ class Commands(CodeCommands):
         """
         if not args:
             raise UsageError("/ask needs a question", "/ask what does main() do?")
-        self.repl.turn(ASK_ONLY + args, mode="ask")
+        self.repl.turn(ASK_ONLY + args, mode="ask", typed=f"/ask {args}")
 
     def cmd_mode(self, args: str) -> None:
         """Agent mode: messages run the agent with tools (plan, ask, auto-edit, full-auto); off.
@@ -154,7 +154,7 @@ class Commands(CodeCommands):
             self.repl.notice("no exchanges yet")
             return
         for number, at in enumerate(range(0, len(history) - 1, 2), start=1):
-            user = " ".join(history[at].content.split())[-70:]
+            user = " ".join(self.repl.conv.shown(history[at]).split())[:70]
             reply = " ".join(history[at + 1].content.split())[:70]
             self.repl.console.print(f"[bold]{number:>3}[/] you: {escape(user)}", highlight=False)
             self.repl.console.print(f"    model: {reply}", markup=False, highlight=False)
@@ -357,8 +357,10 @@ class Commands(CodeCommands):
         info = find_session(args.strip())
         repl.conv.clear()
         repl.conv.history = list(info.messages)
+        repl.conv.typed = dict(info.typed)
         repl.session = SessionFile(info.id, cwd=repl.cwd, model=repl.engine.info.name)
         repl.cache = None  # its conversation's KV state may be on disk (saved when it ended)
+        repl.count_context()
         repl.notice(f"loaded session {info.id}: {len(info.messages) // 2} exchange(s)")
 
     # ----- shell ------------------------------------------------------------------------------

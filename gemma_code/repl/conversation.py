@@ -51,6 +51,7 @@ class Conversation:
     history: list[Message] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     pending_images: list[ImageData] = field(default_factory=list)  # /add shot.png
+    typed: dict[Message, str] = field(default_factory=dict)  # user turn -> what the user typed
     turns: list[TurnStats] = field(default_factory=list)
 
     @property
@@ -64,14 +65,20 @@ class Conversation:
         """The next user turn: added images, pending notes (files, shell output), then the text."""
         return Message("user", "\n\n".join([*self.pending, text.strip()]), images=tuple(self.pending_images))
 
+    def shown(self, user: Message) -> str:
+        """A user turn as the user typed it (the prompt may add files, notes and instructions)."""
+        return self.typed.get(user, user.content)
+
     def messages(self, user: Message) -> list[Message]:
         """Everything the model sees for the next turn."""
         return [Message("system", self.system), *self.history, user]
 
-    def record(self, user: Message, reply: str) -> Message:
+    def record(self, user: Message, reply: str, typed: str | None = None) -> Message:
         """Append a finished (or deliberately kept partial) exchange; pending notes are used up."""
         model = Message("model", reply)
         self.history.extend([user, model])
+        if typed is not None:
+            self.typed[user] = typed
         self.pending.clear()
         self.pending_images.clear()
         return model
@@ -84,6 +91,7 @@ class Conversation:
         self.history.clear()
         self.pending.clear()
         self.pending_images.clear()
+        self.typed.clear()
 
     def drop_oldest(self, count: int) -> list[Message]:
         """Remove the `count` oldest messages (always whole user+model pairs); return them."""

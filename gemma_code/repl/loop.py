@@ -81,6 +81,7 @@ class Repl:
             self.session = SessionFile(resume.id, cwd=cwd, model=self.engine.info.name)
             self.conv.history = list(resume.messages)
             self.resumed_missing = list(resume.missing_images)
+            self.conv.typed = dict(resume.typed)
         else:
             self.session = SessionFile(new_session_id(), cwd=cwd, model=self.engine.info.name)
         from gemma_code.repl.commands import Commands
@@ -97,7 +98,8 @@ class Repl:
     def notice(self, text: str) -> None:
         from rich.markup import escape
 
-        self.console.print(f"[yellow]›[/] {escape(text)}")
+        # not the input prompt's "›": a notice must not look like something the user typed
+        self.console.print(f"[dim yellow]·[/] [yellow]{escape(text)}[/]")
 
     def error(self, message: str, hint: str | None = None) -> None:
         from rich.markup import escape
@@ -190,11 +192,14 @@ class Repl:
             why = "off (--no-context)" if not self.settings.context else "off: not in a git repository"
             self.packed = PackedView(notes=[f"repository context is {why}"])
             self.conv.repo_context = None
+            self.count_context()
             return
         from gemma_code.repl.repo import pack_repository
+        from gemma_code.tasks.ask import answer_reserve
 
         n_ctx = self.engine.info.n_ctx
-        budget = max(0, min(self.settings.budget, n_ctx // 2 - self.settings.max_tokens))
+        reserve = answer_reserve(n_ctx, self.settings.max_tokens)  # not max_tokens: a stable prefix
+        budget = max(0, min(self.settings.budget, n_ctx // 2 - reserve))
         try:
             self.packed = pack_repository(
                 self.root, "", budget=budget, engine=self.engine, named=self.added,
@@ -204,7 +209,11 @@ class Repl:
             self.packed = PackedView(notes=[f"the context builder failed: {exc.message}"])
         self.conv.repo_context = self.packed.text
         self.watch.remember(path for path, _, _ in self.packed.files)
-        self.context_used = self.engine.count_tokens(self.conv.system)
+        self.count_context()
+
+    def count_context(self) -> None:
+        """The toolbar's count: the whole prompt so far, a resumed or kept history included."""
+        self.context_used = self.count_prompt([Message("system", self.conv.system), *self.conv.history])
 
     def changed_files_note(self) -> str | None:
         """The new text of files changed since the model saw them, for the next user turn."""
@@ -223,8 +232,11 @@ class Repl:
 
         return count_prompt(self.engine, messages, think=self.settings.think)
 
-    def turn(self, text: str, *, mode: str = "chat") -> str | None:
-        """Send one user turn and stream the reply; returns the reply (None if cancelled)."""
+    def turn(self, text: str, *, mode: str = "chat", typed: str | None = None) -> str | None:
+        """Send one user turn and stream the reply; returns the reply (None if cancelled).
+
+        `typed` is what the user typed when `text` (the prompt) says more, for /history.
+        """
         self._join_warmer()  # a command may chain turns (/edit retries): one engine user at a time
         note = self.changed_files_note()
         if note:
@@ -260,8 +272,9 @@ class Repl:
                 return None
             answer = kept
             self.notice("interrupted; the partial answer stays in the conversation, marked as interrupted")
-        self.conv.record(user, answer)
-        self.session.add_message(user)
+        typed = text.strip() if typed is None else typed
+        self.conv.record(user, answer, typed)
+        self.session.add_message(user, typed=typed)
         self.session.add_message(Message("model", answer), stats.to_dict() if stats else None)
         self.last_reply = answer
         if stats is not None:
@@ -282,7 +295,7 @@ class Repl:
                ) -> tuple[str, GenerationStats | None, bool]:
         """Stream one reply to the console (through the ask task); Ctrl-C stops it cleanly."""
         from gemma_code.tasks.ask import stream_ask
-        from gemma_code.ui import StreamPrinter
+        from gemma_code.ui import StreamPrinter, prefill_progress
 
         chunks: Iterator[Chunk] = stream_ask(
             self.engine, messages, max_tokens=self.settings.max_tokens, think=self.settings.think,
@@ -296,7 +309,8 @@ class Repl:
             chunks = self.cache.wrap(chunks, messages, think=self.settings.think)
         printer = StreamPrinter(self.console, show_thoughts=self.settings.show_thoughts)
         # on Ctrl-C the engine stops decoding; its KV cache keeps what was evaluated
-        stats, interrupted = printer.play(chunks)
+        with prefill_progress(self.engine, enabled=self.io.input is None):
+            stats, interrupted = printer.play(chunks)
         for note in self.cache.notes if self.cache is not None else []:
             self.notice(note)
         if self.cache is not None:
@@ -356,6 +370,8 @@ class Repl:
         self.console.print(
             f"[bold]gemma-code[/] chat · {info.name} · n_ctx {info.n_ctx:,} · session {self.session.id}"
         )
+        if info.sizing:
+            self.notice(info.sizing)
         if self.packed.files:
             self.notice(f"repository context: {len(self.packed.files)} files, {self.packed.used:,} tokens "
                         "(/context lists them)")

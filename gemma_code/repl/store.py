@@ -48,6 +48,7 @@ class SessionInfo:
     messages: list[Message] = field(default_factory=list)
     modified: float = 0.0
     missing_images: list[str] = field(default_factory=list)  # gone or changed since the chat
+    typed: dict[Message, str] = field(default_factory=dict)  # user turn -> what the user typed
 
     @property
     def title(self) -> str:
@@ -83,10 +84,14 @@ class SessionFile:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def add_message(self, message: Message, stats: dict[str, Any] | None = None) -> None:
+    def add_message(
+        self, message: Message, stats: dict[str, Any] | None = None, typed: str | None = None
+    ) -> None:
         record: dict[str, Any] = {"type": "message", "role": message.role, "content": message.content}
         if message.images:  # the file's path and pixels' digest: reloaded on resume if unchanged
             record["images"] = [{"path": i.label, "digest": i.digest} for i in message.images]
+        if typed is not None and typed != message.content:
+            record["typed"] = typed  # what the user typed, when the prompt says more
         if stats:
             record["stats"] = stats
         self._append(record)
@@ -145,7 +150,10 @@ def read_session(path: Path) -> SessionInfo:
             info.model = str(record.get("model", ""))
         elif kind == "message" and record.get("role") in ("user", "model"):
             images = _reload_images(record.get("images"), info.missing_images)
-            info.messages.append(Message(record["role"], str(record.get("content", "")), images=images))
+            message = Message(record["role"], str(record.get("content", "")), images=images)
+            info.messages.append(message)
+            if isinstance(record.get("typed"), str):
+                info.typed[message] = record["typed"]
         elif kind == "clear":
             info.messages.clear()
         elif kind == "drop":

@@ -90,6 +90,16 @@ def collect(chunks: Iterator[Chunk]) -> AskResult:
 PROMPT_OVERHEAD = 512  # system rules and turn markers around the context in `ask`
 
 
+def answer_reserve(n_ctx: int, max_tokens: int) -> int:
+    """Tokens of the window kept for the answer when sizing the repository context.
+
+    A fixed share of the window (an eighth, at most 4,096), so the packed context, and with
+    it the prompt cache's saved prefix, stays the same when only --max-tokens changes; more
+    only when max_tokens asks for more than that share.
+    """
+    return max(min(n_ctx // 8, 4096), max_tokens)
+
+
 def context_budget(
     engine: Engine, question: str, files: Sequence[Path], settings: Settings, *, reserved: int = 0
 ) -> int:
@@ -104,7 +114,7 @@ def context_budget(
             overhead += engine.count_tokens(Path(path).read_text(encoding="utf-8", errors="replace"))
         except OSError:
             continue  # the task reports unreadable -f files itself
-    room = engine.info.n_ctx - settings.max_tokens - overhead - reserved
+    room = engine.info.n_ctx - answer_reserve(engine.info.n_ctx, settings.max_tokens) - overhead - reserved
     return min(settings.budget - reserved, room)
 
 
