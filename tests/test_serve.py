@@ -73,9 +73,14 @@ def test_openai_messages_render_with_the_system_turn_kept() -> None:
     assert "rules\n\nq" in render(messages, "gemma3")
 
 
-def test_image_parts_are_refused_not_dropped() -> None:
-    with pytest.raises(ApiError, match="image_url") as caught:
+def test_malformed_image_parts_are_refused_not_dropped() -> None:
+    with pytest.raises(ApiError, match="needs a `url`") as caught:
         messages_from_openai([{"role": "user", "content": [{"type": "image_url"}]}])
+    assert caught.value.status == 400
+    url = "data:image/png;base64,AAAA"
+    with pytest.raises(ApiError, match="user messages only") as caught:
+        messages_from_openai([{"role": "user", "content": "q"}, {"role": "assistant", "content": [
+            {"type": "image_url", "image_url": {"url": url}}]}])
     assert caught.value.status == 400
 
 

@@ -60,15 +60,17 @@ def _free_port() -> int:
 
 @contextmanager
 def scripted_server(tmp_path: Path, replies: list[Any], *args: str,
-                    env: dict[str, str] | None = None) -> Iterator[Server]:
+                    env: dict[str, str] | None = None, script: dict[str, Any] | None = None
+                    ) -> Iterator[Server]:
     """`gemma-code serve` on the scripted engine; stopped (and checked) when the block ends."""
     log = tmp_path / "seen.jsonl"
-    script = tmp_path / "script.json"
-    script.write_text(json.dumps({"replies": replies, "log": str(log), "n_ctx": 16384}))
+    script_file = tmp_path / "script.json"
+    script_file.write_text(json.dumps({"replies": replies, "log": str(log), "n_ctx": 16384,
+                                       **(script or {})}))
     port = _free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GEMMA_CODE_")}
     full_env.update({"GEMMA_CODE_HOME": str(tmp_path / "home"), "GEMMA_CODE_ENGINE": "scripted",
-                     "GEMMA_CODE_SCRIPT": str(script), **(env or {})})
+                     "GEMMA_CODE_SCRIPT": str(script_file), **(env or {})})
     proc = subprocess.Popen(
         [sys.executable, "-m", "gemma_code", "serve", "--port", str(port), *args],
         env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,

@@ -29,6 +29,11 @@ def image_kind(path: Path) -> str | None:
             head = handle.read(16)
     except OSError:
         return None
+    return kind_of_bytes(head)
+
+
+def kind_of_bytes(head: bytes) -> str | None:
+    """"PNG", "JPEG", "GIF" or "WebP" from an image's first bytes; None for anything else."""
     for magic, kind in SIGNATURES.items():
         if head.startswith(magic):
             return kind
@@ -39,9 +44,6 @@ def image_kind(path: Path) -> str | None:
 
 def load_image(path: Path) -> ImageData:
     """The image's pixels as RGB (transparency over white, GIF: first frame, big ones shrunk)."""
-    from PIL import Image, ImageOps
-
-    kind = image_kind(path) or "image"
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -52,10 +54,32 @@ def load_image(path: Path) -> ImageData:
             "send a screenshot or a smaller export (PNG or JPEG)",
         )
     try:
-        with Image.open(path) as opened:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return decode_image(data, str(path))
+
+
+def decode_image(data: bytes, label: str) -> ImageData:
+    """`data` (an image file's bytes) as RGB pixels; UsageError when it is not a readable image.
+
+    `label` names the image in messages (a path, or where in a request it came from).
+    """
+    import io
+
+    from PIL import Image, ImageOps
+
+    kind = kind_of_bytes(data[:16]) or "image"
+    if len(data) > MAX_IMAGE_BYTES:
+        raise UsageError(
+            f"{label} is {len(data) / 1e6:,.0f} MB; images over {MAX_IMAGE_BYTES // 2**20} MB are refused",
+            "send a screenshot or a smaller export (PNG or JPEG)",
+        )
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
             if opened.width * opened.height > MAX_PIXELS:
                 raise UsageError(
-                    f"{path} is {opened.width:,}x{opened.height:,} pixels, too large to decode",
+                    f"{label} is {opened.width:,}x{opened.height:,} pixels, too large to decode",
                     "scale it down or crop the part that matters",
                 )
             opened.seek(0)  # GIF and animated WebP: the first frame
@@ -74,11 +98,11 @@ def load_image(path: Path) -> ImageData:
     except UsageError:
         raise
     except Image.DecompressionBombError:
-        raise UsageError(f"{path} is too large to decode", "scale it down or crop it") from None
+        raise UsageError(f"{label} is too large to decode", "scale it down or crop it") from None
     except (OSError, ValueError, SyntaxError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(
-            f"{path} is not a readable {kind}: {reason}", "check that the file is complete"
+            f"{label} is not a readable {kind}: {reason}", "check that the file is complete"
         ) from None
     digest = hashlib.blake2b(pixels, digest_size=16, person=f"{width}x{height}".encode()[:16])
-    return ImageData(str(path), width, height, pixels, digest.hexdigest())
+    return ImageData(label, width, height, pixels, digest.hexdigest())

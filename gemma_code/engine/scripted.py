@@ -6,7 +6,9 @@ the `script` setting, e.g. GEMMA_CODE_ENGINE=scripted GEMMA_CODE_SCRIPT=replies.
 Script file: ``{"replies": [REPLY, ...], "n_ctx": 8192, "log": "seen.jsonl"}`` where a REPLY
 is the raw model text (thoughts inside ``<|channel>thought\\n...<channel|>`` allowed) or an
 object ``{"text": ..., "delay": seconds_per_piece, "error": "message"}``. With `log`, each
-call appends one JSON line with the prompt the model saw.
+call appends one JSON line with the prompt the model saw (and each message's images).
+With ``"image_tokens": N`` the engine takes images, each N prompt positions (a stand-in for
+a model with its vision projector); without it, it cannot read images.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gemma_code.engine.base import Chunk, GenerationStats, Message, ModelInfo
+from gemma_code.engine.base import Chunk, GenerationStats, ImageData, Message, ModelInfo
 from gemma_code.engine.chat_templates import ThoughtSplitter, render
 from gemma_code.errors import ConfigError, EngineError, PromptTooLongError
 
@@ -74,6 +76,12 @@ class ScriptedEngine:
         if isinstance(data, list):
             data = {"replies": data}
         log = data.get("log")
+        if data.get("image_tokens") and cls is ScriptedEngine:
+            return ScriptedVisionEngine(
+                replies=list(data.get("replies", [])), n_ctx=int(data.get("n_ctx", 8192)),
+                chat_format=str(data.get("chat_format", "gemma4")),
+                log_path=Path(log) if log else None, tokens_per_image=int(data["image_tokens"]),
+            )
         return cls(
             replies=list(data.get("replies", [])),
             n_ctx=int(data.get("n_ctx", 8192)),
@@ -97,7 +105,8 @@ class ScriptedEngine:
         speculative: bool = False,
     ) -> Iterator[Chunk]:
         prompt = render(messages, self.chat_format, think=think)
-        prompt_tokens = self.count_tokens(prompt)
+        image_tokens = self._image_positions(messages)
+        prompt_tokens = self.count_tokens(prompt) + image_tokens
         if prompt_tokens + max_tokens > self.n_ctx:
             raise PromptTooLongError(prompt_tokens, self.n_ctx, max_tokens)
         call = ScriptedCall(list(messages), prompt, max_tokens, think, grammar, list(stop), speculative)
@@ -113,8 +122,15 @@ class ScriptedEngine:
             reply = {"text": reply}
         if reply.get("error"):
             raise EngineError(f"scripted engine: {reply['error']}")
-        yield from self._replay(str(reply.get("text", "")), float(reply.get("delay", 0.0)),
-                                prompt_tokens, max_tokens, stop)
+        for chunk in self._replay(str(reply.get("text", "")), float(reply.get("delay", 0.0)),
+                                  prompt_tokens, max_tokens, stop):
+            if chunk.stats is not None:
+                chunk.stats.image_tokens = image_tokens
+            yield chunk
+
+    def _image_positions(self, messages: Sequence[Message]) -> int:
+        """Prompt positions the images take: none here (the vision engine counts them)."""
+        return 0
 
     def _replay(
         self, text: str, delay: float, prompt_tokens: int, max_tokens: int, stop: Sequence[str]
@@ -151,7 +167,10 @@ class ScriptedEngine:
         if self.log_path is None:
             return
         record = {
-            "messages": [{"role": m.role, "content": m.content} for m in call.messages],
+            "messages": [{"role": m.role, "content": m.content,
+                          "images": [{"label": i.label, "width": i.width, "height": i.height,
+                                      "digest": i.digest} for i in m.images]}
+                         for m in call.messages],
             "prompt": call.prompt, "max_tokens": call.max_tokens, "think": call.think,
             "grammar": call.grammar,
         }
@@ -161,3 +180,20 @@ class ScriptedEngine:
     def close(self) -> None:
         """Nothing to free; tests check who closed it."""
         self.closed = True
+
+
+@dataclass
+class ScriptedVisionEngine(ScriptedEngine):
+    """The scripted engine with eyes: each image takes `tokens_per_image` prompt positions."""
+
+    tokens_per_image: int = 256
+
+    @property
+    def takes_images(self) -> bool:
+        return True
+
+    def image_tokens(self, image: ImageData) -> int:
+        return self.tokens_per_image
+
+    def _image_positions(self, messages: Sequence[Message]) -> int:
+        return sum(self.image_tokens(i) for m in messages for i in m.images)

@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gemma_code.engine.base import Message
+from gemma_code.engine.base import ImageData, Message
 from gemma_code.engine.gemma_tools import ToolCall, ToolSpec
 from gemma_code.server.common import (
     Piece,
@@ -29,6 +29,7 @@ from gemma_code.server.common import (
     usage_numbers,
     with_tools,
 )
+from gemma_code.server.images import check_vision, image_of_base64
 from gemma_code.server.runner import ApiError, Job, Outcome, collect
 
 
@@ -102,10 +103,13 @@ def _assistant(blocks: list[Any], where: str, names: dict[str, str]) -> Message:
 def _user(blocks: list[Any], where: str, names: dict[str, str]) -> list[Message]:
     results: list[Message] = []
     text: list[str] = []
+    images: list[ImageData] = []
     for n, block in enumerate(blocks):
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
             text.append(str(block.get("text", "")))
+        elif kind == "image":
+            images.append(_image(block.get("source"), f"{where}.content.{n}"))
         elif kind == "tool_result":
             content = _text(block.get("content"), f"{where}.content.{n}.content")
             if block.get("is_error"):
@@ -113,8 +117,23 @@ def _user(blocks: list[Any], where: str, names: dict[str, str]) -> list[Message]
             results.append(Message("tool", content, name=names.get(str(block.get("tool_use_id")), "unknown")))
         else:
             raise ApiError(400, f"{where}.content.{n}: user blocks of type {kind!r} are not supported "
-                           "(text and tool_result only)")
-    return results + ([Message("user", "\n".join(text))] if text else [])
+                           "(text, image and tool_result only)")
+    if text or images:
+        results.append(Message("user", "\n".join(text), images=tuple(images)))
+    return results
+
+
+def _image(source: Any, where: str) -> ImageData:
+    """An `image` block's base64 source; URL sources are refused (the server never fetches)."""
+    if not isinstance(source, dict):
+        raise ApiError(400, f"{where}: an image block needs a `source` object")
+    if source.get("type") == "url":
+        raise ApiError(400, f"{where}: this server never fetches image URLs; send the image as a "
+                       "base64 source ({\"type\": \"base64\", \"media_type\": \"image/png\", \"data\": ...})")
+    if source.get("type") != "base64":
+        raise ApiError(400, f"{where}: image sources of type {source.get('type')!r} are not supported "
+                       "(base64 only)")
+    return image_of_base64(source.get("data"), source.get("media_type"), where)
 
 
 def tools_of(body: dict[str, Any]) -> list[ToolSpec]:
@@ -143,6 +162,7 @@ def job_of(body: dict[str, Any], served: Served) -> Job:
     tools = tools_of(body)
     messages = with_tools(messages_of(body), tools)
     check_order(messages)
+    check_vision(served.engine, messages)
     thinking = body.get("thinking")
     think = served.think
     if isinstance(thinking, dict):
@@ -203,11 +223,16 @@ async def count_tokens(request: Any, served: Served) -> Any:
     body = await read_json(request)
     served.check_model(body.get("model"), anthropic=True)
     messages = with_tools(messages_of(body), tools_of(body))
+    check_vision(served.engine, messages)
     own = getattr(served.engine, "prompt_tokens", None)
     if callable(own):  # content counted as text, exactly as the prompt will be evaluated
         return {"input_tokens": len(own(messages, think=False))}
+    from gemma_code.tasks.attachments import can_see, image_budget
+
     text = render(messages, served.engine.info.chat_format)
-    return {"input_tokens": served.engine.count_tokens(text)}
+    images = [i for m in messages for i in m.images]
+    seen = image_budget(served.engine, images) if images and can_see(served.engine) else 0
+    return {"input_tokens": served.engine.count_tokens(text) + seen}
 
 
 async def _events(served: Served, message_id: str, pieces: AsyncIterator[Piece]) -> AsyncIterator[bytes]:

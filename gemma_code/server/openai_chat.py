@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gemma_code.engine.base import Message
+from gemma_code.engine.base import ImageData, Message
 from gemma_code.engine.gemma_tools import ToolCall, ToolSpec
 from gemma_code.server.common import (
     Piece,
@@ -26,6 +26,7 @@ from gemma_code.server.common import (
     usage_numbers,
     with_tools,
 )
+from gemma_code.server.images import check_vision, image_of_url
 from gemma_code.server.runner import ApiError, Job, Outcome, collect
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "model",
@@ -33,25 +34,46 @@ _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant"
 
 
 def text_of(content: Any, where: str) -> str:
-    """A message's content: a string, null, or a list of text parts."""
+    """A message's content: a string, null, or a list of text parts (no images)."""
+    return content_of(content, where, images_ok=False)[0]
+
+
+def content_of(content: Any, where: str, *, images_ok: bool = True, param: str = "messages"
+               ) -> tuple[str, tuple[ImageData, ...]]:
+    """A message's text and images: a string, null, or a list of text and image parts.
+
+    Images: Chat Completions `image_url` and Responses `input_image` parts, as data URLs.
+    """
     if content is None:
-        return ""
+        return "", ()
     if isinstance(content, str):
-        return content
+        return content, ()
     if isinstance(content, list):
         parts: list[str] = []
-        for part in content:
+        images: list[ImageData] = []
+        for n, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
             if isinstance(part, str):
                 parts.append(part)
-            elif isinstance(part, dict) and part.get("type") in ("text", "input_text", "output_text"):
+            elif kind in ("text", "input_text", "output_text"):
                 parts.append(str(part.get("text", "")))
-            elif isinstance(part, dict) and part.get("type") == "refusal":
+            elif kind == "refusal":
                 parts.append(str(part.get("refusal", "")))
+            elif kind in ("image_url", "input_image"):
+                if not images_ok:
+                    raise ApiError(400, f"{where}: images are taken in user messages only", param=param)
+                url = part.get("image_url")
+                if kind == "image_url" and isinstance(url, dict):
+                    url = url.get("url")
+                if kind == "input_image" and url is None and part.get("file_id"):
+                    raise ApiError(400, f"{where}.content[{n}]: file ids are not supported; "
+                                   "send the image as a data URL", param=param)
+                images.append(image_of_url(url, f"{where}.content[{n}]", param))
             else:
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                kind = kind or type(part).__name__
                 raise ApiError(400, f"{where}: content parts of type {kind!r} are not supported "
-                               "(text only)", param="messages")
-        return "".join(parts)
+                               "(text and images only)", param="messages")
+        return "".join(parts), tuple(images)
     raise ApiError(400, f"{where}: content must be a string or a list of parts", param="messages")
 
 
@@ -68,6 +90,10 @@ def messages_from_openai(items: Any) -> list[Message]:
         role = _ROLES.get(str(item.get("role")))
         if role is None:
             raise ApiError(400, f"{where}: unknown role {item.get('role')!r}", param="messages")
+        if role == "user":
+            content, images = content_of(item.get("content"), where)
+            out.append(Message("user", content, images=images))
+            continue
         content = text_of(item.get("content"), where)
         if role == "system":
             if out and out[-1].role == "system" and len(out) == 1:
@@ -86,8 +112,6 @@ def messages_from_openai(items: Any) -> list[Message]:
             call_id = str(item.get("tool_call_id") or "")
             name = names.get(call_id) or str(item.get("name") or "unknown")
             out.append(Message("tool", content, name=name))
-        else:
-            out.append(Message("user", content))
     return out
 
 
@@ -140,6 +164,7 @@ def job_of(body: dict[str, Any], served: Served) -> Job:
     tools = tools_of(body)
     messages = with_tools(messages_from_openai(body.get("messages")), tools)
     check_order(messages)
+    check_vision(served.engine, messages)
     grammar = body.get("grammar")
     if grammar is not None and not isinstance(grammar, str):
         raise ApiError(400, "`grammar` must be a string (GBNF)", param="grammar")

@@ -33,7 +33,8 @@ from gemma_code.server.common import (
     usage_numbers,
     with_tools,
 )
-from gemma_code.server.openai_chat import text_of
+from gemma_code.server.images import check_vision
+from gemma_code.server.openai_chat import content_of, text_of
 from gemma_code.server.runner import ApiError, Job, Outcome, collect
 
 _CUSTOM_PARAMETERS = {
@@ -82,7 +83,7 @@ def messages_from_input(body: dict[str, Any], served: Served) -> list[Message]:
         kind = item.get("type") or ("message" if "role" in item else None)
         if kind == "message":
             role = item.get("role")
-            text = text_of(item.get("content"), where)
+            text, images = content_of(item.get("content"), where, images_ok=role == "user", param="input")
             if role in ("system", "developer"):
                 if not out:
                     out.append(Message("system", text))
@@ -94,7 +95,7 @@ def messages_from_input(body: dict[str, Any], served: Served) -> list[Message]:
                 out.append(Message("model", text, reasoning=reasoning))
                 reasoning = ""
             elif role == "user":
-                out.append(Message("user", text))
+                out.append(Message("user", text, images=images))
             else:
                 raise ApiError(400, f"{where}: unknown role {role!r}", param="input")
         elif kind in _CALLS:
@@ -153,6 +154,7 @@ def job_of(body: dict[str, Any], served: Served) -> tuple[Job, set[str]]:
     tools, custom = tools_of(body)
     messages = with_tools(messages_from_input(body, served), tools)
     check_order(messages)
+    check_vision(served.engine, messages)
     effort = body.get("reasoning", {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
     think = served.think if effort is None else effort not in ("none", "minimal")
     job = Job(
