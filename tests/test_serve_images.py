@@ -157,3 +157,17 @@ def test_synthetic_gemma4_with_mmproj_sees_the_image(
         image_share = reply.usage.prompt_tokens - text_only.usage.prompt_tokens
         # the image's embeddings, its <|image> and <image|> markers, and the template's line breaks
         assert expected_tokens(640, 480) + 2 <= image_share <= expected_tokens(640, 480) + 8
+
+
+def test_an_image_over_the_size_limit_is_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    from gemma_code.documents import images
+    from gemma_code.server.images import image_of_base64
+    from gemma_code.server.runner import ApiError
+
+    data, _ = _png(tmp_path, 64, 64)  # ~12 KB of noise
+    monkeypatch.setattr(images, "MAX_IMAGE_BYTES", 4096)
+    with pytest.raises(ApiError, match=r"the image is over .* MB; send a smaller one") as caught:
+        image_of_base64(data, "image/png", "messages[0].content[0]")
+    assert caught.value.status == 400
+    monkeypatch.setattr(images, "MAX_IMAGE_BYTES", len(data))  # base64 fits, the bytes too
+    assert image_of_base64(data, "image/png", "x").width == 64
