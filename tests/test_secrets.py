@@ -143,6 +143,12 @@ def test_secret_files_are_never_packed(path):
     assert path_skip_reason(path) == "secret-looking name"
 
 
+@pytest.mark.parametrize("path", ["app.kube/config", "src/docker/config.json", "aws/credentials_test.go",
+                                  "kube/config.py", "docs/.kube/config.md"])
+def test_ordinary_files_named_like_credential_folders_are_kept(path):
+    assert path_skip_reason(path) is None
+
+
 def test_the_scan_skips_secret_files_of_a_real_repository(secret_repo):
     for rel in (".envrc", "secret.yaml", "prod.tfvars", "terraform.tfstate", ".kube/config",
                 ".docker/config.json"):

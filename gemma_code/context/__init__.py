@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import marshal
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from gemma_code import gitops
 from gemma_code.context.cache import TAGS_VERSION, ContextCache
@@ -25,6 +28,7 @@ from gemma_code.context.rank import (
 from gemma_code.context.tags import FileTags
 from gemma_code.context.tagscan import scan_tags
 from gemma_code.context.tokens import CountFn, TokenCounter
+from gemma_code.errors import GitError
 
 __all__ = [
     "PackedContext", "PackedFile", "build_context",
@@ -72,6 +76,56 @@ def _bounded(scan: FileScan, question: str, keep: set[str], limit: int) -> list[
     return sorted(picked, key=lambda f: f.path)
 
 
+class _Early:
+    """Work that needs only the folder and the question, started before the files are scanned:
+    git's own processes (HEAD, the verbatim phrases) and the numerical library's import run
+    while this process lists and stats the files."""
+
+    def __init__(self, head: Future[str | None], sites: Future[dict[str, list[str]] | None]) -> None:
+        self._head, self._sites = head, sites
+
+    @classmethod
+    def start(cls, base: Path, question: str) -> _Early:
+        pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="gc-context")
+        try:
+            pool.submit(importlib.import_module, "numpy")  # the graph ranking: a warm run's largest import
+            in_git = (base / ".git").exists()
+            if not in_git:
+                return cls(_done(None), _done(None))
+            return cls(pool.submit(_head, base), pool.submit(_phrase_sites, base, message_phrases(question)))
+        finally:
+            pool.shutdown(wait=False)  # the submitted work still finishes
+
+    def head(self) -> str | None:
+        return self._head.result()
+
+    def sites(self) -> dict[str, list[str]] | None:
+        return self._sites.result()
+
+
+def _done(value: None) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future
+
+
+def _head(base: Path) -> str | None:
+    try:
+        found = gitops.rev_parse(base, "HEAD")
+    except GitError:  # before the first commit, or git missing
+        return None
+    return found[0] if found else None
+
+
+def _phrase_sites(base: Path, phrases: list[str]) -> dict[str, list[str]] | None:
+    if not phrases:
+        return None
+    try:
+        return gitops.grep_phrases(base, phrases)
+    except GitError:
+        return None
+
+
 def _load_graph(blob: bytes) -> Graph | None:
     """A cached graph, or None when the blob is unreadable (then it is rebuilt)."""
     try:
@@ -111,6 +165,7 @@ def build_context(
     named_rel = _relative(base, named)
     seed_rel = _relative(base, seeds)
     omit_rel = set(_relative(base, omit))
+    early = _Early.start(base, question)
     for attempt in range(2):  # a damaged cache entry is dropped, then everything derived is redone
         with ContextCache() as cache:
             scan = scan_files(base, max_file_bytes=max_file_bytes, named=named_rel)
@@ -147,9 +202,8 @@ def build_context(
                     shards.setdefault(shard_of(term), {})[term] = index[term]
                 cache.store_postings(root_key, print_key, {n: marshal.dumps(v) for n, v in shards.items()})
                 postings = {t: index[t] for t in words if t in index}
-            history = load_history(base, cache) if scan.in_git else None
-            phrases = message_phrases(question)
-            sites = gitops.grep_phrases(base, phrases) if scan.in_git and phrases else None
+            history = load_history(base, cache, head=early.head()) if scan.in_git else None
+            sites = early.sites() if scan.in_git else None
             ranking = rank_files(
                 question, docs, named=named_rel, seeds=seed_rel, dirty=scan.dirty, recent=scan.recent,
                 graph=graph, postings=postings, history=history, phrase_sites=sites,

@@ -7,6 +7,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,12 +74,14 @@ class FileScan:
 
 
 _SECRET_NAME = re.compile("|".join(fnmatch.translate(p) for p in SECRET_PATTERNS))
+# the folder/name pairs as one search: the whole path, or its end after a "/"
+_SECRET_PATH = re.compile("(?:^|/)(?:" + "|".join(re.escape(p) for p in SECRET_PATHS) + ")\\Z")
 
 
 def is_secret_path(path: str) -> bool:
     """True for file names (and folder/name pairs) that usually hold keys, tokens or passwords."""
     lower = path.replace("\\", "/").lower()
-    if any(lower == p or lower.endswith("/" + p) for p in SECRET_PATHS):
+    if _SECRET_PATH.search(lower) is not None:
         return True
     return _SECRET_NAME.match(lower.rsplit("/", 1)[-1]) is not None
 
@@ -145,18 +148,23 @@ def _git_listing(root: Path, scan: FileScan) -> list[str] | None:
     """Tracked plus untracked-not-ignored files, with dirty and recent files; None if not git."""
     if not (root / ".git").exists():
         return None
-    try:
-        listed = gitops.listed_files(root)
-    except GitError as exc:  # any failure means "walk instead"
-        scan.notes.append(f"git could not list files ({exc.message}); walked the folder")
-        return None
+    # three independent git processes at once: the wall time of the slowest, not of the sum
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="gc-git") as pool:
+        listing = pool.submit(gitops.listed_files, root)
+        dirty = pool.submit(gitops.changed_files, root)
+        recent = pool.submit(gitops.recent_files, root, 5)
+        try:
+            listed = listing.result()
+        except GitError as exc:  # any failure means "walk instead"
+            scan.notes.append(f"git could not list files ({exc.message}); walked the folder")
+            return None
     scan.in_git = True
     try:
-        scan.dirty = gitops.changed_files(root)
+        scan.dirty = dirty.result()
     except GitError:  # an odd index is a missing hint, not a failure
         scan.dirty = []
     try:
-        scan.recent = gitops.recent_files(root, 5)
+        scan.recent = recent.result()
     except GitError:  # an empty repository has no commits to read
         scan.recent = []
     if not listed:

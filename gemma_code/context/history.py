@@ -64,11 +64,17 @@ def parse_log(text: str) -> list[list[str]]:
     return commits
 
 
-def load_history(root: Path, cache: ContextCache | None = None) -> History:
-    """The repository's recent history (empty outside git or before the first commit)."""
-    try:
-        head = gitops.rev_parse(root, "HEAD")[0]
-    except (GitError, IndexError):
+def load_history(root: Path, cache: ContextCache | None = None, *, head: str | None = "") -> History:
+    """The repository's recent history (empty outside git or before the first commit).
+
+    `head`: HEAD's commit when the caller already looked it up (None: there is none).
+    """
+    if head == "":
+        try:
+            head = gitops.rev_parse(root, "HEAD")[0]
+        except (GitError, IndexError):
+            head = None
+    if head is None:
         return History()
     key = f"{head}:{HISTORY_COMMITS}:{SWEEPING}"
     if cache is not None:
