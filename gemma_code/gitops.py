@@ -246,7 +246,20 @@ def grep_lines(
     args += ["--untracked"] if in_git else ["--no-index"]
     if ignore_case:
         args.append("-i")
-    args += ["-e", query]
+    return _grep_numbered(root, [*args, "-e", query], limit)
+
+
+def grep_word_lines(root: Path, words: Sequence[str], limit: int = 400) -> list[tuple[str, int, str]]:
+    """Lines of a work tree holding any of `words` as a whole word: (path, 1-based line, text)."""
+    if not words:
+        return []
+    args = ["grep", "-n", "-z", "-I", "-F", "-w", "--no-color", "--untracked"]
+    for word in words:
+        args += ["-e", word]
+    return _grep_numbered(root, args, limit)
+
+
+def _grep_numbered(root: Path, args: list[str], limit: int) -> list[tuple[str, int, str]]:
     try:
         out = _cli(root, *args)
     except GitError:  # no match exits 1

@@ -72,3 +72,37 @@ def test_the_repository_map_shrinks_at_small_budgets(tmp_path: Path) -> None:
     assert large.map_tokens > small.map_tokens
     assert map_share(8000) < map_share(32000) < map_share(128000)
     assert map_share(1000) == 0
+
+
+def test_an_excerpt_shows_where_other_files_use_its_matches(tmp_path: Path) -> None:
+    body = module("filler", 400) + (
+        "def apply_discount(order, code):\n    rate = DISCOUNTS[code]\n"
+        "    return order.total * (1 - rate)\n"
+    )
+    root = make_repo(tmp_path / "r", {
+        "shop/cart.py": body,
+        "shop/views.py": "from shop.cart import apply_discount\n\n\ndef pay(order):\n"
+                         "    return apply_discount(order, 'SPRING')\n",
+        ".env": "apply_discount = 'secret-token-value'\n",  # never read: a secret-looking name
+    })
+    packed = build_context(root, "apply_discount ignores the discount code rate", budget=3000,
+                           count_tokens=words)
+    top = packed.files[0]
+    assert top.path == "shop/cart.py" and top.mode == "outline"
+    assert "used in other files" in packed.text
+    assert "shop/views.py:5: return apply_discount(order, 'SPRING')" in packed.text
+    assert "secret-token-value" not in packed.text
+    assert packed.used <= 3000
+
+
+def test_a_short_file_goes_whole_where_its_outline_would_save_nothing(tmp_path: Path) -> None:
+    files = {f"pkg/mod{j}.py": module(f"ledger_{j}", 60) for j in range(6)}
+    files["pkg/__init__.py"] = "from pkg.mod0 import ledger_0_1\n"  # no definitions: no outline
+    files["pkg/tiny.py"] = "def ledger_total():\n    return 0\n"
+    root = make_repo(tmp_path / "r", files)
+    # the whole-file share fills with the large modules; the short files still go in whole
+    packed = build_context(root, "ledger totals", budget=6000, count_tokens=words)
+    modes = {f.path: f.mode for f in packed.files}
+    assert "outline" in modes.values()
+    assert modes.get("pkg/__init__.py") == "full" and modes.get("pkg/tiny.py") == "full"
+    assert packed.used <= 6000

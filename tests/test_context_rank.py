@@ -125,3 +125,25 @@ def test_tests_come_after_the_code_they_test(tmp_path: Path) -> None:
     # named by path, a test file stays with the code it tests, ahead of the rest
     named = order(root, "tests/test_fmt.py rounds negative amounts the wrong way")
     assert set(named[:2]) == {"money/fmt.py", "tests/test_fmt.py"}
+
+
+def test_changelogs_come_after_the_code_unless_asked_for(tmp_path: Path, monkeypatch) -> None:
+    # a changelog's line repeats the words of the change it records; the change lands in the code
+    notes = "- Pooled connections are now retried after a timeout.\n"
+    root = make_repo(tmp_path / "r", {
+        "net/conn.py": 'def reopen(connection):\n    """Reopen a connection after a timeout."""\n'
+                       "    return connection\n",
+        "net/other.py": "def parse(text):\n    return float(text)\n",
+        "net/client.py": "def send(request):\n    return request\n",
+        "CHANGES.rst": "Changes\n=======\n\n" + notes,
+        "docs/releases/2.1.md": "# 2.1\n\n" + notes,
+    })
+    question = "pooled connections are not retried after a timeout"
+    assert order(root, question)[0] == "net/conn.py"
+    # without the history weight the changelogs' words win
+    monkeypatch.setattr("gemma_code.context.fuse.HISTORY_WEIGHT", 1.0)
+    assert order(root, question)[0] != "net/conn.py"
+    monkeypatch.undo()
+    # a question about the changelog is not demoted
+    asked = order(root, "what do the release notes say: pooled connections are not retried after a timeout")
+    assert asked[0] in {"CHANGES.rst", "docs/releases/2.1.md"}

@@ -1,15 +1,19 @@
 """Excerpts of files too large to go in whole: the definitions that match the question in full,
-the same file's definitions that call them, and an outline of the rest."""
+the same file's definitions that call them, the lines of other files that use them, and an
+outline of the rest."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gemma_code.context.rank import Question
 from gemma_code.context.tags import DefRow, FileTags, split_words, stem
 
+MAX_USES = 12  # lines of other files shown as using the excerpt's matches
+COMMON_USES = 40  # a name used on more lines than this is too common to say anything
+MAX_USE_CHARS = 160
 MAX_DEF_LINES = 250  # a longer definition is not taken whole (its parts may be)
 MAX_CLASS_LINES = 80  # a longer class is represented by its methods
 _WORD = re.compile(r"[^\W\d]\w*")
@@ -52,8 +56,13 @@ def excerpt_block(
     count: Callable[[str], int],
     fence: Callable[[str, str], str],
     lang: str = "",
+    uses: Callable[[list[str]], Sequence[tuple[str, int, str]]] | None = None,
 ) -> tuple[str, tuple[str, ...], int]:
-    """(block, names shown in full, tokens) within `room` tokens; ("", (), 0) when nothing matches."""
+    """(block, names shown in full, tokens) within `room` tokens; ("", (), 0) when nothing matches.
+
+    `uses(names)`: lines of the repository using any of `names` as a word (path, line, text);
+    those outside this file that are not definitions are shown after the parts, when they fit.
+    """
     lines = text.split("\n")
     words = {w for w in question.words if not w.startswith("=")}
     names = set(question.identifiers)
@@ -75,35 +84,71 @@ def excerpt_block(
         body = "\n".join(lines[row[2] - 1 : row[3]])
         if any(re.search(rf"\b{re.escape(n)}\b", body) for n in picked):
             chosen.append(row)
-    # the most relevant parts that fit without the outline, then as much outline as fits
+    used = _uses_elsewhere(path, sorted(picked), uses) if uses is not None else []
+    # the most relevant parts that fit without the outline, then the uses elsewhere and as much
+    # outline as fits
     ordered = list(chosen)
     while ordered:
         parts = sorted(ordered, key=lambda r: r[2])
         rest = [r for r in tags.rows if not _overlaps(r, parts)]
         # outline rows nearest the parts shown first, when not all of them fit
         rest.sort(key=lambda r: (min(abs(r[2] - c[2]) for c in parts), r[2]))
-        keep = len(rest)
-        while True:
-            block = _render(path, lines, tags, parts, rest[:keep], fence, lang)
-            tokens = count(block)
-            if tokens <= room:
-                return block, tuple(r[0] for r in ordered), tokens
-            if keep == 0:
-                break
-            keep //= 2
+        for shown_uses in dict.fromkeys((len(used), 0)):
+            keep = len(rest)
+            while True:
+                block = _render(path, lines, tags, parts, rest[:keep], fence, lang, used[:shown_uses])
+                tokens = count(block)
+                if tokens <= room:
+                    return block, tuple(r[0] for r in ordered), tokens
+                if keep == 0:
+                    break
+                keep //= 2
         ordered.pop()  # the least relevant part goes first
     return "", (), 0
 
 
+def _uses_elsewhere(
+    path: str, names: list[str], uses: Callable[[list[str]], Sequence[tuple[str, int, str]]],
+) -> list[str]:
+    """`other/path.py:12: line` for lines of other files that use the names (not define them)."""
+    names = [n for n in names if len(n) >= 3 and n.isidentifier()]
+    if not names:
+        return []
+    found = list(uses(names))
+    words = {n: re.compile(rf"\b{re.escape(n)}\b") for n in names}
+    per_name: dict[str, int] = {n: 0 for n in names}
+    for _, _, text in found:
+        for name, pattern in words.items():
+            if pattern.search(text):
+                per_name[name] += 1
+    common = {n for n, hits in per_name.items() if hits > COMMON_USES}
+    defines = re.compile(r"^\s*(?:async\s+)?(?:def|class|function|fn|func|interface|struct|type)\s")
+    out: list[str] = []
+    for other, line, text in found:
+        if other == path or defines.match(text):
+            continue
+        if not any(words[n].search(text) for n in names if n not in common):
+            continue
+        snippet = text.strip()
+        if len(snippet) > MAX_USE_CHARS:
+            snippet = snippet[: MAX_USE_CHARS - 3] + "..."
+        out.append(f"{other}:{line}: {snippet}")
+        if len(out) >= MAX_USES:
+            break
+    return out
+
+
 def _render(
     path: str, lines: list[str], tags: FileTags, chosen: list[DefRow], rest: list[DefRow],
-    fence: Callable[[str, str], str], lang: str,
+    fence: Callable[[str, str], str], lang: str, used: Sequence[str] = (),
 ) -> str:
     left_out = len(tags.rows) - len(rest) - len(chosen)
     parts = [f"### {path} (excerpt: {len(chosen)} definitions in full, then an outline of the rest; "
              f"{tags.lines} lines)\n"]
     for _, _, start, end, _ in chosen:
         parts.append(f"lines {start}-{end}:\n" + fence("\n".join(lines[start - 1 : end]).rstrip(), lang))
+    if used:
+        parts.append("used in other files (path:line: text):\n" + fence("\n".join(used), ""))
     if rest:
         rest = sorted(rest, key=lambda r: r[2])
         width = len(str(rest[-1][2]))

@@ -39,6 +39,14 @@ from gemma_code.context.tags import FileTags, stem
 WEIGHTS: dict[str, float] = {"lexical": 1.0, "graph": 0.3, "mention": 0.6, "cochange": 0.1, "recent": 0.05}
 COCHANGE_SEEDS = 5  # top lexical files whose co-changing files are looked up
 TEST_WEIGHT = 0.5  # fused score of a test file (tuned like WEIGHTS: 0.2-0.6 ranked alike)
+HISTORY_WEIGHT = 0.5  # fused score of a changelog or release note (chosen on the tuning half)
+# changelogs and release notes: a file's name without its extension, or a folder on its path
+_HISTORY_NAMES = frozenset({"changes", "changelog", "history", "news", "release_notes", "release-notes",
+                            "releasenotes", "whatsnew", "whats_new"})
+_HISTORY_ASKED = re.compile(r"change\s?log|release\s?notes?|what'?s\s?new|\bnews\b|\bchanges\.",
+                            re.IGNORECASE)
+_HISTORY_DIRS = frozenset({"releases", "changelog", "changelog.d", "changes", "newsfragments", "whatsnew",
+                           "release-notes", "release_notes"})
 _ERROR_LINE = re.compile(r"\b\w*(?:Error|Exception|Warning)\b:\s*([^\n]{8,120})")
 _QUOTED_PHRASE = re.compile(r"\"([^\"\n]{8,120})\"|'([^'\n]{8,120})'|`([^`\n]{8,120})`")
 
@@ -75,6 +83,13 @@ def is_test_path(path: str) -> bool:
     name = path.rsplit("/", 1)[-1]
     return ("/tests/" in f"/{path}" or "/test/" in f"/{path}" or name.startswith("test_")
             or name.endswith(("_test.py", "_tests.py")) or ".test." in name or ".spec." in name)
+
+
+def is_history_path(path: str) -> bool:
+    """A changelog, release note or news fragment: the record of past changes, not the code."""
+    parts = path.lower().split("/")
+    stem_name = parts[-1].split(".", 1)[0]
+    return stem_name in _HISTORY_NAMES or any(part in _HISTORY_DIRS for part in parts[:-1])
 
 
 def _test_subjects(question: Question) -> tuple[set[str], set[str]]:
@@ -234,10 +249,17 @@ def rank_files(
     views["graph"] = pr
     scores = fuse(views, WEIGHTS)
     # tests echo the words of a change but the change lands in the code they test: they come
-    # after the code, unless the question points at them by path
+    # after the code, unless the question points at them by path; changelogs and release notes
+    # echo the words of every change (they describe them) and come after the code too, unless
+    # the question asks about them
+    wants_history = _HISTORY_ASKED.search(question) is not None
     for path, value in scores.items():
-        if is_test_path(path) and not any(path.endswith(frag) for frag in q.paths):
+        if any(path.endswith(frag) for frag in q.paths):
+            continue
+        if is_test_path(path):
             scores[path] = value * TEST_WEIGHT
+        elif not wants_history and is_history_path(path):
+            scores[path] = value * HISTORY_WEIGHT
     named_set = set(named_list)
     rest = sorted((p for p in nodes if p not in named_set), key=lambda p: (-scores.get(p, 0.0), p))
     return Ranking(named_list + rest, scores, personal)

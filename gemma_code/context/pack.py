@@ -6,10 +6,11 @@ byte-identical prefix across questions; the question's files follow, most releva
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gemma_code import gitops
 from gemma_code.context.excerpt import excerpt_block
 from gemma_code.context.rank import analyze_question
 from gemma_code.context.tags import FileTags, decode
@@ -28,6 +29,11 @@ BATCH = 24
 MAX_SCANNED = 3_000  # candidates looked at while filling; beyond, the budget is full of outlines
 MAX_CHARS_PER_TOKEN = 10  # above the densest text seen (Gemma 4: under 5 on Django)
 MAX_MISSES = 96  # consecutive candidates that did not fit: what is left is too small to use
+# In the outline pass a short file goes whole when that costs little more than its outline (or
+# it has none: an __init__ of imports, a settings module): the outline would save nothing.
+SMALL_LINES = 40
+SMALL_WHOLE = 96  # tokens
+SMALL_OVER_OUTLINE = 1.25
 FENCE_LANG = {"python": "python", "javascript": "javascript", "typescript": "typescript",
               "tsx": "tsx", "go": "go", "rust": "rust", "java": "java", "c": "c", "cpp": "cpp",
               "csharp": "csharp", "ruby": "ruby", "php": "php"}
@@ -136,6 +142,26 @@ def _render(entries: Sequence[tuple[int, bool, str, int]], depth: int) -> str:
     return "\n".join(lines)
 
 
+def _uses_in(
+    root: Path, docs: Mapping[str, FileTags]
+) -> Callable[[list[str]], list[tuple[str, int, str]]]:
+    """Lines using some names, from the files the builder may read (no secrets, no vendored code)."""
+    def uses(names: list[str]) -> list[tuple[str, int, str]]:
+        return [hit for hit in gitops.grep_word_lines(root, names) if hit[0] in docs]
+    return uses
+
+
+def _short_whole(root: Path, path: str, tags: FileTags) -> str:
+    """The whole-file block of a short file ("" for a long or unreadable one)."""
+    if tags.lines > SMALL_LINES:
+        return ""
+    try:
+        text = decode((root / path).read_bytes())
+    except OSError:
+        return ""
+    return full_block(path, text, tags.lang) if text.strip() else ""
+
+
 def _count_some(counter: TokenCounter, blocks: Sequence[str], wanted: Sequence[bool]) -> list[int]:
     """Exact counts of the wanted blocks in one batch; 0 for the others."""
     counts = iter(counter.count_many([b for b, w in zip(blocks, wanted, strict=True) if w]))
@@ -221,11 +247,12 @@ def pack(
         block, parts, tokens = excerpt_block(
             path, top_texts[path], docs[path], q, int(left * EXCERPT_SHARE), counter.count,
             lambda body, lang: fence(body, FENCE_LANG.get(lang, "")), docs[path].lang,
+            uses=_uses_in(root, docs) if (root / ".git").exists() else None,
         )
         if block and tokens <= left:
             chosen[path] = ("outline", tokens, block, parts)
             left -= tokens
-    _outlines([p for p in order if p not in given], docs, counter, left, chosen)
+    _outlines(root, [p for p in order if p not in given], docs, counter, left, chosen)
     ranked = [p for p in order if p in chosen]
     result.map_tokens = map_tokens
     result.files = [PackedFile(p, chosen[p][1], chosen[p][0], chosen[p][3]) for p in ranked]
@@ -275,10 +302,10 @@ def _whole_files(
 
 
 def _outlines(
-    order: Sequence[str], docs: Mapping[str, FileTags], counter: TokenCounter, left: int,
+    root: Path, order: Sequence[str], docs: Mapping[str, FileTags], counter: TokenCounter, left: int,
     chosen: dict[str, tuple[str, int, str, tuple[str, ...]]],
 ) -> None:
-    """Outlines of the next files in rank order while they fit."""
+    """Outlines of the next files in rank order while they fit (short files whole: see SMALL_LINES)."""
     rest = [p for p in order[:MAX_SCANNED] if p not in chosen]
     misses = 0
     for start in range(0, len(rest), BATCH):
@@ -288,8 +315,17 @@ def _outlines(
         outlines = [outline_block(path, docs[path]) for path in batch]
         fit = [bool(o) and len(o) <= MAX_CHARS_PER_TOKEN * left for o in outlines]
         counts = _count_some(counter, outlines, fit)
+        wholes = [_short_whole(root, path, docs[path]) for path in batch]
+        cheap = [bool(w) and len(w) <= MAX_CHARS_PER_TOKEN * left for w in wholes]
+        whole_counts = _count_some(counter, wholes, cheap)
         for i, path in enumerate(batch):
-            if fit[i] and counts[i] <= left:
+            cost = whole_counts[i]
+            worth = cost <= SMALL_WHOLE or (fit[i] and cost <= counts[i] * SMALL_OVER_OUTLINE)
+            if cheap[i] and cost <= left and worth:
+                chosen[path] = ("full", cost, wholes[i], ())
+                left -= cost
+                misses = 0
+            elif fit[i] and counts[i] <= left:
                 chosen[path] = ("outline", counts[i], outlines[i], ())
                 left -= counts[i]
                 misses = 0
