@@ -229,6 +229,9 @@ extras="[serve]"   # `gemma-code serve`'s server packages
 [ "$dev" = 1 ] && extras="[serve,test,dev]"
 say "installing gemma-code with $extras"
 "$py" -m pip install --quiet -e "$here$extras" || die "installing gemma-code failed" "see pip's message above"
+# the editable install leaves the package as source: compile it now, so that no command pays for
+# compiling it (even where PYTHONDONTWRITEBYTECODE keeps Python from caching it on first use)
+"$py" -m compileall -q "$here/gemma_code" >/dev/null || say "note: could not byte-compile gemma_code (commands start slower)"
 
 say "done. Try:  $prefix/bin/gemma-code doctor"
 [ "$dev" = 1 ] && say "tests:     $prefix/bin/python -m pytest"

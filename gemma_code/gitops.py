@@ -191,11 +191,22 @@ def listed_files(root: Path) -> list[str]:
     return [p for p in out.split("\0") if p]
 
 
-def changed_files(root: Path) -> list[str]:
-    """Files with uncommitted changes, untracked ones included (`git status`), sorted."""
+def cached_files(root: Path) -> list[str]:
+    """Files in git's index under `root` (`git ls-files --cached`: no walk of the folder)."""
+    out = _cli(root, "ls-files", "-z", "--cached")
+    return [p for p in out.split("\0") if p]
+
+
+def status_entries(root: Path) -> list[tuple[str, str]]:
+    """(XY code, path) of every uncommitted change, untracked files as "??" (`git status`)."""
     out = _cli(root, "status", "--porcelain", "-z", "--untracked-files=all")
     # with -z a rename adds its old path as a bare entry: the "XY " prefix tells them apart
-    return sorted({e[3:] for e in out.split("\0") if len(e) > 3 and e[2] == " "})
+    return [(e[:2], e[3:]) for e in out.split("\0") if len(e) > 3 and e[2] == " "]
+
+
+def changed_files(root: Path) -> list[str]:
+    """Files with uncommitted changes, untracked ones included (`git status`), sorted."""
+    return sorted({path for _, path in status_entries(root)})
 
 
 def recent_files(root: Path, commits: int = 5) -> list[str]:

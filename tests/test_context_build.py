@@ -356,3 +356,29 @@ def test_caches_of_an_older_storage_format_are_removed(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", PROJECT)
     build_context(repo, "InvoiceRenderer", budget=4000, count_tokens=words)
     assert not old.exists() and cache_file().exists()
+
+
+def test_a_warm_run_reads_stored_tags_and_map_and_packs_the_same(tmp_path: Path) -> None:
+    import sqlite3
+
+    from gemma_code.context.cache import cache_file, seal
+
+    big = "".join(f"def ledger_entry_{i}(invoice):\n    return invoice.total + {i}\n\n\n" for i in range(80))
+    repo = make_repo(tmp_path / "repo", {**PROJECT, "src/billing/ledger.py": big})
+    cold = build_context(repo, "InvoiceRenderer compute_tax", budget=600)
+    assert "outline" in {f.mode for f in cold.files}
+    with sqlite3.connect(cache_file()) as db:
+        kinds = {k for (k,) in db.execute("SELECT kind FROM blobs")}
+    assert {"graph", "tags", "map"} <= kinds
+    warm = build_context(repo, "InvoiceRenderer compute_tax", budget=600)
+    assert (warm.text, warm.order, warm.used) == (cold.text, cold.order, cold.used)
+    assert any("0 files parsed" in n for n in warm.notes)
+    # stored versions this code cannot read are redone, not fatal
+    with sqlite3.connect(cache_file()) as db:
+        db.execute("UPDATE blobs SET data = ? WHERE kind IN ('tags', 'map')", (seal(b"\xe3\x00\x00"),))
+    again = build_context(repo, "InvoiceRenderer compute_tax", budget=600)
+    assert (again.text, again.order) == (cold.text, cold.order)
+    # an edit changes the files' versions: the stored tags are not used for them
+    (repo / "src/billing/tax.py").write_text("def compute_tax(amount):\n    return amount * 0.25\n")
+    edited = build_context(repo, "InvoiceRenderer compute_tax", budget=600)
+    assert "amount * 0.25" in edited.text and any("1 files parsed" in n for n in edited.notes)

@@ -109,6 +109,12 @@ def main() -> int:
     parser.add_argument("--growth", default="", help="file counts, e.g. 2500,5000,10000,20000")
     args = parser.parse_args()
     repo = Path(args.repo).resolve()
+    # as after install.sh: the package byte-compiled (else every run here would compile the
+    # changed modules again when PYTHONDONTWRITEBYTECODE is set)
+    import gemma_code
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(gemma_code.__file__).parent)],
+                   check=False, capture_output=True)
     print("wall and CPU (user+sys) seconds of one `gemma-code context` process; load = 1-min load average")
     heads = " ".join(f"{k:>7} {'cpu':>6}" for k in ("cold", "warm", "edit"))
     print(f"{'repository':<14} {'files':>7} {heads}")

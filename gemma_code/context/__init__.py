@@ -16,7 +16,7 @@ from gemma_code.context.cache import TAGS_VERSION, ContextCache
 from gemma_code.context.files import FileScan, RepoFile, grep_files, scan_files
 from gemma_code.context.fuse import message_phrases, rank_files
 from gemma_code.context.history import load_history
-from gemma_code.context.pack import PackedContext, PackedFile, pack
+from gemma_code.context.pack import MapStore, PackedContext, PackedFile, pack
 from gemma_code.context.rank import (
     Graph,
     analyze_question,
@@ -26,7 +26,7 @@ from gemma_code.context.rank import (
     shard_of,
 )
 from gemma_code.context.tags import FileTags
-from gemma_code.context.tagscan import scan_tags
+from gemma_code.context.tagscan import from_snapshot, scan_tags, snapshot
 from gemma_code.context.tokens import CountFn, TokenCounter
 from gemma_code.errors import GitError
 
@@ -183,8 +183,17 @@ def build_context(
                 previous = _load_graph(older) if older is not None else None
             words = analyze_question(question).words
             found = cache.load_postings(root_key, print_key, {shard_of(w) for w in words})
-            tags = scan_tags(base, files, cache=cache, trusted=named_rel,
-                             identifiers=cached_graph is None and previous is None, terms=found is None)
+            # the same file versions as a stored graph and word index: their tags in one read
+            snap = cache.load_blob(root_key, "tags", print_key) if cached_graph and found else None
+            stored = from_snapshot(snap) if snap is not None else None
+            if stored is not None:
+                tags = stored
+            else:
+                tags = scan_tags(base, files, cache=cache, trusted=named_rel,
+                                 identifiers=cached_graph is None and previous is None, terms=found is None)
+                data = snapshot(tags)
+                if data is not None:
+                    cache.store_blob(root_key, "tags", print_key, data)
             docs = tags.tags
             graph = cached_graph
             if graph is None:
@@ -212,7 +221,8 @@ def build_context(
             counter = TokenCounter(count_tokens, tokenizer_id, cache)
             packed = pack(base, order, docs, budget=max(budget, 0), counter=counter,
                           named=[p for p in named_rel if p not in omit_rel],
-                          all_paths=[f.path for f in scan.files], contents=contents, question=question)
+                          all_paths=[f.path for f in scan.files], contents=contents, question=question,
+                          maps=MapStore(cache, root_key))
             if counter.counted and count_tokens is not None and packed.text:
                 _verify(packed, count_tokens)
             if not cache.damaged or attempt:

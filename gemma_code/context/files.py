@@ -148,21 +148,21 @@ def _git_listing(root: Path, scan: FileScan) -> list[str] | None:
     """Tracked plus untracked-not-ignored files, with dirty and recent files; None if not git."""
     if not (root / ".git").exists():
         return None
-    # three independent git processes at once: the wall time of the slowest, not of the sum
+    # independent git processes at once (the wall time of the slowest, not of the sum); the
+    # folder is walked once, by `git status`, whose untracked files join the index's list
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="gc-git") as pool:
-        listing = pool.submit(gitops.listed_files, root)
-        dirty = pool.submit(gitops.changed_files, root)
+        cached = pool.submit(gitops.cached_files, root)
+        status = pool.submit(gitops.status_entries, root)
         recent = pool.submit(gitops.recent_files, root, 5)
         try:
-            listed = listing.result()
+            listed = cached.result()
+            entries = status.result()
         except GitError as exc:  # any failure means "walk instead"
             scan.notes.append(f"git could not list files ({exc.message}); walked the folder")
             return None
     scan.in_git = True
-    try:
-        scan.dirty = dirty.result()
-    except GitError:  # an odd index is a missing hint, not a failure
-        scan.dirty = []
+    listed += [path for code, path in entries if code == "??"]
+    scan.dirty = sorted({path for _, path in entries})
     try:
         scan.recent = recent.result()
     except GitError:  # an empty repository has no commits to read

@@ -6,11 +6,14 @@ byte-identical prefix across questions; the question's files follow, most releva
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gemma_code import gitops
+from gemma_code.context.cache import ContextCache
 from gemma_code.context.excerpt import excerpt_block
 from gemma_code.context.rank import analyze_question
 from gemma_code.context.tags import FileTags, decode
@@ -20,6 +23,7 @@ from gemma_code.context.tokens import TokenCounter
 MAP_SHARES = ((16_000, 0.03), (64_000, 0.05), (None, 0.08))
 MAP_MAX = 8_000
 MAP_MIN_BUDGET = 1_500  # below this the tree is not worth its tokens
+MAP_VERSION = 1  # of the map's rendering: part of a stored map's key
 FULL_SHARE = 0.90  # of what is left after the map, for whole files; excerpts and outlines get the rest
 TOP_FILES = 2  # the first files in rank order may take up to TOP_SHARE of what is left, whole
 TOP_SHARE = 0.95
@@ -194,6 +198,34 @@ def map_block(paths: Sequence[str], room: int, counter: TokenCounter) -> tuple[s
     return "", 0
 
 
+class MapStore:
+    """The last map of a repository, kept in the context cache: the same files, room and token
+    counts give the same map, so a warm run reads it instead of rendering the tree again."""
+
+    def __init__(self, cache: ContextCache, root_key: str) -> None:
+        self.cache, self.root_key = cache, root_key
+
+    def get(self, paths: Sequence[str], room: int, counter: TokenCounter) -> tuple[str, int]:
+        counts = "estimate" if counter.estimated else counter.tokenizer_id
+        if not counts:  # counts from an unnamed tokenizer are not kept
+            return map_block(paths, room, counter)
+        h = hashlib.blake2b(f"{MAP_VERSION}\0{counts}\0{room}\0".encode(), digest_size=16)
+        for path in paths:
+            h.update(path.encode("utf-8", "surrogatepass") + b"\0")
+        key = h.hexdigest()
+        blob = self.cache.load_blob(self.root_key, "map", key)
+        if blob is not None:
+            try:
+                text, tokens = marshal.loads(blob)
+                if isinstance(text, str) and isinstance(tokens, int):
+                    return text, tokens
+            except (ValueError, TypeError, EOFError):
+                pass  # unreadable: render it again
+        text, tokens = map_block(paths, room, counter)
+        self.cache.store_blob(self.root_key, "map", key, marshal.dumps((text, tokens)))
+        return text, tokens
+
+
 def map_share(budget: int) -> int:
     """Tokens the repository map may take: a small share at small budgets, none below the minimum."""
     if budget < MAP_MIN_BUDGET:
@@ -223,6 +255,7 @@ def pack(
     all_paths: Sequence[str] | None = None,
     question: str = "",
     contents: Mapping[str, bytes] | None = None,
+    maps: MapStore | None = None,
 ) -> PackedContext:
     """Fill `budget` tokens: the map, then whole files in rank order (up to FULL_SHARE of the
     rest, the top files up to TOP_SHARE), then excerpts of top files too large to go whole, then
@@ -234,7 +267,8 @@ def pack(
     given = contents or {}
     result = PackedContext(text="", budget=budget, used=0, estimated=counter.estimated)
     map_room = map_share(budget)
-    map_text, map_tokens = map_block(all_paths if all_paths is not None else list(docs), map_room, counter)
+    paths = all_paths if all_paths is not None else list(docs)
+    map_text, map_tokens = maps.get(paths, map_room, counter) if maps else map_block(paths, map_room, counter)
     left = budget - map_tokens
     named_set = set(named)
     q = analyze_question(question)

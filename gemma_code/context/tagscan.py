@@ -102,6 +102,29 @@ def scan_tags(
     return scan
 
 
+def snapshot(scan: TagScan) -> bytes | None:
+    """Every file's tags (without identifiers and terms) and the skipped files as one blob, for
+    a warm run over the same file versions (None when this scan met a problem worth redoing)."""
+    if scan.notes:
+        return None
+    metas = {path: (t.lang, t.rows, t.lines, t.words, t.skip, t.path_terms) for path, t in scan.tags.items()}
+    return marshal.dumps((metas, scan.skipped))
+
+
+def from_snapshot(blob: bytes) -> TagScan | None:
+    """The scan a snapshot holds (None when it is unreadable)."""
+    try:
+        metas, skipped = marshal.loads(blob)
+        scan = TagScan(skipped=[(path, why) for path, why in skipped])
+        for path, (lang, rows, lines, words, skip, path_terms) in metas.items():
+            scan.tags[path] = FileTags(path, lang=lang, rows=rows, lines=lines, words=words, skip=skip,
+                                       path_terms=path_terms)
+    except (ValueError, TypeError, EOFError):
+        return None
+    scan.reused = len(scan.tags)
+    return scan
+
+
 def _row_matches(row: tuple[int, int, bytes, bytes | None] | None, item: RepoFile) -> bool:
     return row is not None and row[0] == item.mtime_ns and row[1] == item.size
 
