@@ -382,3 +382,14 @@ def test_a_warm_run_reads_stored_tags_and_map_and_packs_the_same(tmp_path: Path)
     (repo / "src/billing/tax.py").write_text("def compute_tax(amount):\n    return amount * 0.25\n")
     edited = build_context(repo, "InvoiceRenderer compute_tax", budget=600)
     assert "amount * 0.25" in edited.text and any("1 files parsed" in n for n in edited.notes)
+
+
+def test_a_broken_submodule_that_fails_git_status_still_lists_untracked_files(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "def alpha():\n    return 1\n"})
+    (repo / "sub").mkdir()
+    (repo / "sub/.git").write_text("gitdir: /nonexistent/modules/sub\n")
+    git(repo, "update-index", "--add", "--cacheinfo", "160000,1111111111111111111111111111111111111111,sub")
+    (repo / "new_module.py").write_text("def beta():\n    return 2\n")
+    scan = scan_files(repo)
+    assert scan.in_git and {f.path for f in scan.files} >= {"a.py", "new_module.py"}
+    assert not any("walked the folder" in n for n in scan.notes)

@@ -156,10 +156,18 @@ def _git_listing(root: Path, scan: FileScan) -> list[str] | None:
         recent = pool.submit(gitops.recent_files, root, 5)
         try:
             listed = cached.result()
-            entries = status.result()
         except GitError as exc:  # any failure means "walk instead"
             scan.notes.append(f"git could not list files ({exc.message}); walked the folder")
             return None
+        try:
+            entries = status.result()
+        except GitError:  # git status can fail where ls-files works (a broken submodule)
+            entries = []
+            try:
+                listed = gitops.listed_files(root)  # untracked files, without the dirty hint
+            except GitError as exc:
+                scan.notes.append(f"git could not list files ({exc.message}); walked the folder")
+                return None
     scan.in_git = True
     listed += [path for code, path in entries if code == "??"]
     scan.dirty = sorted({path for _, path in entries})
