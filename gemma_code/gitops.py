@@ -13,7 +13,7 @@ cost 130-700 ms on a loaded 2-core machine, too much for a pre-commit hook and a
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gemma_code.errors import GitError
@@ -115,7 +115,8 @@ def _cli(root: Path, *args: str) -> str:
     proc = _run(root, *args)
     if proc.returncode != 0:
         detail = _reason(_text(proc.stderr)) or f"exit status {proc.returncode}"
-        raise GitError(f"git {args[0]} failed: {detail}",
+        command = next((a for a in args if not a.startswith("-")), "")
+        raise GitError(f"git {command} failed: {detail}",
                        "run the git command yourself to see the full message")
     return _text(proc.stdout)
 
@@ -198,10 +199,21 @@ def cached_files(root: Path) -> list[str]:
 
 
 def status_entries(root: Path) -> list[tuple[str, str]]:
-    """(XY code, path) of every uncommitted change, untracked files as "??" (`git status`)."""
-    out = _cli(root, "status", "--porcelain", "-z", "--untracked-files=all")
-    # with -z a rename adds its old path as a bare entry: the "XY " prefix tells them apart
-    return [(e[:2], e[3:]) for e in out.split("\0") if len(e) > 3 and e[2] == " "]
+    """(XY code, path) of every uncommitted change, untracked files as "??" (`git status`).
+
+    Submodules are not looked into (slow, and a broken one makes status fail), and git takes
+    no optional lock on the index, so a user's own git command never meets a lock of ours.
+    """
+    out = _cli(root, "--no-optional-locks", "status", "--porcelain", "-z", "--untracked-files=all",
+               "--ignore-submodules=all")
+    entries: list[tuple[str, str]] = []
+    fields = iter(out.split("\0"))
+    for field in fields:
+        if len(field) > 3 and field[2] == " ":
+            entries.append((field[:2], field[3:]))
+            if field[0] in "RC" or field[1] in "RC":
+                next(fields, None)  # with -z a rename or copy is followed by its old path
+    return entries
 
 
 def changed_files(root: Path) -> list[str]:
@@ -260,25 +272,30 @@ def grep_lines(
     return _grep_numbered(root, [*args, "-e", query], limit)
 
 
-def grep_word_lines(root: Path, words: Sequence[str], limit: int = 400) -> list[tuple[str, int, str]]:
-    """Lines of a work tree holding any of `words` as a whole word: (path, 1-based line, text)."""
+def grep_word_lines(
+    root: Path, words: Sequence[str], limit: int = 400, keep: Callable[[str], bool] | None = None,
+) -> list[tuple[str, int, str]]:
+    """Lines of a work tree holding any of `words` as a whole word: (path, 1-based line, text),
+    the first `limit` of those in files that `keep` accepts."""
     if not words:
         return []
     args = ["grep", "-n", "-z", "-I", "-F", "-w", "--no-color", "--untracked"]
     for word in words:
         args += ["-e", word]
-    return _grep_numbered(root, args, limit)
+    return _grep_numbered(root, args, limit, keep)
 
 
-def _grep_numbered(root: Path, args: list[str], limit: int) -> list[tuple[str, int, str]]:
+def _grep_numbered(
+    root: Path, args: list[str], limit: int, keep: Callable[[str], bool] | None = None,
+) -> list[tuple[str, int, str]]:
     try:
         out = _cli(root, *args)
     except GitError:  # no match exits 1
         return []
     found: list[tuple[str, int, str]] = []
-    for line in out.splitlines():
+    for line in out.split("\n"):  # not splitlines(): a form feed or U+2028 is inside a line
         parts = line.split("\0", 2)
-        if len(parts) == 3 and parts[1].isdigit():
+        if len(parts) == 3 and parts[1].isdigit() and (keep is None or keep(parts[0])):
             found.append((parts[0], int(parts[1]), parts[2]))
             if len(found) >= limit:
                 break

@@ -358,9 +358,11 @@ def test_caches_of_an_older_storage_format_are_removed(tmp_path: Path) -> None:
     assert not old.exists() and cache_file().exists()
 
 
-def test_a_warm_run_reads_stored_tags_and_map_and_packs_the_same(tmp_path: Path) -> None:
+def test_a_warm_run_reads_stored_tags_and_map_and_packs_the_same(tmp_path: Path, monkeypatch) -> None:
     import sqlite3
+    import sys
 
+    from gemma_code import context
     from gemma_code.context.cache import cache_file, seal
 
     big = "".join(f"def ledger_entry_{i}(invoice):\n    return invoice.total + {i}\n\n\n" for i in range(80))
@@ -370,9 +372,16 @@ def test_a_warm_run_reads_stored_tags_and_map_and_packs_the_same(tmp_path: Path)
     with sqlite3.connect(cache_file()) as db:
         kinds = {k for (k,) in db.execute("SELECT kind FROM blobs")}
     assert {"graph", "tags", "map"} <= kinds
-    warm = build_context(repo, "InvoiceRenderer compute_tax", budget=600)
+
+    def not_now(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a warm run re-read what it had stored")
+
+    with monkeypatch.context() as patch:  # the warm run neither scans tags nor renders the map
+        patch.setattr(context, "scan_tags", not_now)
+        patch.setattr(sys.modules["gemma_code.context.pack"], "map_block", not_now)
+        warm = build_context(repo, "InvoiceRenderer compute_tax", budget=600)
     assert (warm.text, warm.order, warm.used) == (cold.text, cold.order, cold.used)
-    assert any("0 files parsed" in n for n in warm.notes)
+    assert "tags: 0 files parsed, 7 from the cache" in warm.notes
     # stored versions this code cannot read are redone, not fatal
     with sqlite3.connect(cache_file()) as db:
         db.execute("UPDATE blobs SET data = ? WHERE kind IN ('tags', 'map')", (seal(b"\xe3\x00\x00"),))
@@ -381,7 +390,15 @@ def test_a_warm_run_reads_stored_tags_and_map_and_packs_the_same(tmp_path: Path)
     # an edit changes the files' versions: the stored tags are not used for them
     (repo / "src/billing/tax.py").write_text("def compute_tax(amount):\n    return amount * 0.25\n")
     edited = build_context(repo, "InvoiceRenderer compute_tax", budget=600)
-    assert "amount * 0.25" in edited.text and any("1 files parsed" in n for n in edited.notes)
+    assert "amount * 0.25" in edited.text and "tags: 1 files parsed, 6 from the cache" in edited.notes
+
+
+def test_a_renamed_file_with_a_space_in_its_old_name_is_not_misread(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"My Notes.md": "notes\n", "a.py": "x = 1\n"})
+    git(repo, "mv", "My Notes.md", "notes.md")
+    scan = scan_files(repo)
+    assert scan.dirty == ["notes.md"]
+    assert {f.path for f in scan.files} == {"a.py", "notes.md"}
 
 
 def test_a_broken_submodule_that_fails_git_status_still_lists_untracked_files(tmp_path: Path) -> None:

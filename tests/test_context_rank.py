@@ -147,3 +147,17 @@ def test_changelogs_come_after_the_code_unless_asked_for(tmp_path: Path, monkeyp
     # a question about the changelog is not demoted
     asked = order(root, "what do the release notes say: pooled connections are not retried after a timeout")
     assert asked[0] in {"CHANGES.rst", "docs/releases/2.1.md"}
+
+
+def test_only_prose_files_count_as_changelogs() -> None:
+    from gemma_code.context.fuse import _HISTORY_ASKED, is_history_path
+
+    for path in ("CHANGES.rst", "CHANGES", "CHANGELOG.md", "docs/news.rst", "docs/releases/5.1.md",
+                 "changelog.d/12.feature.rst", "HISTORY.txt"):
+        assert is_history_path(path), path
+    for path in ("gemma_code/context/history.py", "app/news.py", "src/changes/apply.go",
+                 "pkg/releases/release.go", "docs/releases/index.html"):
+        assert not is_history_path(path), path
+    assert _HISTORY_ASKED.search("what do the release notes say about retries?")
+    for question in ("explain the changes.", "the news feed view crashes"):
+        assert not _HISTORY_ASKED.search(question), question

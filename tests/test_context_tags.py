@@ -245,3 +245,30 @@ def test_parallel_parse_gives_the_same_tags_as_serial(tmp_path: Path, monkeypatc
     assert sorted(parallel.parsed) == sorted(serial.parsed) == sorted(files)
     for path in files:
         assert parallel.tags[path] == serial.tags[path]
+
+
+def test_the_builder_waits_for_its_early_threads_before_starting_parse_workers(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # a forked worker inherits the locks a running thread holds (an import, a process start)
+    import concurrent.futures
+
+    from gemma_code import context
+    from gemma_code.context import tagscan
+
+    files = {f"p{i}.py": f"def f{i}(x):\n    return g{i}(x)\n" for i in range(12)}
+    root = _repo(tmp_path, files)
+    events: list[str] = []
+    settle = context._Early.settle
+    monkeypatch.setattr(context._Early, "settle", lambda self: (events.append("settled"), settle(self))[1])
+    real_pool = concurrent.futures.ProcessPoolExecutor
+
+    def pool(*args, **kwargs):  # type: ignore[no-untyped-def]
+        events.append("fork")
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", pool)
+    monkeypatch.setattr(tagscan, "PARALLEL_FROM", 2)
+    packed = context.build_context(root, "f3", budget=2000)
+    assert events[:2] == ["settled", "fork"]
+    assert any("12 files parsed" in n for n in packed.notes)

@@ -7,7 +7,7 @@ import importlib
 import marshal
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from gemma_code.context.rank import (
     shard_of,
 )
 from gemma_code.context.tags import FileTags
-from gemma_code.context.tagscan import from_snapshot, scan_tags, snapshot
+from gemma_code.context.tagscan import SNAPSHOT_VERSION, from_snapshot, scan_tags, snapshot
 from gemma_code.context.tokens import CountFn, TokenCounter
 from gemma_code.errors import GitError
 
@@ -81,23 +81,33 @@ class _Early:
     git's own processes (HEAD, the verbatim phrases) and the numerical library's import run
     while this process lists and stats the files."""
 
-    def __init__(self, head: Future[str | None], sites: Future[dict[str, list[str]] | None]) -> None:
-        self._head, self._sites = head, sites
+    def __init__(self, head: Future[str | None], sites: Future[dict[str, list[str]] | None],
+                 numpy: Future[Any]) -> None:
+        self._head, self._sites, self._numpy = head, sites, numpy
 
     @classmethod
     def start(cls, base: Path, question: str) -> _Early:
         pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="gc-context")
         try:
-            pool.submit(importlib.import_module, "numpy")  # the graph ranking: a warm run's largest import
+            # numpy, for the graph ranking, is a warm run's largest import
+            numpy = pool.submit(importlib.import_module, "numpy")
             in_git = (base / ".git").exists()
             if not in_git:
-                return cls(_done(None), _done(None))
-            return cls(pool.submit(_head, base), pool.submit(_phrase_sites, base, message_phrases(question)))
+                return cls(_done(None), _done(None), numpy)
+            return cls(pool.submit(_head, base), pool.submit(_phrase_sites, base, message_phrases(question)),
+                       numpy)
         finally:
             pool.shutdown(wait=False)  # the submitted work still finishes
 
     def head(self) -> str | None:
         return self._head.result()
+
+    def settle(self) -> None:
+        """Wait until the early work is done: before this process forks its parse workers, no
+        thread of ours may be half-way through an import or a process start (a forked child
+        would inherit the locks they hold)."""
+        futures: list[Future[Any]] = [self._head, self._sites, self._numpy]
+        wait(futures)
 
     def sites(self) -> dict[str, list[str]] | None:
         return self._sites.result()
@@ -184,16 +194,18 @@ def build_context(
             words = analyze_question(question).words
             found = cache.load_postings(root_key, print_key, {shard_of(w) for w in words})
             # the same file versions as a stored graph and word index: their tags in one read
-            snap = cache.load_blob(root_key, "tags", print_key) if cached_graph and found else None
+            snap_key = f"{print_key}:{SNAPSHOT_VERSION}"
+            snap = cache.load_blob(root_key, "tags", snap_key) if cached_graph and found else None
             stored = from_snapshot(snap) if snap is not None else None
             if stored is not None:
                 tags = stored
             else:
                 tags = scan_tags(base, files, cache=cache, trusted=named_rel,
-                                 identifiers=cached_graph is None and previous is None, terms=found is None)
+                                 identifiers=cached_graph is None and previous is None, terms=found is None,
+                                 before_fork=early.settle)
                 data = snapshot(tags)
                 if data is not None:
-                    cache.store_blob(root_key, "tags", print_key, data)
+                    cache.store_blob(root_key, "tags", snap_key, data)
             docs = tags.tags
             graph = cached_graph
             if graph is None:

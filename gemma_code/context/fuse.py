@@ -43,8 +43,9 @@ HISTORY_WEIGHT = 0.5  # fused score of a changelog or release note (chosen on th
 # changelogs and release notes: a file's name without its extension, or a folder on its path
 _HISTORY_NAMES = frozenset({"changes", "changelog", "history", "news", "release_notes", "release-notes",
                             "releasenotes", "whatsnew", "whats_new"})
-_HISTORY_ASKED = re.compile(r"change\s?log|release\s?notes?|what'?s\s?new|\bnews\b|\bchanges\.",
-                            re.IGNORECASE)
+_HISTORY_ASKED = re.compile(r"change\s?log|release\s?notes?|what'?s\s?new|\bnews\.(?:md|rst|txt)\b"
+                            r"|\bchanges\.(?:md|rst|txt)\b", re.IGNORECASE)
+_PROSE_EXTENSIONS = frozenset({"md", "rst", "txt", "adoc", "asciidoc", "markdown", "org", "textile"})
 _HISTORY_DIRS = frozenset({"releases", "changelog", "changelog.d", "changes", "newsfragments", "whatsnew",
                            "release-notes", "release_notes"})
 _ERROR_LINE = re.compile(r"\b\w*(?:Error|Exception|Warning)\b:\s*([^\n]{8,120})")
@@ -86,9 +87,12 @@ def is_test_path(path: str) -> bool:
 
 
 def is_history_path(path: str) -> bool:
-    """A changelog, release note or news fragment: the record of past changes, not the code."""
+    """A changelog, release note or news fragment: the record of past changes, not the code.
+    Only prose files (`history.py` or `releases/release.go` is code)."""
     parts = path.lower().split("/")
-    stem_name = parts[-1].split(".", 1)[0]
+    stem_name, dot, ext = parts[-1].partition(".")
+    if dot and ext.rsplit(".", 1)[-1] not in _PROSE_EXTENSIONS:
+        return False
     return stem_name in _HISTORY_NAMES or any(part in _HISTORY_DIRS for part in parts[:-1])
 
 

@@ -151,7 +151,7 @@ def _uses_in(
 ) -> Callable[[list[str]], list[tuple[str, int, str]]]:
     """Lines using some names, from the files the builder may read (no secrets, no vendored code)."""
     def uses(names: list[str]) -> list[tuple[str, int, str]]:
-        return [hit for hit in gitops.grep_word_lines(root, names) if hit[0] in docs]
+        return gitops.grep_word_lines(root, names, keep=docs.__contains__)
     return uses
 
 

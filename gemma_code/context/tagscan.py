@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import marshal
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,11 +51,13 @@ def scan_tags(
     trusted: Iterable[str] = (),
     identifiers: bool = True,
     terms: bool = True,
+    before_fork: Callable[[], None] | None = None,
 ) -> TagScan:
     """Tags for every file: cached rows whose mtime and size still match, the rest re-read.
 
     `identifiers` and `terms` of cached files are loaded only when asked for (graph and
-    word-index rebuilds); freshly parsed files always carry them.
+    word-index rebuilds); freshly parsed files always carry them. `before_fork` runs before
+    worker processes are started (the caller's threads must be idle then).
     """
     root = Path(root).resolve()
     key = str(root)
@@ -68,7 +70,7 @@ def scan_tags(
         id_rows = cache.load_identifiers(key) if identifiers else {}
         fresh: list[tuple[str, int, int, bytes, bytes, bytes]] = []
         stale = [f for f in files if not _row_matches(rows.get(f.path), f)]
-        parsed = _parse_all(root, stale, trusted_set)
+        parsed = _parse_all(root, stale, trusted_set, before_fork)
         for item in files:
             row = rows.get(item.path)
             if row is not None and _row_matches(row, item):
@@ -102,10 +104,14 @@ def scan_tags(
     return scan
 
 
+SNAPSHOT_VERSION = 1  # of the stored-tags layout: part of its key
+
+
 def snapshot(scan: TagScan) -> bytes | None:
     """Every file's tags (without identifiers and terms) and the skipped files as one blob, for
-    a warm run over the same file versions (None when this scan met a problem worth redoing)."""
-    if scan.notes:
+    a warm run over the same file versions (None when this scan met a problem worth redoing:
+    a file that could not be read may be readable next time without changing its stat)."""
+    if scan.notes or any(why.startswith(("unreadable", "changed during")) for _, why in scan.skipped):
         return None
     metas = {path: (t.lang, t.rows, t.lines, t.words, t.skip, t.path_terms) for path, t in scan.tags.items()}
     return marshal.dumps((metas, scan.skipped))
@@ -119,7 +125,7 @@ def from_snapshot(blob: bytes) -> TagScan | None:
         for path, (lang, rows, lines, words, skip, path_terms) in metas.items():
             scan.tags[path] = FileTags(path, lang=lang, rows=rows, lines=lines, words=words, skip=skip,
                                        path_terms=path_terms)
-    except (ValueError, TypeError, EOFError):
+    except (ValueError, TypeError, EOFError, AttributeError):
         return None
     scan.reused = len(scan.tags)
     return scan
@@ -148,12 +154,16 @@ def _parse_chunk(root: str, items: list[tuple[str, int, bool]]) -> list[tuple[by
 Parsed = dict[str, tuple[FileTags | None, str, tuple[bytes, bytes, bytes] | None]]
 
 
-def _parse_all(root: Path, items: Sequence[RepoFile], trusted: set[str]) -> Parsed:
+def _parse_all(
+    root: Path, items: Sequence[RepoFile], trusted: set[str], before_fork: Callable[[], None] | None = None,
+) -> Parsed:
     """Parse files, across processes when there are many (a cold run over a large repository)."""
     work = [(f.path, f.size, f.path in trusted) for f in items]
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     results: Parsed = {}
     if len(work) >= PARALLEL_FROM and workers > 1:
+        if before_fork is not None:
+            before_fork()
         try:
             from concurrent.futures import ProcessPoolExecutor
 
