@@ -151,7 +151,6 @@ def test_ignored_vendored_lock_binary_and_minified_files_are_skipped(tmp_path: P
         ".gitignore": "build/\n*.log\n",
         "main.js": "function main() { return 1; }\n",
         "node_modules/lib/index.js": "function vendored() {}\n",
-        "src/tool/_vendor/six.py": "def vendored():\n    pass\n",  # pip's and setuptools' layout
         "package-lock.json": "{}\n",
         "logo.png": b"\x89PNG\r\n\x1a\n\0\0\0",
         "data.bin.txt": b"abc\0def",
@@ -166,7 +165,6 @@ def test_ignored_vendored_lock_binary_and_minified_files_are_skipped(tmp_path: P
     assert [f.path for f in packed.files if f.mode == "full"][:1] == ["main.js"]
     skipped = dict(packed.skipped)
     assert skipped["node_modules/lib/index.js"] == "vendored or tool folder"
-    assert skipped["src/tool/_vendor/six.py"] == "vendored or tool folder"
     assert skipped["package-lock.json"] == "lock file"
     assert skipped["logo.png"] == "binary"
     assert skipped["data.bin.txt"] == "binary"

@@ -19,7 +19,7 @@ VENDORED_DIRS = frozenset({
     "node_modules", "vendor", "vendors", "third_party", "thirdparty", "bower_components",
     ".venv", "venv", "site-packages", "__pycache__", ".tox", ".nox", ".mypy_cache",
     ".pytest_cache", ".ruff_cache", ".git", ".hg", ".svn", ".next", ".nuxt", ".gradle",
-    ".idea", ".eggs", "_vendor", "_vendored", "vendored",
+    ".idea", ".eggs",
 })
 LOCK_FILES = frozenset({
     "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "cargo.lock",
