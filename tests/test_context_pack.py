@@ -96,13 +96,22 @@ def test_an_excerpt_shows_where_other_files_use_its_matches(tmp_path: Path) -> N
 
 
 def test_a_short_file_goes_whole_where_its_outline_would_save_nothing(tmp_path: Path) -> None:
-    files = {f"pkg/mod{j}.py": module(f"ledger_{j}", 60) for j in range(6)}
-    files["pkg/__init__.py"] = "from pkg.mod0 import ledger_0_1\n"  # no definitions: no outline
-    files["pkg/tiny.py"] = "def ledger_total():\n    return 0\n"
-    root = make_repo(tmp_path / "r", files)
-    # the whole-file share fills with the large modules; the short files still go in whole
-    packed = build_context(root, "ledger totals", budget=6000, count_tokens=words)
-    modes = {f.path: f.mode for f in packed.files}
-    assert "outline" in modes.values()
-    assert modes.get("pkg/__init__.py") == "full" and modes.get("pkg/tiny.py") == "full"
-    assert packed.used <= 6000
+    import sys
+
+    from gemma_code.context.files import scan_files
+    from gemma_code.context.tagscan import scan_tags
+    from gemma_code.context.tokens import TokenCounter
+
+    pack = sys.modules["gemma_code.context.pack"]
+    root = make_repo(tmp_path / "r", {
+        "pkg/mod.py": module("ledger", 60),
+        "pkg/__init__.py": "from pkg.mod import ledger_1\n",  # no definitions: no outline at all
+        "pkg/tiny.py": "def noop():\n    return 0\n",  # whole costs about what its outline does
+    })
+    docs = scan_tags(root, scan_files(root).files).tags
+    chosen: dict[str, tuple[str, int, str, tuple[str, ...]]] = {}
+    pack._outlines(root, ["pkg/mod.py", "pkg/__init__.py", "pkg/tiny.py"], docs,
+                   TokenCounter(words), 10_000, chosen)
+    assert {path: mode for path, (mode, *_rest) in chosen.items()} == {
+        "pkg/mod.py": "outline", "pkg/__init__.py": "full", "pkg/tiny.py": "full"}
+    assert "from pkg.mod import ledger_1" in chosen["pkg/__init__.py"][2]
