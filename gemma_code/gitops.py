@@ -96,10 +96,16 @@ def tracked_files(root: Path) -> list[str]:
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree, HEAD before a first commit
 
 
+# A repository's own config can name commands that git runs while reading: core.fsmonitor runs
+# on `status` and `ls-files --others` (a repository that arrives with its .git folder, from an
+# archive or a shared disk, is untrusted input). Our reads never need it.
+_SAFE_READS = ("-c", "core.quotePath=false", "-c", "core.fsmonitor=false")
+
+
 def _run(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     """The one place gemma-code starts git: `git ARGS` in `root`, output as bytes."""
     try:
-        return subprocess.run(["git", "-c", "core.quotePath=false", *args], cwd=root,
+        return subprocess.run(["git", *_SAFE_READS, *args], cwd=root,
                               capture_output=True, check=False)
     except FileNotFoundError:
         raise GitError("git is not installed", "install git and try again") from None
@@ -164,7 +170,7 @@ def diff_text(root: Path, *args: str) -> str:
 
 def uncommitted_diff(root: Path, paths: Sequence[str] = ()) -> str:
     """The work tree against HEAD (`git diff HEAD -- PATHS`), staged or not."""
-    return diff_text(root, "--no-color", "HEAD", "--", *paths)
+    return diff_text(root, "--no-color", "--no-ext-diff", "--no-textconv", "HEAD", "--", *paths)
 
 
 def index_contents(root: Path, paths: Sequence[str]) -> dict[str, bytes]:

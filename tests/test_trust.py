@@ -220,3 +220,31 @@ def test_a_terminal_asks_before_trusting(git_repo, listener, answer, engine):
     assert "[y/N]" in out and "GITHUB_TOKEN" in out
     assert load_settings(cwd=git_repo, environ={}).settings.engine == engine
     assert listener.requests == []
+
+
+def test_a_repository_config_cannot_make_git_reads_run_a_command(tmp_path: Path) -> None:
+    # a repository that arrives with its .git folder (an archive, a shared disk) can name
+    # commands that git runs while reading: core.fsmonitor on status and ls-files, an
+    # external diff program on diff
+    from gemma_code.context import build_context
+    from gemma_code.gitops import uncommitted_diff
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "app.py").write_text("def handler():\n    return 1\n", encoding="utf-8")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "first")
+    ran = tmp_path / "ran"
+    git(repo, "config", "core.fsmonitor", f"touch {ran}-fsmonitor; false")
+    git(repo, "config", "diff.external", f"sh -c 'touch {ran}-diff'")
+    (repo / "app.py").write_text("def handler():\n    return 2\n", encoding="utf-8")
+    (repo / "new.py").write_text("x = 1\n", encoding="utf-8")
+    subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, check=False)
+    assert (tmp_path / "ran-fsmonitor").exists()  # git itself runs it: the attack is real
+    (tmp_path / "ran-fsmonitor").unlink()
+
+    packed = build_context(repo, "what does handler return?", budget=2000)
+    assert {f.path for f in packed.files} >= {"app.py", "new.py"}
+    assert "return 2" in uncommitted_diff(repo)
+    assert not (tmp_path / "ran-fsmonitor").exists() and not (tmp_path / "ran-diff").exists()
