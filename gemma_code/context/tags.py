@@ -87,16 +87,24 @@ class FileTags:
     def definitions(self, tags: Sequence[Tag]) -> None:
         self.rows = [(t.name, t.kind, t.line, t.end_line, t.text) for t in tags]
 
+    def meta(self) -> tuple[str, list[DefRow], int, int, str, list[str]]:
+        """Everything but the identifiers and terms, as plain values (what a warm run reads)."""
+        return (self.lang, self.rows, self.lines, self.words, self.skip, self.path_terms)
+
     def dump(self) -> tuple[bytes, bytes, bytes]:
         """(meta, terms, identifiers) blobs for the cache, each loaded only when needed."""
-        meta = (self.lang, self.rows, self.lines, self.words, self.skip, self.path_terms)
-        return marshal.dumps(meta), marshal.dumps(self.terms), marshal.dumps(self.identifiers)
+        return marshal.dumps(self.meta()), marshal.dumps(self.terms), marshal.dumps(self.identifiers)
+
+    @classmethod
+    def from_meta(cls, path: str, meta: Sequence[Any], terms: dict[str, int] | None = None,
+                  ids: dict[str, int] | None = None) -> FileTags:
+        lang, rows, lines, words, skip, path_terms = meta
+        return cls(path, lang, rows, ids or {}, terms or {}, lines, words, skip, path_terms)
 
     @classmethod
     def load(cls, path: str, meta: bytes, terms: bytes | None, ids: bytes | None) -> FileTags:
-        lang, rows, lines, words, skip, path_terms = marshal.loads(meta)
-        return cls(path, lang, rows, marshal.loads(ids) if ids is not None else {},
-                   marshal.loads(terms) if terms is not None else {}, lines, words, skip, path_terms)
+        return cls.from_meta(path, marshal.loads(meta), marshal.loads(terms) if terms is not None else None,
+                             marshal.loads(ids) if ids is not None else None)
 
 
 def split_words(identifier: str) -> list[str]:

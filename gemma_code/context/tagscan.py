@@ -113,8 +113,7 @@ def snapshot(scan: TagScan) -> bytes | None:
     a file that could not be read may be readable next time without changing its stat)."""
     if scan.notes or any(why.startswith(("unreadable", "changed during")) for _, why in scan.skipped):
         return None
-    metas = {path: (t.lang, t.rows, t.lines, t.words, t.skip, t.path_terms) for path, t in scan.tags.items()}
-    return marshal.dumps((metas, scan.skipped))
+    return marshal.dumps(({path: t.meta() for path, t in scan.tags.items()}, scan.skipped))
 
 
 def from_snapshot(blob: bytes) -> TagScan | None:
@@ -122,9 +121,8 @@ def from_snapshot(blob: bytes) -> TagScan | None:
     try:
         metas, skipped = marshal.loads(blob)
         scan = TagScan(skipped=[(path, why) for path, why in skipped])
-        for path, (lang, rows, lines, words, skip, path_terms) in metas.items():
-            scan.tags[path] = FileTags(path, lang=lang, rows=rows, lines=lines, words=words, skip=skip,
-                                       path_terms=path_terms)
+        for path, meta in metas.items():
+            scan.tags[path] = FileTags.from_meta(path, meta)
     except (ValueError, TypeError, EOFError, AttributeError):
         return None
     scan.reused = len(scan.tags)
