@@ -17,6 +17,7 @@ MAX_USE_CHARS = 160
 MAX_DEF_LINES = 250  # a longer definition is not taken whole (its parts may be)
 MAX_CLASS_LINES = 80  # a longer class is represented by its methods
 _WORD = re.compile(r"[^\W\d]\w*")
+_DEFINES = re.compile(r"^\s*(?:async\s+)?(?:def|class|function|fn|func|interface|struct|type)\s")
 
 
 def _score(row: DefRow, lines: list[str], words: set[str], names: set[str]) -> float:
@@ -122,10 +123,9 @@ def _uses_elsewhere(
             if pattern.search(text):
                 per_name[name] += 1
     common = {n for n, hits in per_name.items() if hits > COMMON_USES}
-    defines = re.compile(r"^\s*(?:async\s+)?(?:def|class|function|fn|func|interface|struct|type)\s")
     out: list[str] = []
     for other, line, text in found:
-        if other == path or defines.match(text):
+        if other == path or _DEFINES.match(text):
             continue
         if not any(words[n].search(text) for n in names if n not in common):
             continue
