@@ -161,3 +161,39 @@ def test_only_prose_files_count_as_changelogs() -> None:
     assert _HISTORY_ASKED.search("what do the release notes say about retries?")
     for question in ("explain the changes.", "the news feed view crashes"):
         assert not _HISTORY_ASKED.search(question), question
+
+
+def test_files_beside_the_top_files_come_next(tmp_path: Path, monkeypatch) -> None:
+    # the change lands beside the code the question is about: a loader in the same package that
+    # shares none of its words, ahead of files elsewhere that share a word or two
+    files = {
+        "shop/orders/types.py": "".join(
+            f"def order_shipping_method_{i}(order):\n    return order.shipping_method\n\n\n"
+            for i in range(6)),
+        "shop/orders/loaders.py": "def batch_load(keys):\n    return [fetch(k) for k in keys]\n",
+        "shop/orders/status.py": "def order_status(order):\n    return order.status\n",
+        "shop/orders/totals.py": "def order_total(order):\n    return order.total\n",
+    }
+    for i in range(6):
+        files[f"shop/misc{i}/helpers.py"] = f"def helper_{i}(order):\n    return order\n"
+    root = make_repo(tmp_path / "r", files)
+    question = "the order shipping method is wrong for orders"
+    ranked = order(root, question)
+    head = ranked[:3]
+    assert ranked[0] == "shop/orders/types.py"
+    elsewhere = [p for p in ranked[3:] if "/misc" in p]  # helpers below the first places
+    assert len(elsewhere) >= 3
+    assert ranked.index("shop/orders/loaders.py") < min(ranked.index(p) for p in elsewhere)
+    monkeypatch.setattr("gemma_code.context.fuse.FOLDER_WEIGHT", 0.0)
+    plain = order(root, question)
+    assert plain[:3] == head  # the first places are the fused scores' own either way
+    assert plain.index("shop/orders/loaders.py") > min(plain.index(p) for p in elsewhere)
+
+
+def test_the_root_folder_and_tests_lend_nothing() -> None:
+    from gemma_code.context.fuse import folder_scores
+
+    scores = {"setup.py": 9.0, "tests/test_a.py": 8.0, "pkg/a.py": 4.0, "pkg/sub/b.py": 2.0}
+    paths = [*scores, "README.md", "tests/conftest.py", "pkg/c.py", "pkg/sub/d.py", "other/e.py"]
+    lent = folder_scores(scores, paths, top=3)
+    assert lent == {"pkg/a.py": 1.0, "pkg/c.py": 1.0, "pkg/sub/b.py": 0.5, "pkg/sub/d.py": 0.5}

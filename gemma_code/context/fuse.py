@@ -12,10 +12,15 @@ Views (each a score per file, divided by the view's best score):
 A file that several views put near the top wins over one that a single view loves. Weighted
 reciprocal-rank fusion (sum of weight / (K + rank)) was tried too: on the tuning half of the
 real-commit cases it put the changed file first less often (see BENCHMARKS.md).
+
+Below the first few places, a file in the folder of a top-ranked file gains (`folder_scores`): a
+change lands beside the code it is about (the helper module, the exceptions, the loaders of the
+same package), which words and references often miss.
 """
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,6 +45,12 @@ WEIGHTS: dict[str, float] = {"lexical": 1.0, "graph": 0.3, "mention": 0.6, "coch
 COCHANGE_SEEDS = 5  # top lexical files whose co-changing files are looked up
 TEST_WEIGHT = 0.5  # fused score of a test file (tuned like WEIGHTS: 0.2-0.6 ranked alike)
 HISTORY_WEIGHT = 0.5  # fused score of a changelog or release note (chosen on the tuning half)
+# The folder view (chosen on the tuning half: rank recall@10 0.893 -> 0.938, the first three
+# places unchanged): the top FOLDER_TOP code files lend FOLDER_WEIGHT to the files beside them,
+# below the first KEEP_HEAD places, which stay as the fused scores put them.
+FOLDER_TOP = 3
+FOLDER_WEIGHT = 0.2
+KEEP_HEAD = 3
 # changelogs and release notes: a file's name without its extension, or a folder on its path
 _HISTORY_NAMES = frozenset({"changes", "changelog", "history", "news", "release_notes", "release-notes",
                             "releasenotes", "whatsnew", "whats_new"})
@@ -176,6 +187,26 @@ def mention_seeds(
     return seeds
 
 
+def folder_scores(
+    scores: Mapping[str, float], paths: Iterable[str], top: int = FOLDER_TOP
+) -> dict[str, float]:
+    """Each file's share of the relevance of the top `top` non-test files in its folder (the best
+    folder 1.0). The repository's root folder lends nothing: it holds a bit of everything."""
+    leaders = heapq.nsmallest(top, (p for p in scores if not is_test_path(p)), key=lambda p: (-scores[p], p))
+    best = scores[leaders[0]] if leaders else 0.0
+    if best <= 0:
+        return {}
+    folders: dict[str, float] = {}
+    for path in leaders:
+        folder = path.rpartition("/")[0]
+        if folder:
+            folders[folder] = folders.get(folder, 0.0) + scores[path] / best
+    if not folders:
+        return {}
+    most = max(folders.values())
+    return {p: folders[f] / most for p in paths if (f := p.rpartition("/")[0]) in folders}
+
+
 def fuse(views: Mapping[str, Mapping[str, float]], weights: Mapping[str, float]) -> dict[str, float]:
     """Weighted sum of each view's scores divided by that view's best score."""
     fused: dict[str, float] = {}
@@ -257,13 +288,25 @@ def rank_files(
     # echo the words of every change (they describe them) and come after the code too, unless
     # the question asks about them
     wants_history = _HISTORY_ASKED.search(question) is not None
-    for path, value in scores.items():
+    factor: dict[str, float] = {}
+    for path in nodes:
         if any(path.endswith(frag) for frag in q.paths):
             continue
         if is_test_path(path):
-            scores[path] = value * TEST_WEIGHT
+            factor[path] = TEST_WEIGHT
         elif not wants_history and is_history_path(path):
-            scores[path] = value * HISTORY_WEIGHT
+            factor[path] = HISTORY_WEIGHT
+    for path, value in factor.items():
+        if path in scores:
+            scores[path] = value * scores[path]
     named_set = set(named_list)
-    rest = sorted((p for p in nodes if p not in named_set), key=lambda p: (-scores.get(p, 0.0), p))
+
+    def key(path: str) -> tuple[float, str]:
+        return -scores.get(path, 0.0), path
+
+    head = heapq.nsmallest(KEEP_HEAD, (p for p in nodes if p not in named_set), key=key)
+    for path, value in folder_scores(scores, nodes).items():
+        scores[path] = scores.get(path, 0.0) + FOLDER_WEIGHT * value * factor.get(path, 1.0)
+    fixed = named_set | set(head)
+    rest = head + sorted((p for p in nodes if p not in fixed), key=key)
     return Ranking(named_list + rest, scores, personal)
