@@ -115,3 +115,41 @@ def test_a_short_file_goes_whole_where_its_outline_would_save_nothing(tmp_path: 
     assert {path: mode for path, (mode, *_rest) in chosen.items()} == {
         "pkg/mod.py": "outline", "pkg/__init__.py": "full", "pkg/tiny.py": "full"}
     assert "from pkg.mod import ledger_1" in chosen["pkg/__init__.py"][2]
+
+
+def test_the_map_gives_way_when_the_top_file_needs_its_room(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from gemma_code.context.pack import TOP_ALONE, TOP_SHARE, full_block
+
+    budget = 8000
+    files = {f"pkg{i}/mod{j}.py": f"def f_{i}_{j}():\n    return {j}\n" for i in range(20) for j in range(15)}
+
+    def ledger(lines: int) -> str:
+        return "def settle_ledger(entries):\n    return sum(entries)\n\n\n" + "".join(
+            f"RATE_{i} = {i}  # settle_ledger fixed rate table entry\n" for i in range(lines))
+
+    def tokens(body: str) -> int:
+        return words(full_block("books/ledger.py", body, "python"))
+
+    # a module that goes whole only without the map: over TOP_SHARE of what the map leaves,
+    # within TOP_ALONE of the budget
+    body = ledger(1)
+    while tokens(body) <= TOP_SHARE * (budget - map_share(budget)) + 20:
+        body = ledger(body.count("\n") + 8)
+    assert tokens(body) <= TOP_ALONE * budget
+    root = make_repo(tmp_path / "r", {**files, "books/ledger.py": body})
+    packed = build_context(root, "settle_ledger rounds the wrong way", budget=budget, count_tokens=words)
+    assert packed.files[0].path == "books/ledger.py" and packed.files[0].mode == "full"
+    assert packed.map_tokens == 0 and "## Repository map" not in packed.text
+    assert any("map was left out" in note for note in packed.notes)
+    assert packed.used <= budget
+    # without the rule the module went in as an excerpt beside the map
+    monkeypatch.setattr(sys.modules["gemma_code.context.pack"], "_map_gives_way", lambda *a: False)
+    before = build_context(root, "settle_ledger rounds the wrong way", budget=budget, count_tokens=words)
+    assert before.files[0].mode == "outline" and before.map_tokens > 0
+    monkeypatch.undo()
+    # a module too large even alone keeps the map and goes in as an excerpt
+    (root / "books/ledger.py").write_text(ledger(body.count("\n") + 80), encoding="utf-8")
+    large = build_context(root, "settle_ledger rounds the wrong way", budget=budget, count_tokens=words)
+    assert large.files[0].mode == "outline" and large.map_tokens > 0
