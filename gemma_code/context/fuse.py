@@ -288,17 +288,16 @@ def rank_files(
     # echo the words of every change (they describe them) and come after the code too, unless
     # the question asks about them
     wants_history = _HISTORY_ASKED.search(question) is not None
-    factor: dict[str, float] = {}
-    for path in nodes:
+
+    def factor(path: str) -> float:
         if any(path.endswith(frag) for frag in q.paths):
-            continue
+            return 1.0
         if is_test_path(path):
-            factor[path] = TEST_WEIGHT
-        elif not wants_history and is_history_path(path):
-            factor[path] = HISTORY_WEIGHT
-    for path, value in factor.items():
-        if path in scores:
-            scores[path] = value * scores[path]
+            return TEST_WEIGHT
+        return HISTORY_WEIGHT if not wants_history and is_history_path(path) else 1.0
+
+    for path, value in scores.items():
+        scores[path] = value * factor(path)
     named_set = set(named_list)
 
     def key(path: str) -> tuple[float, str]:
@@ -306,7 +305,7 @@ def rank_files(
 
     head = heapq.nsmallest(KEEP_HEAD, (p for p in nodes if p not in named_set), key=key)
     for path, value in folder_scores(scores, nodes).items():
-        scores[path] = scores.get(path, 0.0) + FOLDER_WEIGHT * value * factor.get(path, 1.0)
+        scores[path] = scores.get(path, 0.0) + FOLDER_WEIGHT * value * factor(path)
     fixed = named_set | set(head)
     rest = head + sorted((p for p in nodes if p not in fixed), key=key)
     return Ranking(named_list + rest, scores, personal)

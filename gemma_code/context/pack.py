@@ -281,9 +281,10 @@ def pack(
     contents: Mapping[str, bytes] | None = None,
     maps: MapStore | None = None,
 ) -> PackedContext:
-    """Fill `budget` tokens: the map, then whole files in rank order (up to FULL_SHARE of the
-    rest, the top files up to TOP_SHARE), then excerpts of top files too large to go whole, then
-    outlines in what remains. Files appear in rank order.
+    """Fill `budget` tokens: the map (left out when the first file goes whole only without it),
+    then whole files in rank order (up to FULL_SHARE of the rest, the top files up to TOP_SHARE),
+    then excerpts of top files too large to go whole, then outlines in what remains. Files appear
+    in rank order.
 
     `contents` replaces some files' bytes (staged versions); those are shown in full or not at
     all, since their outlines were taken from the work tree.
