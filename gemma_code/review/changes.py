@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from gemma_code import gitops
+from gemma_code.context.files import VENDORED_DIRS as _SKIPPED_BY_CONTEXT
 from gemma_code.errors import GitError, UsageError
 from gemma_code.generated import HEADER_LINES, has_generated_header
 
@@ -24,7 +25,8 @@ GENERATED_SUFFIXES = (
     ".min.js", ".min.css", ".map", "_pb2.py", "_pb2_grpc.py", ".pb.go", ".pb.cc", ".pb.h",
     ".g.dart", ".designer.cs", ".snap", ".svg",
 )
-VENDORED_DIRS = {"node_modules", "vendor", "third_party", "dist", "__pycache__", ".venv"}
+# the folders the context builder skips (other people's code, tool caches), and build output
+VENDORED_DIRS = _SKIPPED_BY_CONTEXT | {"dist"}
 
 
 @dataclass
@@ -193,7 +195,7 @@ def skip_reason(change: FileChange) -> str | None:
         return "lock file"
     if name.endswith(GENERATED_SUFFIXES):
         return "generated"
-    if any(part in VENDORED_DIRS for part in parts[:-1]):
+    if any(part in VENDORED_DIRS or part.endswith(".egg-info") for part in parts[:-1]):
         return "vendored"
     if has_generated_header(change.head_lines()):
         return "generated"
