@@ -89,7 +89,9 @@ def test_a_flipped_byte_in_the_context_cache_is_a_miss_that_heals(tmp_path: Path
     assert f"tags: 0 files parsed, {len(PROJECT)} from the cache" in notes  # healed
 
 
-def test_a_flipped_byte_in_stored_terms_is_caught_when_the_index_is_rebuilt(tmp_path: Path) -> None:
+def test_a_flipped_byte_in_stored_terms_is_caught_when_the_index_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from gemma_code.context.cache import remove_files
 
     repo = make_repo(tmp_path / "repo", PROJECT)
@@ -97,10 +99,28 @@ def test_a_flipped_byte_in_stored_terms_is_caught_when_the_index_is_rebuilt(tmp_
     value = stored_value("SELECT terms FROM file_tags WHERE path = 'src/billing/invoice.py'")
     flip_inside(cache_file(), value[:24], min(20, len(value) - 1))
     (repo / "docs/usage.md").write_text("Run the shop with `python -m shop --debug`.\n")
+    monkeypatch.setattr(sys.modules["gemma_code.context"], "OVERLAY_MAX", 0)  # not patched: rebuilt
     text, notes = packed(repo)  # the word index is rebuilt from every file's stored terms
     assert "context cache: damaged entries were found, dropped and rebuilt" in notes
     remove_files()
     assert packed(repo)[0] == text  # the same as from no cache at all
+
+
+def test_a_flipped_byte_in_a_changed_files_stored_terms_is_caught_when_the_index_is_patched(
+    tmp_path: Path,
+) -> None:
+    from gemma_code.context.cache import remove_files
+
+    repo = make_repo(tmp_path / "repo", PROJECT)
+    packed(repo)
+    (repo / "docs/usage.md").write_text("Run the shop with `python -m shop --debug`.\n")
+    packed(repo)  # the stored index is patched with the edited file, whose row is stored now
+    value = stored_value("SELECT terms FROM file_tags WHERE path = 'docs/usage.md'")
+    flip_inside(cache_file(), value[:24], min(20, len(value) - 1))
+    text, notes = packed(repo)  # the edited file's stored words are read back, for the patch
+    assert "context cache: damaged entries were found, dropped and rebuilt" in notes
+    remove_files()
+    assert packed(repo)[0] == text
 
 
 @pytest.mark.parametrize("offset", [0, 4096], ids=["file-header", "a-table-page"])

@@ -410,3 +410,87 @@ def test_a_broken_submodule_that_fails_git_status_still_lists_untracked_files(tm
     scan = scan_files(repo)
     assert scan.in_git and {f.path for f in scan.files} >= {"a.py", "new_module.py"}
     assert not any("walked the folder" in n for n in scan.notes)
+
+
+def _edit_repo(root: Path) -> Path:
+    files = {f"pkg/mod{i}.py": f"def handler_{i}(request):\n    return render(request, 'page{i}')\n"
+             for i in range(12)}
+    files["pkg/quokka.py"] = "def quokka_count(zoo):\n    return len(zoo.quokkas)  # quokka census\n"
+    files["pkg/ledger.py"] = "def settle(entries):\n    return sum(entries)\n"
+    for name, body in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(body, encoding="utf-8")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", ".")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "fixture")
+    return root
+
+
+def test_after_an_edit_the_stored_word_index_is_patched_not_rebuilt(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    context = sys.modules["gemma_code.context"]
+    root = _edit_repo(tmp_path / "r")
+    question = "zanzibar quokka census handler"
+    build_context(root, question, budget=4000)  # the index of these versions is stored
+    # edit one file, add one, delete one: the next runs patch the stored index with them
+    # (the new words only in the text: no name or path to find them by)
+    (root / "pkg/mod7.py").write_text(
+        "def handler_7(request):\n    return render(request, 'page7')  # zanzibar\n", encoding="utf-8")
+    (root / "pkg/extra.py").write_text("NOTE = 'zanzibar zanzibar census'\n", encoding="utf-8")
+    (root / "pkg/quokka.py").unlink()
+
+    def rebuilt(docs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the whole word index was built again")
+
+    monkeypatch.setattr(context, "build_postings", rebuilt)
+    patched = build_context(root, question, budget=4000)
+    again = build_context(root, question, budget=4000)  # stored tags and graph, patched index
+    monkeypatch.undo()
+    monkeypatch.setenv("GEMMA_CODE_HOME", str(tmp_path / "fresh-home"))  # an empty cache: built whole
+    whole = build_context(root, question, budget=4000)
+    assert patched.order == again.order == whole.order
+    assert patched.text == again.text == whole.text
+    others = [whole.order.index(f"pkg/mod{i}.py") for i in range(12) if i != 7]
+    assert whole.order.index("pkg/extra.py") < whole.order.index("pkg/mod7.py") < min(others)
+    assert "pkg/quokka.py" not in whole.order
+
+
+def test_many_changed_files_or_a_missing_stored_row_rebuild_the_index(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    context = sys.modules["gemma_code.context"]
+    root = _edit_repo(tmp_path / "r")
+    question = "zanzibar ledger settle handler"
+
+    def from_empty_cache(name: str, q: str) -> list[str]:
+        with monkeypatch.context() as m:
+            m.setenv("GEMMA_CODE_HOME", str(tmp_path / name))
+            return build_context(root, q, budget=4000).order
+
+    build_context(root, question, budget=4000)
+    for i in range(3):
+        (root / f"pkg/mod{i}.py").write_text(f"def handler_{i}(request):\n    return 'zanzibar'\n",
+                                             encoding="utf-8")
+    calls: list[int] = []
+    real = context.build_postings
+
+    def counted(docs):  # type: ignore[no-untyped-def]
+        calls.append(len(docs))
+        return real(docs)
+
+    monkeypatch.setattr(context, "build_postings", counted)
+    monkeypatch.setattr(context, "OVERLAY_MAX", 2)  # three changed files: over the limit
+    assert build_context(root, question, budget=4000).order == from_empty_cache("a", question)
+    assert calls == [14, 14]  # ours, then the empty cache's
+    # one more changed file: patched in (its words come from the fresh parse)
+    (root / "pkg/mod5.py").write_text("def handler_5(request):\n    return 'zanzibar'\n", encoding="utf-8")
+    monkeypatch.setattr(context, "OVERLAY_MAX", 256)
+    build_context(root, question, budget=4000)
+    assert calls == [14, 14]
+    # the next run reads stored tags without words; with the changed file's stored words gone
+    # missing, the index is built again from every file
+    monkeypatch.setattr(context.ContextCache, "load_terms", lambda self, root, paths: {})
+    missing = build_context(root, "zanzibar handler settle", budget=4000).order
+    assert calls == [14, 14, 14]
+    assert missing == from_empty_cache("b", "zanzibar handler settle")

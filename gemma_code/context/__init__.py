@@ -39,6 +39,9 @@ __all__ = [
 # Beyond this many candidate files, the rest are listed in the map but not parsed or ranked,
 # so a 100,000-file checkout costs bounded time.
 MAX_RANKED = 25_000
+# files changed since the stored word index was built that are patched in at question time;
+# beyond this many, the index is built again whole (from every file's stored words)
+OVERLAY_MAX = 256
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -216,36 +219,47 @@ def build_context(
                 older = cache.load_blob(root_key, "graph")
                 previous = _load_graph(older) if older is not None else None
             words = analyze_question(question).words
-            found = cache.load_postings(root_key, print_key, {shard_of(w) for w in words})
+            shard_numbers = {shard_of(w) for w in words}
+            found = cache.load_postings(root_key, print_key, shard_numbers)
+            # an index of older file versions serves when few files changed since: see _Overlay
+            overlay = None if found is not None else _Overlay.load(cache, root_key, files, named_rel,
+                                                                   shard_numbers)
             # the same file versions as a stored graph and word index: their tags in one read
             snap_key = f"{print_key}:{SNAPSHOT_VERSION}"
-            snap = cache.load_blob(root_key, "tags", snap_key) if cached_graph and found else None
+            need_ids = cached_graph is None and previous is None  # the graph is built again whole
+            indexed = found is not None or overlay is not None
+            snap = cache.load_blob(root_key, "tags", snap_key) if cached_graph and indexed else None
             stored = from_snapshot(snap) if snap is not None else None
             if stored is not None:
                 tags = stored
             else:
-                tags = scan_tags(base, files, cache=cache, trusted=named_rel,
-                                 identifiers=cached_graph is None and previous is None, terms=found is None,
-                                 before_fork=early.settle)
+                tags = scan_tags(base, files, cache=cache, trusted=named_rel, identifiers=need_ids,
+                                 terms=not indexed, before_fork=early.settle)
                 data = snapshot(tags)
                 if data is not None:
                     cache.store_blob(root_key, "tags", snap_key, data)
+            if overlay is not None and not overlay.fill_terms(cache, root_key, files, tags.tags):
+                # a changed file's words are not stored as they are now: index every file again
+                overlay = None
+                tags = scan_tags(base, files, cache=cache, trusted=named_rel, identifiers=need_ids,
+                                 terms=True, before_fork=early.settle)
             docs = tags.tags
             graph = cached_graph
             if graph is None:
                 graph = _updated_graph(cache, root_key, files, docs, previous)
                 cache.store_blob(root_key, "graph", print_key, graph.dump())
             if found is not None:
-                postings: dict[str, dict[str, int]] = {}
-                for blob_part in found.values():
-                    shard = marshal.loads(blob_part)
-                    postings.update({t: shard[t] for t in words if t in shard})
+                postings = _from_shards(found, words)
+            elif overlay is not None:
+                postings = overlay.postings(words, docs)
             else:
                 index = build_postings(docs)
                 shards: dict[int, dict[str, dict[str, int]]] = {}
                 for term in sorted(index):
                     shards.setdefault(shard_of(term), {})[term] = index[term]
-                cache.store_postings(root_key, print_key, {n: marshal.dumps(v) for n, v in shards.items()})
+                stamps = marshal.dumps({f.path: (f.mtime_ns, f.size) for f in files})
+                cache.store_postings(root_key, print_key, {n: marshal.dumps(v) for n, v in shards.items()},
+                                     stamps)
                 postings = {t: index[t] for t in words if t in index}
             history = load_history(base, cache, head=early.head()) if scan.in_git else None
             sites = early.sites() if scan.in_git else None
@@ -280,6 +294,82 @@ def build_context(
         packed.notes.append("context cache: damaged entries were found, dropped and rebuilt")
     packed.elapsed_s = time.perf_counter() - start
     return packed
+
+
+def _from_shards(shards: Mapping[int, bytes], words: Iterable[str]) -> dict[str, dict[str, int]]:
+    """The postings of `words` from stored index shards."""
+    postings: dict[str, dict[str, int]] = {}
+    for blob_part in shards.values():
+        shard = marshal.loads(blob_part)
+        postings.update({t: shard[t] for t in words if t in shard})
+    return postings
+
+
+class _Overlay:
+    """The stored word index of older file versions, patched at question time with the files
+    changed since: their old rows leave the postings and their current words come in. After an
+    edit, a run reads the few changed files' words instead of every file's and building and
+    storing the whole index again (about 1 s of a 1.6-1.8 s run on a 4,000-file repository)."""
+
+    def __init__(self, shards: dict[int, bytes], changed: list[str], removed: set[str]) -> None:
+        self.shards, self.changed, self.drop = shards, changed, removed | set(changed)
+
+    @classmethod
+    def load(
+        cls, cache: ContextCache, root_key: str, files: Sequence[RepoFile], named: Sequence[str],
+        shard_numbers: Iterable[int],
+    ) -> _Overlay | None:
+        older = cache.load_older_postings(root_key, shard_numbers)
+        if older is None:
+            return None
+        try:
+            stamps = marshal.loads(older[0])
+        except (ValueError, TypeError, EOFError):
+            return None
+        if not isinstance(stamps, dict):
+            return None
+        current = {f.path for f in files}
+        # named files may pass filters that kept them out of the index: their words always come in
+        changed = sorted({f.path for f in files if stamps.get(f.path) != (f.mtime_ns, f.size)}
+                         | (set(named) & current))
+        removed = {p for p in stamps if p not in current}
+        if len(changed) + len(removed) > OVERLAY_MAX:
+            return None
+        return cls(older[1], changed, removed)
+
+    def fill_terms(
+        self, cache: ContextCache, root_key: str, files: Sequence[RepoFile], docs: Mapping[str, FileTags]
+    ) -> bool:
+        """Give the changed files read from the cache (without words) their stored words; False
+        when a stored row is missing or not of the file's current version."""
+        wanted = [p for p in self.changed if p in docs and not docs[p].terms]
+        if not wanted:
+            return True
+        stamps = {f.path: (f.mtime_ns, f.size) for f in files}
+        rows = cache.load_terms(root_key, wanted)
+        for path in wanted:
+            row = rows.get(path)
+            if row is None or (row[0], row[1]) != stamps[path]:
+                return False
+            docs[path].terms = marshal.loads(row[2])
+        return True
+
+    def postings(self, words: Iterable[str], docs: Mapping[str, FileTags]) -> dict[str, dict[str, int]]:
+        """The question words' postings: the stored ones without the changed and removed files,
+        plus the changed files' current counts."""
+        wanted = list(dict.fromkeys(words))
+        postings = _from_shards(self.shards, wanted)
+        for term in wanted:
+            bucket = {p: n for p, n in postings.get(term, {}).items() if p not in self.drop}
+            for path in self.changed:
+                count = docs[path].terms.get(term) if path in docs else None
+                if count:
+                    bucket[path] = count
+            if bucket:
+                postings[term] = bucket
+            else:
+                postings.pop(term, None)
+        return postings
 
 
 def _updated_graph(

@@ -253,8 +253,9 @@ class ContextCache:
                          for p, m, s, meta, t, ids in rows],
                     )
 
-    def store_postings(self, root: str, key: str, shards: dict[int, bytes]) -> None:
-        """Replace the repository's word index (shard number -> blob), built for `key`."""
+    def store_postings(self, root: str, key: str, shards: dict[int, bytes], stamps: bytes = b"") -> None:
+        """Replace the repository's word index (shard number -> blob), built for `key` from the
+        file versions `stamps` (a marshalled {path: (mtime_ns, size)}, kept with it)."""
         with self._guard() as db:
             if db is not None:
                 with db:
@@ -264,12 +265,24 @@ class ContextCache:
                         [(root, str(n), seal(d)) for n, d in sorted(shards.items())],
                     )
                     db.execute("INSERT OR REPLACE INTO blobs VALUES (?, 'postings', ?, ?)",
-                               (root, key, seal(b"")))
+                               (root, key, seal(stamps)))
 
     def load_postings(self, root: str, key: str, shards: Iterable[int]) -> dict[int, bytes] | None:
         """The index shards asked for, or None when the stored index was built for another `key`."""
         if self.load_blob(root, "postings", key) is None:
             return None
+        return self._shards(root, shards)
+
+    def load_older_postings(self, root: str, shards: Iterable[int]) -> tuple[bytes, dict[int, bytes]] | None:
+        """The stored word index whatever file versions it was built for: those versions (the
+        `stamps` given to store_postings) and the shards asked for; None when there is none."""
+        stamps = self.load_blob(root, "postings")
+        if not stamps:
+            return None
+        found = self._shards(root, shards)
+        return (stamps, found) if found is not None else None
+
+    def _shards(self, root: str, shards: Iterable[int]) -> dict[int, bytes] | None:
         wanted = sorted({str(n) for n in shards})
         found: dict[int, bytes] = {}
         with self._guard() as db:
@@ -285,6 +298,27 @@ class ContextCache:
                         return None  # the index is rebuilt from the files' terms
                     found[int(term)] = data
         return found if self.ok else None
+
+    def load_terms(self, root: str, paths: Iterable[str]) -> dict[str, tuple[int, int, bytes]]:
+        """The word counts of some files' rows: relpath -> (mtime_ns, size, terms)."""
+        rows: dict[str, tuple[int, int, bytes]] = {}
+        bad = []
+        with self._guard() as db:
+            if db is not None:
+                for path in sorted(set(paths)):
+                    row = db.execute(
+                        "SELECT mtime_ns, size, terms FROM file_tags "
+                        "WHERE root = ? AND path = ? AND version = ?",
+                        (root, path, TAGS_VERSION),
+                    ).fetchone()
+                    if row:
+                        data = unseal(row[2])
+                        if data is None:
+                            bad.append((root, path))
+                        else:
+                            rows[path] = (row[0], row[1], data)
+        self._drop("DELETE FROM file_tags WHERE root = ? AND path = ?", bad)
+        return rows
 
     def load_blob(self, root: str, kind: str, key: str | None = None) -> bytes | None:
         """A derived structure (the reference graph) stored for exactly this `key` (None: any)."""
