@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from gemma_code.context.history import History
@@ -188,11 +188,14 @@ def mention_seeds(
 
 
 def folder_scores(
-    scores: Mapping[str, float], paths: Iterable[str], top: int = FOLDER_TOP
+    scores: Mapping[str, float], paths: Iterable[str], top: int = FOLDER_TOP,
+    lends: Callable[[str], bool] | None = None,
 ) -> dict[str, float]:
-    """Each file's share of the relevance of the top `top` non-test files in its folder (the best
-    folder 1.0). The repository's root folder lends nothing: it holds a bit of everything."""
-    leaders = heapq.nsmallest(top, (p for p in scores if not is_test_path(p)), key=lambda p: (-scores[p], p))
+    """Each file's share of the relevance of the top `top` files that `lends` (default: the
+    non-test files) in its folder (the best folder 1.0). The repository's root folder lends
+    nothing: it holds a bit of everything."""
+    lender = lends or (lambda p: not is_test_path(p))
+    leaders = heapq.nsmallest(top, (p for p in scores if lender(p)), key=lambda p: (-scores[p], p))
     best = scores[leaders[0]] if leaders else 0.0
     if best <= 0:
         return {}
@@ -304,7 +307,10 @@ def rank_files(
         return -scores.get(path, 0.0), path
 
     head = heapq.nsmallest(KEEP_HEAD, (p for p in nodes if p not in named_set), key=key)
-    for path, value in folder_scores(scores, nodes).items():
+    def lends(path: str) -> bool:  # tests and (unless asked for) changelogs lend no folder weight
+        return not is_test_path(path) and (wants_history or not is_history_path(path))
+
+    for path, value in folder_scores(scores, nodes, lends=lends).items():
         scores[path] = scores.get(path, 0.0) + FOLDER_WEIGHT * value * factor(path)
     fixed = named_set | set(head)
     rest = head + sorted((p for p in nodes if p not in fixed), key=key)
