@@ -176,11 +176,13 @@ def test_unknown_range_reports_gits_reason_not_its_usage_line(git_repo: Path):
     assert "Use '--'" not in caught.value.message and "<revision>" not in caught.value.message
 
 
-def test_vendored_and_tool_folders_are_skipped_like_the_context_builder_skips_them():
+def test_vendored_and_tool_folders_are_skipped_but_real_packages_are_reviewed():
     from gemma_code.review.changes import FileChange
 
     for path in ("node_modules/x/index.js", ".tox/py311/lib/site.py", "pkg.egg-info/PKG-INFO",
-                 "third_party/lib/a.c", "dist/app.js", ".eggs/setup.py", "src/vendors/b.js"):
+                 "third_party/lib/a.c", "dist/app.js", ".eggs/setup.py", ".ruff_cache/x"):
         assert skip_reason(FileChange(path=path)) == "vendored", path
-    for path in ("src/distance.py", "vendor_tools.py", "app/eggs.py"):
+    # packages named like tool folders are code under review (CPython's Lib/venv, an app `vendors`)
+    for path in ("src/distance.py", "vendor_tools.py", "app/eggs.py", "Lib/venv/__init__.py",
+                 "shop/vendors/models.py"):
         assert skip_reason(FileChange(path=path)) != "vendored", path

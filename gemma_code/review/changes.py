@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from gemma_code import gitops
-from gemma_code.context.files import VENDORED_DIRS as _SKIPPED_BY_CONTEXT
 from gemma_code.errors import GitError, UsageError
 from gemma_code.generated import HEADER_LINES, has_generated_header
 
@@ -25,8 +24,14 @@ GENERATED_SUFFIXES = (
     ".min.js", ".min.css", ".map", "_pb2.py", "_pb2_grpc.py", ".pb.go", ".pb.cc", ".pb.h",
     ".g.dart", ".designer.cs", ".snap", ".svg",
 )
-# the folders the context builder skips (other people's code, tool caches), and build output
-VENDORED_DIRS = _SKIPPED_BY_CONTEXT | {"dist"}
+# other people's code, tool caches and build output; narrower than the context builder's list
+# (context.files.VENDORED_DIRS): a review must not hide real changes in a package that happens
+# to be called `venv` (CPython's Lib/venv) or `vendors`
+VENDORED_DIRS = frozenset({
+    "node_modules", "vendor", "third_party", "thirdparty", "bower_components", "site-packages",
+    "__pycache__", ".venv", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".eggs",
+    "dist",
+})
 
 
 @dataclass
