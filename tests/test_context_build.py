@@ -416,7 +416,7 @@ def _edit_repo(root: Path) -> Path:
     files = {f"pkg/mod{i}.py": f"def handler_{i}(request):\n    return render(request, 'page{i}')\n"
              for i in range(12)}
     files["pkg/quokka.py"] = "def quokka_count(zoo):\n    return len(zoo.quokkas)  # quokka census\n"
-    files["pkg/ledger.py"] = "def settle(entries):\n    return sum(entries)\n"
+    files["pkg/ledger.py"] = "def settle(entries):\n    return sum(entries)  # census census census\n"
     for name, body in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(body, encoding="utf-8")
@@ -439,6 +439,8 @@ def test_after_an_edit_the_stored_word_index_is_patched_not_rebuilt(tmp_path: Pa
         "def handler_7(request):\n    return render(request, 'page7')  # zanzibar\n", encoding="utf-8")
     (root / "pkg/extra.py").write_text("NOTE = 'zanzibar zanzibar census'\n", encoding="utf-8")
     (root / "pkg/quokka.py").unlink()
+    # and one that loses the question's words: its old entries must leave the index
+    (root / "pkg/ledger.py").write_text("def settle(entries):\n    return sum(entries)\n", encoding="utf-8")
 
     def rebuilt(docs):  # type: ignore[no-untyped-def]
         raise AssertionError("the whole word index was built again")
@@ -454,6 +456,33 @@ def test_after_an_edit_the_stored_word_index_is_patched_not_rebuilt(tmp_path: Pa
     others = [whole.order.index(f"pkg/mod{i}.py") for i in range(12) if i != 7]
     assert whole.order.index("pkg/extra.py") < whole.order.index("pkg/mod7.py") < min(others)
     assert "pkg/quokka.py" not in whole.order
+    assert whole.order.index("pkg/ledger.py") > whole.order.index("pkg/mod7.py")
+
+
+def test_a_file_unreadable_when_the_index_was_built_is_patched_in_once_readable(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import sys
+
+    tagscan = sys.modules["gemma_code.context.tagscan"]
+    root = _edit_repo(tmp_path / "r")
+    (root / "pkg/keeper.py").write_text("ANIMALS = 'wombat wombat wombat'\n", encoding="utf-8")
+    question = "wombat handler"  # the word only in the file's text: the index alone finds it
+    real = tagscan.read_file
+
+    def locked(base: Path, rel: str, size: int):  # type: ignore[no-untyped-def]
+        return (None, "unreadable (Permission denied)") if rel == "pkg/keeper.py" else real(base, rel, size)
+
+    with monkeypatch.context() as m:
+        m.setattr(tagscan, "read_file", locked)
+        first = build_context(root, question, budget=4000)
+    assert "pkg/keeper.py" not in first.order
+    # readable again, same mtime and size; another file is edited, so the index is patched
+    (root / "pkg/mod2.py").write_text("def handler_2(request):\n    return None\n", encoding="utf-8")
+    patched = build_context(root, question, budget=4000)
+    monkeypatch.setenv("GEMMA_CODE_HOME", str(tmp_path / "fresh-home"))
+    whole = build_context(root, question, budget=4000)
+    assert patched.order == whole.order and whole.order[0] == "pkg/keeper.py"
 
 
 def test_many_changed_files_or_a_missing_stored_row_rebuild_the_index(tmp_path: Path, monkeypatch) -> None:

@@ -28,7 +28,7 @@ from gemma_code.context.rank import (
     shard_of,
 )
 from gemma_code.context.tags import FileTags
-from gemma_code.context.tagscan import SNAPSHOT_VERSION, from_snapshot, scan_tags, snapshot
+from gemma_code.context.tagscan import SNAPSHOT_VERSION, TagScan, from_snapshot, scan_tags, snapshot
 from gemma_code.context.tokens import CountFn, TokenCounter
 from gemma_code.errors import GitError
 
@@ -257,7 +257,7 @@ def build_context(
                 shards: dict[int, dict[str, dict[str, int]]] = {}
                 for term in sorted(index):
                     shards.setdefault(shard_of(term), {})[term] = index[term]
-                stamps = marshal.dumps({f.path: (f.mtime_ns, f.size) for f in files})
+                stamps = _index_stamps(files, tags)
                 cache.store_postings(root_key, print_key, {n: marshal.dumps(v) for n, v in shards.items()},
                                      stamps)
                 postings = {t: index[t] for t in words if t in index}
@@ -294,6 +294,16 @@ def build_context(
         packed.notes.append("context cache: damaged entries were found, dropped and rebuilt")
     packed.elapsed_s = time.perf_counter() - start
     return packed
+
+
+def _index_stamps(files: Sequence[RepoFile], tags: TagScan) -> bytes:
+    """The file versions a fresh word index holds, for patching it later (_Overlay). A file the
+    scan could not read as it is (unreadable, or changing) is left out: it counts as changed
+    next time. After a read that saw a file change, none are kept: the next change rebuilds."""
+    if tags.notes:
+        return b""
+    unsure = {p for p, why in tags.skipped if why.startswith(("unreadable", "changed during"))}
+    return marshal.dumps({f.path: (f.mtime_ns, f.size) for f in files if f.path not in unsure})
 
 
 def _from_shards(shards: Mapping[int, bytes], words: Iterable[str]) -> dict[str, dict[str, int]]:

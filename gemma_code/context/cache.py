@@ -269,18 +269,40 @@ class ContextCache:
 
     def load_postings(self, root: str, key: str, shards: Iterable[int]) -> dict[int, bytes] | None:
         """The index shards asked for, or None when the stored index was built for another `key`."""
-        if self.load_blob(root, "postings", key) is None:
-            return None
-        return self._shards(root, shards)
+        with self._one_read():
+            if self.load_blob(root, "postings", key) is None:
+                return None
+            return self._shards(root, shards)
 
     def load_older_postings(self, root: str, shards: Iterable[int]) -> tuple[bytes, dict[int, bytes]] | None:
         """The stored word index whatever file versions it was built for: those versions (the
         `stamps` given to store_postings) and the shards asked for; None when there is none."""
-        stamps = self.load_blob(root, "postings")
-        if not stamps:
-            return None
-        found = self._shards(root, shards)
+        with self._one_read():
+            stamps = self.load_blob(root, "postings")
+            if not stamps:
+                return None
+            found = self._shards(root, shards)
         return (stamps, found) if found is not None else None
+
+    @contextlib.contextmanager
+    def _one_read(self) -> Iterator[None]:
+        """Reads that see one state of the database: another process's store_postings between
+        the marker and the shards would otherwise pair one index's versions with another's words."""
+        db = self._db
+        began = False
+        try:
+            if db is not None and not db.in_transaction:
+                db.execute("BEGIN")
+                began = True
+        except sqlite3.Error as exc:
+            self._fail(exc)
+        try:
+            yield
+        finally:
+            db = self._db
+            if began and db is not None and db.in_transaction:
+                with self._guard():
+                    db.execute("COMMIT")
 
     def _shards(self, root: str, shards: Iterable[int]) -> dict[int, bytes] | None:
         wanted = sorted({str(n) for n in shards})
