@@ -238,7 +238,7 @@ def build_context(
                 data = snapshot(tags)
                 if data is not None:
                     cache.store_blob(root_key, "tags", snap_key, data)
-            if overlay is not None and not overlay.fill_terms(cache, root_key, files, tags.tags):
+            if overlay is not None and not overlay.fill_terms(cache, root_key, tags.tags):
                 # a changed file's words are not stored as they are now: index every file again
                 overlay = None
                 tags = scan_tags(base, files, cache=cache, trusted=named_rel, identifiers=need_ids,
@@ -318,11 +318,14 @@ def _from_shards(shards: Mapping[int, bytes], words: Iterable[str]) -> dict[str,
 class _Overlay:
     """The stored word index of older file versions, patched at question time with the files
     changed since: their old rows leave the postings and their current words come in. After an
-    edit, a run reads the few changed files' words instead of every file's and building and
-    storing the whole index again (about 1 s of a 1.6-1.8 s run on a 4,000-file repository)."""
+    edit, a run reads the few changed files' words instead of reading every file's words and
+    building and storing the whole index again (about 1 s of a 1.6-1.8 s run on a 4,000-file
+    repository)."""
 
-    def __init__(self, shards: dict[int, bytes], changed: list[str], removed: set[str]) -> None:
-        self.shards, self.changed, self.drop = shards, changed, removed | set(changed)
+    def __init__(self, shards: dict[int, bytes], stamps: dict[str, tuple[int, int]], changed: list[str],
+                 removed: set[str]) -> None:
+        self.shards, self.stamps, self.changed = shards, stamps, changed
+        self.drop = removed | set(changed)
 
     @classmethod
     def load(
@@ -338,28 +341,25 @@ class _Overlay:
             return None
         if not isinstance(stamps, dict):
             return None
-        current = {f.path for f in files}
+        current = {f.path: (f.mtime_ns, f.size) for f in files}
         # named files may pass filters that kept them out of the index: their words always come in
-        changed = sorted({f.path for f in files if stamps.get(f.path) != (f.mtime_ns, f.size)}
-                         | (set(named) & current))
+        changed = sorted({p for p, stamp in current.items() if stamps.get(p) != stamp}
+                         | (set(named) & current.keys()))
         removed = {p for p in stamps if p not in current}
         if len(changed) + len(removed) > OVERLAY_MAX:
             return None
-        return cls(older[1], changed, removed)
+        return cls(older[1], current, changed, removed)
 
-    def fill_terms(
-        self, cache: ContextCache, root_key: str, files: Sequence[RepoFile], docs: Mapping[str, FileTags]
-    ) -> bool:
+    def fill_terms(self, cache: ContextCache, root_key: str, docs: Mapping[str, FileTags]) -> bool:
         """Give the changed files read from the cache (without words) their stored words; False
         when a stored row is missing or not of the file's current version."""
         wanted = [p for p in self.changed if p in docs and not docs[p].terms]
         if not wanted:
             return True
-        stamps = {f.path: (f.mtime_ns, f.size) for f in files}
         rows = cache.load_terms(root_key, wanted)
         for path in wanted:
             row = rows.get(path)
-            if row is None or (row[0], row[1]) != stamps[path]:
+            if row is None or (row[0], row[1]) != self.stamps[path]:
                 return False
             docs[path].terms = marshal.loads(row[2])
         return True
