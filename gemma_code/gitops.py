@@ -222,11 +222,6 @@ def status_entries(root: Path) -> list[tuple[str, str]]:
     return entries
 
 
-def changed_files(root: Path) -> list[str]:
-    """Files with uncommitted changes, untracked ones included (`git status`), sorted."""
-    return sorted({path for _, path in status_entries(root)})
-
-
 def recent_files(root: Path, commits: int = 5) -> list[str]:
     """Files touched by the last `commits` commits, sorted; GitError before the first commit."""
     out = _cli(root, "log", "-n", str(commits), "--name-only", "--format=", "--no-renames")
